@@ -1,0 +1,1 @@
+"""Thin rclpy shells: declare parameters, convert messages, call the core."""
