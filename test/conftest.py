@@ -1,0 +1,108 @@
+"""pytest fixtures shared by the suite.
+
+* Each pytest session runs on its own ROS_DOMAIN_ID (and discovery limited to
+  localhost), so parallel runs and stray nodes never see each other.
+* `ros` gives an rclpy context + executor for in-process nodes.
+* `procs` starts nodes as real subprocesses and stops them after the test,
+  printing their logs when the test failed.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+# Set before rclpy is imported anywhere: the domain is read at context init.
+os.environ.setdefault("ROS_DOMAIN_ID", str(100 + os.getpid() % 100))
+os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+os.environ.setdefault("RCUTILS_COLORIZED_OUTPUT", "0")
+
+from ros_harness import NodeProcess, start_node, start_process  # noqa: E402
+
+
+class RosFixture:
+    """An rclpy context with a single-threaded executor; nodes added here are destroyed after the test."""
+
+    def __init__(self) -> None:
+        import rclpy
+        from rclpy.executors import SingleThreadedExecutor
+
+        self.rclpy = rclpy
+        self.context = rclpy.Context()
+        rclpy.init(context=self.context)
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.nodes = []
+
+    def node(self, name: str, **kwargs):
+        node = self.rclpy.create_node(name, context=self.context, **kwargs)
+        self.add(node)
+        return node
+
+    def add(self, node):
+        self.executor.add_node(node)
+        self.nodes.append(node)
+        return node
+
+    def spin_until(self, predicate, timeout: float) -> bool:
+        from ros_harness import spin_until
+
+        return spin_until(self.executor, predicate, timeout)
+
+    def close(self) -> None:
+        for node in self.nodes:
+            self.executor.remove_node(node)
+            node.destroy_node()
+        self.executor.shutdown()
+        self.rclpy.shutdown(context=self.context)
+
+
+@pytest.fixture
+def ros():
+    fixture = RosFixture()
+    try:
+        yield fixture
+    finally:
+        fixture.close()
+
+
+class Processes:
+    def __init__(self, log_dir: Path) -> None:
+        self.log_dir = log_dir
+        self.started: list[NodeProcess] = []
+
+    def node(self, exe: str, **kwargs) -> NodeProcess:
+        p = start_node(exe, self.log_dir, **kwargs)
+        self.started.append(p)
+        return p
+
+    def command(self, cmd: list[str], name: str) -> NodeProcess:
+        p = start_process(cmd, name, self.log_dir)
+        self.started.append(p)
+        return p
+
+    def stop_all(self) -> None:
+        for p in self.started:
+            p.stop()
+
+
+@pytest.fixture
+def procs(request, tmp_path):
+    pr = Processes(tmp_path / "logs")
+    yield pr
+    pr.stop_all()
+    rep = getattr(request.node, "rep_call", None)
+    if rep is not None and rep.failed:
+        for p in pr.started:
+            print(f"\n----- {p.name} (exit {p.proc.returncode}) -----\n{p.output()[-4000:]}")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    rep = outcome.get_result()
+    setattr(item, f"rep_{rep.when}", rep)

@@ -1,0 +1,108 @@
+"""Image <-> numpy conversion: exact round trips and clear errors."""
+
+import sys
+
+import numpy as np
+import pytest
+
+from depth_annotation.core.images import (
+    ENCODINGS,
+    ImageConversionError,
+    ImageFields,
+    array_to_fields,
+    depth_to_metres,
+    depth_to_millimetres,
+    image_to_array,
+)
+
+RNG = np.random.default_rng(7)
+
+
+def sample(encoding: str, h: int = 5, w: int = 7) -> np.ndarray:
+    dtype, ch = ENCODINGS[encoding]
+    shape = (h, w) if ch == 1 else (h, w, ch)
+    if dtype == np.float32:
+        return RNG.normal(1.0, 0.5, shape).astype(np.float32)
+    return RNG.integers(0, np.iinfo(dtype).max, shape, endpoint=True).astype(dtype)
+
+
+@pytest.mark.parametrize("encoding", ["16UC1", "32FC1", "rgb8", "bgr8", "mono8"])
+def test_round_trip_is_exact(encoding):
+    arr = sample(encoding)
+    fields = array_to_fields(arr, encoding)
+    assert fields.step == arr.shape[1] * arr.dtype.itemsize * (arr.shape[2] if arr.ndim == 3 else 1)
+    back = image_to_array(fields)
+    assert back.dtype == arr.dtype and back.shape == arr.shape
+    assert np.array_equal(back, arr)
+
+
+@pytest.mark.parametrize("encoding", ["16UC1", "32FC1"])
+def test_round_trip_through_real_sensor_msgs_image(encoding):
+    from sensor_msgs.msg import Image
+    from depth_annotation.nodes.messages import image_array, image_msg, make_header
+
+    arr = sample(encoding, 48, 64)
+    msg = image_msg(arr, encoding, make_header(123, "cam"))
+    assert isinstance(msg, Image)
+    assert np.array_equal(image_array(msg), arr)
+
+
+def test_other_endianness_is_swapped():
+    arr = sample("16UC1")
+    other = sys.byteorder != "big"  # the non-host order
+    data = arr.astype(arr.dtype.newbyteorder(">" if other else "<")).tobytes()
+    msg = ImageFields(arr.shape[0], arr.shape[1], "16UC1", int(other), arr.shape[1] * 2, data)
+    assert np.array_equal(image_to_array(msg), arr)
+
+
+def test_padded_rows_are_cropped():
+    arr = sample("rgb8")
+    h, w, _ = arr.shape
+    step = w * 3 + 5
+    padded = np.zeros((h, step), np.uint8)
+    padded[:, : w * 3] = arr.reshape(h, w * 3)
+    msg = ImageFields(h, w, "rgb8", 0, step, padded.tobytes())
+    assert np.array_equal(image_to_array(msg), arr)
+
+
+def test_unknown_encoding_lists_supported():
+    msg = ImageFields(2, 2, "yuv422", 0, 4, bytes(8))
+    with pytest.raises(ImageConversionError, match=r"unsupported image encoding 'yuv422'.*16UC1"):
+        image_to_array(msg)
+
+
+def test_short_step_is_rejected():
+    msg = ImageFields(4, 4, "16UC1", 0, 6, bytes(24))
+    with pytest.raises(ImageConversionError, match="step 6 is shorter than a row"):
+        image_to_array(msg)
+
+
+def test_data_size_mismatch_is_rejected():
+    msg = ImageFields(4, 4, "mono8", 0, 4, bytes(15))
+    with pytest.raises(ImageConversionError, match="data holds 15 B, expected"):
+        image_to_array(msg)
+
+
+def test_empty_image_is_rejected():
+    with pytest.raises(ImageConversionError, match="empty"):
+        image_to_array(ImageFields(0, 4, "mono8", 0, 4, b""))
+    with pytest.raises(ImageConversionError, match="empty"):
+        array_to_fields(np.zeros((0, 4), np.uint8), "mono8")
+
+
+def test_dtype_and_channels_checked_when_packing():
+    with pytest.raises(ImageConversionError, match="needs dtype uint16"):
+        array_to_fields(np.zeros((2, 2), np.float32), "16UC1")
+    with pytest.raises(ImageConversionError, match="needs 3 channel"):
+        array_to_fields(np.zeros((2, 2), np.uint8), "rgb8")
+
+
+def test_depth_unit_conversions():
+    m = np.array([[0.5, np.nan], [np.inf, -1.0], [70.0, 0.0004]], np.float32)
+    mm = depth_to_millimetres(m, "32FC1")
+    assert mm.dtype == np.uint16
+    assert mm.tolist() == [[500, 0], [0, 0], [65535, 0]]
+    back = depth_to_metres(np.array([[0, 1500]], np.uint16), "16UC1")
+    assert np.isnan(back[0, 0]) and back[0, 1] == pytest.approx(1.5)
+    with pytest.raises(ImageConversionError, match="depth must be 16UC1"):
+        depth_to_millimetres(np.zeros((2, 2), np.uint8), "mono8")
