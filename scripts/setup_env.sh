@@ -77,25 +77,40 @@ for path in (venv / "share").glob("*/cmake/*.cmake"):
         path.write_text(new)
 PYEOF
   echo "$req_stamp" >"$VENV/.da-requirements"
-  rm -f "$VENV/.da-interfaces"   # rebuild against the new wheels
+  rm -f "$VENV/.da-interfaces" "$VENV/.da-vendor"   # rebuild against the new wheels
 fi
 
 # --- 3. Interfaces (rosidl) and executables ------------------------------------------
+# build_into_venv NAME SOURCE_DIR [cmake args...]: configure, build and install a ROS 2
+# CMake package into the venv against the PyPI wheels.
+build_into_venv() {
+  local name="$1" src="$2"
+  shift 2
+  local build="$ROOT/build/venv-$name"
+  say "building $name with rosidl into $VENV"
+  rm -rf "$build"
+  mkdir -p "$build"
+  (
+    cd "$build"
+    export AMENT_PREFIX_PATH="$VENV" CMAKE_PREFIX_PATH="$VENV"
+    cmake "$src" -DCMAKE_INSTALL_PREFIX="$VENV" -DPython3_EXECUTABLE="$VPY" -DBUILD_TESTING=OFF "$@" >build.log 2>&1 \
+      && make -j"$(nproc)" >>build.log 2>&1 && make install >>build.log 2>&1
+  ) || { tail -40 "$build/build.log" >&2; die "$name build failed (full log: $build/build.log)"; }
+}
+
+# tf2_msgs is not on PyPI; the driver publishes /tf_static with it.
+vendor_stamp=$(cd "$ROOT/scripts/vendor/tf2_msgs" && stamp_of package.xml CMakeLists.txt msg/*.msg)
+if [[ "$(cat "$VENV/.da-vendor" 2>/dev/null)" != "$vendor_stamp" ]]; then
+  # Skip only if a real tf2_msgs wheel ever appears on PyPI and is installed.
+  "$VPY" -m pip show -q ros-tf2-msgs >/dev/null 2>&1 || build_into_venv tf2_msgs "$ROOT/scripts/vendor/tf2_msgs"
+  echo "$vendor_stamp" >"$VENV/.da-vendor"
+fi
+
 if_stamp=$(cd "$ROOT" && stamp_of CMakeLists.txt package.xml scripts/entry_points.txt scripts/launcher.py.in \
   depth_annotation/__init__.py $(ls msg/*.msg srv/*.srv 2>/dev/null))
 if [[ "$(cat "$VENV/.da-interfaces" 2>/dev/null)" != "$if_stamp" ]]; then
-  say "building msg/ and srv/ with rosidl into $VENV"
-  BUILD="$ROOT/build/venv"
-  rm -rf "$BUILD"
-  mkdir -p "$BUILD"
-  (
-    cd "$BUILD"
-    export AMENT_PREFIX_PATH="$VENV" CMAKE_PREFIX_PATH="$VENV"
-    cmake "$ROOT" -DCMAKE_INSTALL_PREFIX="$VENV" -DPython3_EXECUTABLE="$VPY" \
-      -DDA_INSTALL_PYTHON_SOURCES=OFF -DDA_INSTALL_BIN_WRAPPERS=ON -DBUILD_TESTING=OFF >build.log 2>&1 \
-      && make -j"$(nproc)" >>build.log 2>&1 && make install >>build.log 2>&1
-  ) || { tail -40 "$BUILD/build.log" >&2; die "interface build failed (full log: $BUILD/build.log)"; }
-  (cd /tmp && "$VPY" -c "from depth_annotation.msg import DepthQuality; from depth_annotation.srv import Calibrate") \
+  build_into_venv depth_annotation "$ROOT" -DDA_INSTALL_PYTHON_SOURCES=OFF -DDA_INSTALL_BIN_WRAPPERS=ON
+  (cd /tmp && "$VPY" -c "from depth_annotation.msg import DepthQuality; from depth_annotation.srv import Calibrate; import tf2_msgs.msg") \
     || die "interfaces built but do not import from $VENV"
   echo "$if_stamp" >"$VENV/.da-interfaces"
 fi

@@ -19,10 +19,17 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 # Set before rclpy is imported anywhere: the domain is read at context init.
 os.environ.setdefault("ROS_DOMAIN_ID", str(100 + os.getpid() % 100))
-os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
 os.environ.setdefault("RCUTILS_COLORIZED_OUTPUT", "0")
+# Keep all DDS traffic on this machine AND carry 30 fps images without loss:
+# rmw's LOCALHOST discovery range would force UDP-only transport (measured: 71 % of
+# 640x480 frames delivered), so tests use an XML profile instead: UDP on loopback
+# only, unicast discovery to 127.0.0.1, shared memory with a 32 MB segment (98 %).
+os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "SYSTEM_DEFAULT"
+os.environ["FASTDDS_DEFAULT_PROFILES_FILE"] = str(Path(__file__).parent / "dds" / "loopback_large_data.xml")
+os.environ.pop("FASTDDS_BUILTIN_TRANSPORTS", None)
+os.environ.pop("FASTRTPS_DEFAULT_PROFILES_FILE", None)
 
-from ros_harness import NodeProcess, start_node, start_process  # noqa: E402
+from ros_harness import WATCHED, NodeProcess, start_node, start_process  # noqa: E402
 
 
 class RosFixture:
@@ -75,17 +82,21 @@ class Processes:
         self.log_dir = log_dir
         self.started: list[NodeProcess] = []
 
-    def node(self, exe: str, **kwargs) -> NodeProcess:
-        p = start_node(exe, self.log_dir, **kwargs)
-        self.started.append(p)
-        return p
+    def node(self, exe: str, *, watch: bool = True, **kwargs) -> NodeProcess:
+        """Start a node; with `watch`, waits in this test fail fast if it dies."""
+        return self._track(start_node(exe, self.log_dir, **kwargs), watch)
 
-    def command(self, cmd: list[str], name: str) -> NodeProcess:
-        p = start_process(cmd, name, self.log_dir)
+    def command(self, cmd: list[str], name: str, *, watch: bool = True) -> NodeProcess:
+        return self._track(start_process(cmd, name, self.log_dir), watch)
+
+    def _track(self, p: NodeProcess, watch: bool) -> NodeProcess:
         self.started.append(p)
+        if watch:
+            WATCHED.append(p)
         return p
 
     def stop_all(self) -> None:
+        WATCHED.clear()
         for p in self.started:
             p.stop()
 

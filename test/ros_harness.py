@@ -93,7 +93,7 @@ def start_node(
     for src, dst in (remap or {}).items():
         cmd += ["-r", f"{src}:={dst}"]
     if namespace:
-        cmd += ["-r", f"__ns:={namespace}"]
+        cmd += ["-r", f"__ns:={namespace if namespace.startswith('/') else '/' + namespace}"]
     return start_process(cmd, name or exe, log_dir)
 
 
@@ -101,12 +101,31 @@ def start_python(script: Path, args: list[str], log_dir: Path, name: str) -> Nod
     return start_process([sys.executable, str(script), *args], name, log_dir)
 
 
+# Processes started for the current test; a wait gives up early when one of them died.
+WATCHED: list[NodeProcess] = []
+
+
+class ProcessDied(AssertionError):
+    pass
+
+
+def _check_watched() -> None:
+    for p in WATCHED:
+        code = p.proc.poll()
+        if code is not None:
+            raise ProcessDied(f"{p.name} exited with {code} while waiting:\n{p.output()[-3000:]}")
+
+
 def spin_until(executor, predicate: Callable[[], bool], timeout: float, step: float = 0.05) -> bool:
-    """Spin `executor` until `predicate()` is true or `timeout` seconds pass; returns the predicate."""
+    """Spin `executor` until `predicate()` is true or `timeout` seconds pass; returns the predicate.
+
+    Raises ProcessDied at once if a watched process exits meanwhile.
+    """
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
             return True
+        _check_watched()
         executor.spin_once(timeout_sec=step)
     return predicate()
 

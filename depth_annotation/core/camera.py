@@ -274,3 +274,46 @@ def look_at(eye: np.ndarray, target: np.ndarray, up: np.ndarray = np.array([0.0,
     y = np.cross(z, x)
     r_cw = np.stack([x, y, z])  # rows: camera axes in world coordinates
     return Extrinsics(r_cw, -r_cw @ eye, "world", "camera_optical")
+
+
+def to_camera_info_yaml(intr: Intrinsics, camera_name: str) -> str:
+    """camera_info_manager's YAML format (what `camera_calibration` writes and drivers load)."""
+    import yaml
+
+    f = intr.to_camera_info_fields()
+
+    def mat(rows: int, cols: int, data: list[float]) -> dict[str, Any]:
+        return {"rows": rows, "cols": cols, "data": [float(v) for v in data]}
+
+    doc = {
+        "image_width": f["width"],
+        "image_height": f["height"],
+        "camera_name": camera_name,
+        "camera_matrix": mat(3, 3, f["k"]),
+        "distortion_model": f["distortion_model"],
+        "distortion_coefficients": mat(1, len(f["d"]), f["d"]),
+        "rectification_matrix": mat(3, 3, f["r"]),
+        "projection_matrix": mat(3, 4, f["p"]),
+    }
+    return yaml.safe_dump(doc, sort_keys=False)
+
+
+def from_camera_info_yaml(text: str) -> Intrinsics:
+    """Intrinsics from camera_info_manager YAML."""
+    import yaml
+
+    doc = yaml.safe_load(text)
+    try:
+        k = np.asarray(doc["camera_matrix"]["data"], dtype=np.float64).reshape(3, 3)
+        return Intrinsics(
+            width=int(doc["image_width"]),
+            height=int(doc["image_height"]),
+            fx=float(k[0, 0]),
+            fy=float(k[1, 1]),
+            cx=float(k[0, 2]),
+            cy=float(k[1, 2]),
+            distortion_model=str(doc.get("distortion_model", "plumb_bob")),
+            d=tuple(doc.get("distortion_coefficients", {}).get("data", [0.0] * 5)),
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CameraModelError(f"not a camera_info YAML: {exc}") from None

@@ -231,7 +231,7 @@ class SyntheticScene:
         idx = np.where(gid < 0, len(self.objects), gid)  # misses -> the sentinel slot
 
         color = self._shade(idx, normals, points, rng)
-        depth_mm = self._sensor_depth(depth_gt, idx, noise, rng)
+        depth_mm = self.sensor_depth(depth_gt, gid, rng, noise)
         labels = self._label_of[idx]
         instances = np.where(gid < 0, 0, gid + 1).astype(np.int32)
         keypoints = {
@@ -259,7 +259,20 @@ class SyntheticScene:
         img = rgb * np.float32(255.0) + rng.standard_normal(rgb.shape, dtype=np.float32) * np.float32(1.5)
         return np.clip(img, 0, 255).astype(np.uint8)
 
-    def _sensor_depth(self, depth_gt, idx, noise: DepthNoiseModel, rng) -> np.ndarray:
+    def sensor_depth(
+        self,
+        depth_gt: np.ndarray,
+        object_index: np.ndarray,
+        rng: np.random.Generator,
+        noise: DepthNoiseModel | None = None,
+    ) -> np.ndarray:
+        """Sensor depth (uint16 mm) from ground truth: noise, holes, edge dropouts, range limits.
+
+        Split from `render` so a camera simulator can ray-cast a pose once and draw
+        fresh sensor noise for every frame.
+        """
+        noise = noise or self.noise
+        idx = np.where(object_index < 0, len(self.objects), object_index)
         z = np.nan_to_num(depth_gt, nan=0.0)
         if not noise.enabled:
             return np.clip(np.rint(z * 1000.0), 0, 65535).astype(np.uint16)

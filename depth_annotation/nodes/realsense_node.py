@@ -1,0 +1,349 @@
+"""realsense_node: synchronized colour + aligned depth from a RealSense, a recording or the synthetic camera.
+
+A thin shell: parameters -> `CapturePipeline` (core) -> messages. Topics are
+relative to the node namespace (launch it in `camera`): colour, depth and
+aligned depth images with their camera_info (sensor-data QoS), `status`
+(CaptureStatus, 1 Hz), `/diagnostics`, and a static TF from the depth to the
+colour optical frame. Services `set_camera_info` (colour) and
+`depth/set_camera_info` replace the factory intrinsics.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import sys
+import threading
+import time
+from pathlib import Path
+
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from geometry_msgs.msg import TransformStamped
+from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, QoSProfile, qos_profile_sensor_data
+from sensor_msgs.msg import CameraInfo, Image
+from sensor_msgs.srv import SetCameraInfo
+from tf2_msgs.msg import TFMessage
+
+from depth_annotation.msg import CaptureStatus, StreamStats
+
+from ..core import atomic_io
+from ..core.camera import Extrinsics, Intrinsics, from_camera_info_yaml, to_camera_info_yaml
+from ..core.capture_metadata import build_metadata, write_metadata
+from ..core.capture_pipeline import (
+    ERROR,
+    RECONNECTING,
+    STREAMING,
+    WARMING_UP,
+    CaptureConfig,
+    CapturedFrame,
+    CapturePipeline,
+)
+from ..core.rs_filters import FILTER_ORDER, FILTERS, FilterSettings
+from ..core.rs_sources import ControlSettings, DeviceSource, RecordingSource, SourceError, SyntheticSource
+from ..core.rs_synthetic import Profile, SyntheticFaults
+from .messages import camera_info_msg, image_msg, make_header, stamp_from_ns
+from .params import StartupError, declare
+from .runtime import run_node
+
+NODE_NAME = "realsense_node"
+SOURCES = ("device", "bag", "synthetic")
+# body (x forward, y left, z up) -> optical (z forward, x right, y down), as xyzw
+OPTICAL_ROTATION = (-0.5, 0.5, -0.5, 0.5)
+
+
+class RealSenseNode(Node):
+    def __init__(self) -> None:
+        super().__init__(NODE_NAME)
+        p = self._declare_parameters()
+        self.camera_name: str = p["camera_name"]
+        self.color_frame = f"{self.camera_name}_color_optical_frame"
+        self.depth_frame = f"{self.camera_name}_depth_optical_frame"
+        self.session_id = p["session_id"] or dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+        self.output_dir = Path(p["output_dir"]).expanduser()
+        self.session_dir = self.output_dir / self.session_id
+        self.publish_depth = p["publish_depth"]
+        self._stopped_ns: int | None = None
+        self._info_lock = threading.Lock()
+        self._override: dict[str, Intrinsics] = {}
+
+        image_qos = qos_profile_sensor_data
+        self.pub_color = self.create_publisher(Image, "color/image_raw", image_qos)
+        self.pub_color_info = self.create_publisher(CameraInfo, "color/camera_info", image_qos)
+        self.pub_depth = self.create_publisher(Image, "depth/image_raw", image_qos)
+        self.pub_depth_info = self.create_publisher(CameraInfo, "depth/camera_info", image_qos)
+        self.pub_aligned = self.create_publisher(Image, "aligned_depth_to_color/image_raw", image_qos)
+        self.pub_aligned_info = self.create_publisher(CameraInfo, "aligned_depth_to_color/camera_info", image_qos)
+        self.pub_status = self.create_publisher(CaptureStatus, "status", 10)
+        self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        self.pub_tf_static = self.create_publisher(TFMessage, "/tf_static", latched)
+        self.create_service(SetCameraInfo, "set_camera_info", lambda req, res: self._set_camera_info("color", req, res))
+        self.create_service(SetCameraInfo, "depth/set_camera_info", lambda req, res: self._set_camera_info("depth", req, res))
+        if p["use_saved_camera_info"]:
+            self._load_saved_camera_info()
+
+        self.pipeline = CapturePipeline(self._source_factory(p), self._capture_config(p), self._publish_frame)
+        try:
+            self.pipeline.start()
+        except SourceError as exc:
+            raise StartupError(str(exc)) from None
+        info = self.pipeline.info
+        if info is not None:
+            for w in info.warnings:
+                self.get_logger().warning(w)
+            self._publish_static_tf(info.depth_to_color)
+        self.get_logger().info(
+            f"source={p['source']} color={p['color_profile']} depth={p['depth_profile']} align={p['align_depth']} "
+            f"filters={'+'.join(self.pipeline.chain.names) or 'none'} warmup={self.pipeline.config.warmup_s:.0f}s "
+            f"metadata={self.session_dir / 'capture_metadata.json'}"
+        )
+        self._write_metadata()
+        self._tf_sent = info is not None
+        self.create_timer(p["status_period_s"], self._on_status_timer)
+        self.create_timer(p["metadata_period_s"], self._write_metadata)
+
+    # --- parameters -------------------------------------------------------------------------
+    def _declare_parameters(self) -> dict:
+        d = lambda *a, **k: declare(self, *a, **k)  # noqa: E731
+        p = {
+            "source": d("source", "synthetic", "where frames come from", choices=SOURCES),
+            "serial_no": d("serial_no", "", "device serial number to open (empty: the first one found)"),
+            "bag_path": d("bag_path", "", "RealSense recording (.bag / .db3) to play when source=bag"),
+            "bag_real_time": d("bag_real_time", True, "play the recording at its recorded rate"),
+            "camera_name": d("camera_name", "camera", "prefix of the TF frame ids (<name>_color_optical_frame, ...)"),
+            "color_profile": d("color_profile", "640x480x30", "colour stream WIDTHxHEIGHTxFPS"),
+            "depth_profile": d("depth_profile", "640x480x30", "depth stream WIDTHxHEIGHTxFPS"),
+            "align_depth": d("align_depth", True, "publish depth aligned to colour (SDK align block)"),
+            "publish_depth": d("publish_depth", True, "also publish the unaligned depth stream"),
+            "disparity_domain": d("disparity_domain", True, "run spatial/temporal filters on disparity (librealsense recommendation)"),
+            "warmup_s": d("warmup_s", -1.0, "seconds before frames are published as data (-1: 30 for a device, 0 otherwise)", low=-1.0, high=600.0),
+            "output_dir": d("output_dir", "captures", "directory for <session_id>/capture_metadata.json"),
+            "session_id": d("session_id", "", "session directory name (empty: UTC start time)"),
+            "auto_exposure": d("auto_exposure", False, "leave auto exposure on (off locks exposure and gain)"),
+            "depth_exposure_us": d("depth_exposure_us", 8500.0, "depth sensor exposure when locked", low=1.0, high=200000.0),
+            "depth_gain": d("depth_gain", 16.0, "depth sensor gain when locked", low=16.0, high=248.0),
+            "color_exposure_us": d("color_exposure_us", 166.0, "colour sensor exposure when locked (device units)", low=1.0, high=10000.0),
+            "color_gain": d("color_gain", 64.0, "colour sensor gain when locked", low=0.0, high=128.0),
+            "emitter_enabled": d("emitter_enabled", True, "IR projector on"),
+            "laser_power_mw": d("laser_power_mw", 150.0, "IR projector power", low=0.0, high=360.0),
+            "use_saved_camera_info": d("use_saved_camera_info", True, "publish intrinsics saved by set_camera_info in output_dir/camera_info/"),
+            "status_period_s": d("status_period_s", 1.0, "CaptureStatus and /diagnostics period", low=0.1, high=60.0),
+            "metadata_period_s": d("metadata_period_s", 10.0, "how often capture_metadata.json is refreshed", low=1.0, high=3600.0),
+            "frame_timeout_ms": d("frame_timeout_ms", 1000, "wait per frame before counting a timeout", low=50, high=60000),
+            "reconnect_max_backoff_s": d("reconnect_max_backoff_s", 8.0, "longest wait between reconnect attempts", low=0.1, high=300.0),
+            "synthetic_seed": d("synthetic_seed", 0, "synthetic scene layout and noise seed", low=0, high=2**31 - 1),
+            "synthetic_motion": d("synthetic_motion", False, "move the synthetic camera along a smooth orbit"),
+            "synthetic_poses": d("synthetic_poses", 30, "poses ray-cast for a moving synthetic camera", low=2, high=600),
+            "synthetic_drop_frames": d("synthetic_drop_frames", [], "fault injection: hardware frame numbers never delivered"),
+            "synthetic_disconnect_at_frame": d("synthetic_disconnect_at_frame", -1, "fault injection: device vanishes after this frame (-1 off)", low=-1, high=2**31 - 1),
+            "synthetic_disconnect_s": d("synthetic_disconnect_s", 3.0, "fault injection: how long it stays away", low=0.0, high=600.0),
+        }
+        for name in FILTER_ORDER:
+            spec = FILTERS[name]
+            p[f"{name}_filter.enable"] = d(f"{name}_filter.enable", spec.enabled, f"{spec.description}")
+            for opt in spec.options:
+                default = int(opt.default) if opt.integer else float(opt.default)
+                p[f"{name}_filter.{opt.name}"] = d(f"{name}_filter.{opt.name}", default, opt.description, low=opt.low, high=opt.high)
+        for key in ("color_profile", "depth_profile"):
+            try:
+                Profile.parse(p[key])
+            except ValueError as exc:
+                raise StartupError(f"parameter {key!r}: {exc}") from None
+        if p["source"] == "bag" and not p["bag_path"]:
+            raise StartupError("source=bag needs parameter 'bag_path'")
+        if p["warmup_s"] < 0:
+            p["warmup_s"] = 30.0 if p["source"] == "device" else 0.0
+        return p
+
+    def _capture_config(self, p: dict) -> CaptureConfig:
+        filters = [
+            FilterSettings(
+                name,
+                p[f"{name}_filter.enable"],
+                {opt.name: p[f"{name}_filter.{opt.name}"] for opt in FILTERS[name].options},
+            )
+            for name in FILTER_ORDER
+        ]
+        return CaptureConfig(
+            align=p["align_depth"],
+            filters=filters,
+            disparity_domain=p["disparity_domain"],
+            warmup_s=p["warmup_s"],
+            frame_timeout_ms=p["frame_timeout_ms"],
+            reconnect_max_s=p["reconnect_max_backoff_s"],
+        )
+
+    def _source_factory(self, p: dict):
+        color, depth = Profile.parse(p["color_profile"]), Profile.parse(p["depth_profile"])
+        if p["source"] == "synthetic":
+            faults = SyntheticFaults(
+                drop_frames=frozenset(int(n) for n in p["synthetic_drop_frames"]),
+                disconnect_at_frame=p["synthetic_disconnect_at_frame"],
+                disconnect_s=p["synthetic_disconnect_s"],
+            )
+            return lambda: SyntheticSource(
+                color, depth, seed=p["synthetic_seed"], motion=p["synthetic_motion"], poses=p["synthetic_poses"],
+                faults=faults,
+            )
+        if p["source"] == "bag":
+            return lambda: RecordingSource(p["bag_path"], real_time=p["bag_real_time"])
+        controls = ControlSettings(
+            auto_exposure=p["auto_exposure"], depth_exposure_us=p["depth_exposure_us"], depth_gain=p["depth_gain"],
+            color_exposure_us=p["color_exposure_us"], color_gain=p["color_gain"],
+            emitter_enabled=p["emitter_enabled"], laser_power_mw=p["laser_power_mw"],
+        )
+        return lambda: DeviceSource(color, depth, serial_no=p["serial_no"], controls=controls)
+
+    # --- publishing (called from the pipeline's align thread) ---------------------------------
+    def _publish_frame(self, f: CapturedFrame) -> None:
+        color_intr = self._override.get("color", f.color_intrinsics)
+        depth_intr = self._override.get("depth", f.depth_intrinsics)
+        color_header = make_header(f.stamp_ns, self.color_frame)
+        self.pub_color.publish(image_msg(f.color, "rgb8", color_header))
+        self.pub_color_info.publish(camera_info_msg(color_intr, color_header))
+        if self.publish_depth:
+            depth_header = make_header(f.stamp_ns, self.depth_frame)
+            self.pub_depth.publish(image_msg(f.depth_mm, "16UC1", depth_header))
+            self.pub_depth_info.publish(camera_info_msg(depth_intr, depth_header))
+        if f.aligned_depth_mm is not None:
+            self.pub_aligned.publish(image_msg(f.aligned_depth_mm, "16UC1", color_header))
+            self.pub_aligned_info.publish(camera_info_msg(color_intr, color_header))
+
+    def _publish_static_tf(self, depth_to_color: Extrinsics) -> None:
+        now = stamp_from_ns(time.time_ns())
+
+        def tf(parent: str, child: str, xyz, q) -> TransformStamped:
+            t = TransformStamped()
+            t.header.stamp, t.header.frame_id, t.child_frame_id = now, parent, child
+            t.transform.translation.x, t.transform.translation.y, t.transform.translation.z = (float(v) for v in xyz)
+            (t.transform.rotation.x, t.transform.rotation.y, t.transform.rotation.z, t.transform.rotation.w) = (float(v) for v in q)
+            return t
+
+        # TF parent->child is the pose of the child in the parent: the colour frame's pose in the
+        # depth frame is the inverse of depth_to_color (which maps depth-frame points into colour).
+        color_in_depth = depth_to_color.inverse()
+        self.pub_tf_static.publish(TFMessage(transforms=[
+            tf(f"{self.camera_name}_link", self.depth_frame, (0, 0, 0), OPTICAL_ROTATION),
+            tf(self.depth_frame, self.color_frame, color_in_depth.translation, color_in_depth.quaternion_xyzw()),
+        ]))
+
+    # --- status, diagnostics, metadata ---------------------------------------------------------
+    def _on_status_timer(self) -> None:
+        pl = self.pipeline
+        if not self._tf_sent and pl.info is not None:
+            self._publish_static_tf(pl.info.depth_to_color)
+            self._tf_sent = True
+        info = pl.info
+        proc_ms = pl.take_processing_ms()
+        msg = CaptureStatus()
+        msg.header.stamp = self.get_clock().now().to_msg()
+        msg.header.frame_id = self.color_frame
+        msg.state, msg.message = pl.state, pl.message
+        msg.source = info.source if info else ""
+        msg.serial_no = info.serial if info else ""
+        msg.firmware_version = info.firmware if info else ""
+        msg.warmup_remaining_s = float(pl.warmup_remaining_s())
+        msg.depth_scale_m = float(info.depth_scale_m) if info else 0.0
+        msg.processing_ms = proc_ms
+        rates = {}
+        for name, c in pl.counters.items():
+            rates[name] = c.take_rate()
+            msg.streams.append(StreamStats(
+                name=name, frames_received=c.received, frames_published=c.published, frames_dropped=c.dropped,
+                frames_skipped=c.skipped, last_frame_number=max(c.last_frame_number, 0),
+                last_hw_timestamp_ms=float(c.last_hw_timestamp_ms), fps=float(rates[name]),
+            ))
+        self.pub_status.publish(msg)
+
+        level = DiagnosticStatus.OK
+        if pl.state in (RECONNECTING, WARMING_UP):
+            level = DiagnosticStatus.WARN
+        if pl.state == ERROR:
+            level = DiagnosticStatus.ERROR
+        if pl.state == STREAMING and any(c.dropped for c in pl.counters.values()):
+            level = max(level, DiagnosticStatus.WARN)
+        values = [KeyValue(key="state", value=pl.state), KeyValue(key="processing_ms", value=f"{proc_ms:.1f}")]
+        for name, c in pl.counters.items():
+            values += [
+                KeyValue(key=f"{name}.fps", value=f"{rates[name]:.1f}"),
+                KeyValue(key=f"{name}.received", value=str(c.received)),
+                KeyValue(key=f"{name}.published", value=str(c.published)),
+                KeyValue(key=f"{name}.dropped", value=str(c.dropped)),
+                KeyValue(key=f"{name}.skipped", value=str(c.skipped)),
+            ]
+        diag = DiagnosticArray()
+        diag.header.stamp = msg.header.stamp
+        diag.status.append(DiagnosticStatus(
+            level=level, name=f"{self.get_fully_qualified_name()}: capture",
+            message=pl.message or pl.state, hardware_id=msg.serial_no, values=values,
+        ))
+        self.pub_diag.publish(diag)
+
+    def _write_metadata(self) -> None:
+        pl = self.pipeline
+        temps = pl.source.temperatures() if pl.source is not None else {}
+        data = build_metadata(
+            session_id=self.session_id, info=pl.info, filters=pl.chain.settings, align=pl.config.align,
+            warmup_s=pl.config.warmup_s, counters=pl.counters, started_ns=pl.started_at_ns,
+            stopped_ns=self._stopped_ns, temperatures=temps,
+            extra={
+                "camera_info_overrides": {k: v.to_dict() for k, v in self._override.items()},
+                "reconnects": pl.reconnects,
+                "final_state": pl.state if self._stopped_ns is not None else None,
+            },
+        )
+        try:
+            write_metadata(self.session_dir, data)
+        except OSError as exc:
+            self.get_logger().error(f"cannot write capture metadata to {self.session_dir}: {exc}")
+
+    # --- camera_info overrides ------------------------------------------------------------------
+    def _camera_info_path(self, stream: str) -> Path:
+        return self.output_dir / "camera_info" / f"{stream}.yaml"
+
+    def _load_saved_camera_info(self) -> None:
+        for stream in ("color", "depth"):
+            path = self._camera_info_path(stream)
+            if path.exists():
+                try:
+                    self._override[stream] = from_camera_info_yaml(path.read_text())
+                    self.get_logger().info(f"{stream} intrinsics from {path}")
+                except Exception as exc:  # noqa: BLE001 - a bad file must not stop capture
+                    self.get_logger().error(f"ignoring {path}: {exc}")
+
+    def _set_camera_info(self, stream: str, req: SetCameraInfo.Request, res: SetCameraInfo.Response):
+        try:
+            intr = Intrinsics.from_camera_info(req.camera_info)
+            info = self.pipeline.info
+            if info is not None:
+                current = info.color_intrinsics if stream == "color" else info.depth_intrinsics
+                if (intr.width, intr.height) != (current.width, current.height):
+                    raise ValueError(
+                        f"size {intr.width}x{intr.height} does not match the {stream} stream "
+                        f"{current.width}x{current.height}"
+                    )
+            atomic_io.write_text(self._camera_info_path(stream), to_camera_info_yaml(intr, f"{self.camera_name}_{stream}"))
+            self._override[stream] = intr
+            self._write_metadata()
+        except Exception as exc:  # noqa: BLE001 - report, never crash the driver
+            res.success, res.status_message = False, str(exc)
+            return res
+        res.success = True
+        res.status_message = f"{stream} intrinsics replaced; saved to {self._camera_info_path(stream)}"
+        self.get_logger().info(res.status_message)
+        return res
+
+    def shutdown(self) -> None:
+        self.pipeline.stop()
+        self._stopped_ns = time.time_ns()
+        self._write_metadata()
+
+
+def main(args: list[str] | None = None) -> int:
+    factory = RealSenseNode
+    factory.NODE_NAME = NODE_NAME
+    return run_node(factory, args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
