@@ -79,6 +79,7 @@ class SyntheticFaults:
     """
 
     drop_frames: frozenset[int] = frozenset()  # hardware frame numbers never delivered
+    hole_frames: frozenset[int] = frozenset()  # frames whose depth loses its central 60 % x 60 % (a glare hole)
     disconnect_at_frame: int = -1  # after sending this frame, the device vanishes
     disconnect_s: float = 0.0  # ... for this long
     outage_until: float = 0.0  # monotonic time the device is back
@@ -238,6 +239,10 @@ class SyntheticCamera:
                 continue
             hw_ms = n * 1000.0 / self.fps
             depth = self._depth_frame(n)
+            if n in faults.hole_frames:
+                depth = depth.copy()
+                h, w = depth.shape
+                depth[int(0.2 * h) : int(0.8 * h), int(0.2 * w) : int(0.8 * w)] = 0
             color = self._poses[self._pose_index(n)][0]
             for (sensor, profile), pixels, bpp in zip(self._sensors_for_inject(), (depth, color), (2, 3)):
                 f = rs.software_video_frame()

@@ -135,6 +135,7 @@ class RealSenseNode(Node):
             "synthetic_motion": d("synthetic_motion", False, "move the synthetic camera along a smooth orbit"),
             "synthetic_poses": d("synthetic_poses", 30, "poses ray-cast for a moving synthetic camera", low=2, high=600),
             "synthetic_drop_frames": d("synthetic_drop_frames", [], "fault injection: hardware frame numbers never delivered"),
+            "synthetic_hole_frames": d("synthetic_hole_frames", [], "fault injection: frames whose depth gets a large central hole"),
             "synthetic_disconnect_at_frame": d("synthetic_disconnect_at_frame", -1, "fault injection: device vanishes after this frame (-1 off)", low=-1, high=2**31 - 1),
             "synthetic_disconnect_s": d("synthetic_disconnect_s", 3.0, "fault injection: how long it stays away", low=0.0, high=600.0),
         }
@@ -178,6 +179,7 @@ class RealSenseNode(Node):
         if p["source"] == "synthetic":
             faults = SyntheticFaults(
                 drop_frames=frozenset(int(n) for n in p["synthetic_drop_frames"]),
+                hole_frames=frozenset(int(n) for n in p["synthetic_hole_frames"]),
                 disconnect_at_frame=p["synthetic_disconnect_at_frame"],
                 disconnect_s=p["synthetic_disconnect_s"],
             )
