@@ -127,3 +127,45 @@ def board_pose(
     centre_board = np.array([w / 2, h / 2, 0.0])
     centre_cam = np.array([offset_m[0], offset_m[1], distance_m])
     return Extrinsics(r, centre_cam - r @ centre_board, "board", "camera_optical")
+
+
+def varied_board_poses(
+    spec: BoardSpec,
+    intr: Intrinsics,
+    n: int,
+    *,
+    seed: int = 0,
+    distance_m: tuple[float, float] = (0.35, 0.75),
+    max_tilt_deg: float = 35.0,
+    margin_px: float = 12.0,
+) -> list[Extrinsics]:
+    """`n` board poses spread over the image, distances and angles, every corner in view.
+
+    What a person waving a board in front of the camera aims for; used for the
+    calibration tests, the demo and the benchmarks.
+    """
+    rng = np.random.default_rng(seed)
+    poses: list[Extrinsics] = []
+    tries = 0
+    while len(poses) < n:
+        tries += 1
+        if tries > 200 * n:
+            raise RuntimeError(f"could not place {n} board views in a {intr.width}x{intr.height} image")
+        dist = rng.uniform(*distance_m)
+        u = rng.uniform(0.25, 0.75) * intr.width
+        v = rng.uniform(0.25, 0.75) * intr.height
+        offset = ((u - intr.cx) / intr.fx * dist, (v - intr.cy) / intr.fy * dist)
+        pose = board_pose(
+            spec, dist, tilt_x_deg=rng.uniform(-max_tilt_deg, max_tilt_deg),
+            tilt_y_deg=rng.uniform(-max_tilt_deg, max_tilt_deg), roll_deg=rng.uniform(-20, 20), offset_m=offset,
+        )
+        w, h = spec.size_m
+        outline = np.array([[0, 0, 0], [w, 0, 0], [w, h, 0], [0, h, 0]], np.float64)
+        rvec, _ = cv2.Rodrigues(pose.rotation)
+        px, _ = cv2.projectPoints(outline, rvec, pose.translation, intr.k, intr.dist_coeffs)
+        px = px.reshape(-1, 2)
+        inside = (px[:, 0] > margin_px).all() and (px[:, 0] < intr.width - margin_px).all() and (
+            px[:, 1] > margin_px).all() and (px[:, 1] < intr.height - margin_px).all()
+        if inside and pose.rotation[:, 2] @ pose.translation > 0:
+            poses.append(pose)
+    return poses
