@@ -1,0 +1,209 @@
+"""mono_depth_node: Depth Anything V2 on a colour stream, made metric.
+
+Subscribes to `color/image_raw` (rgb8/bgr8) and, for sensor_fit, to
+`aligned_depth_to_color/image_raw`. Publishes under `mono/`: `disparity` (32FC1,
+the model's relative output), `depth` (16UC1 mm), `depth_m` (32FC1 m),
+`valid_mask` (mono8, 255 = valid) and `fit_quality` (MonoFitQuality), all with
+the input image's header. Only the latest frame is processed: a frame that
+arrives while the model is busy replaces the waiting one (counted as dropped).
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from collections import OrderedDict
+
+import numpy as np
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rclpy.callback_groups import ReentrantCallbackGroup
+from rclpy.node import Node
+from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from sensor_msgs.msg import Image
+
+from depth_annotation.msg import MonoFitQuality
+
+from ..core.images import ImageConversionError, depth_to_metres, depth_to_millimetres, image_to_array
+from ..core.mono_metric import MODES, MetricAligner, MetricConfigError, load_scale_file
+from ..core.mono_model import DEFAULT_MODEL, DepthAnything, MonoModelConfig, MonoModelError
+from .messages import image_msg, stamp_to_ns
+from .params import StartupError, declare
+from .runtime import run_node
+
+NODE_NAME = "mono_depth_node"
+
+
+class MonoDepthNode(Node):
+    def __init__(self) -> None:
+        super().__init__(NODE_NAME)
+        d = lambda *a, **k: declare(self, *a, **k)  # noqa: E731
+        cfg = MonoModelConfig(
+            model=d("model", DEFAULT_MODEL, "Hugging Face hub id or local directory of a Depth Anything checkpoint"),
+            device=d("device", "cpu", "cpu, cuda or cuda:N"),
+            fp16=d("fp16", True, "half precision on CUDA"),
+            input_size=d("input_size", 518, "network input size (0: native resolution)", low=0, high=4096),
+            offline=d("offline", True, "never download weights (fail with instructions instead)"),
+            allow_non_commercial=d("allow_non_commercial", False, "allow the CC-BY-NC Base/Large checkpoints"),
+        )
+        mode = d("metric_mode", "sensor_fit", "how relative output becomes metric", choices=MODES)
+        scale_file = d("scale_file", "", "calibration JSON with a mono_scale section (scale_file mode; sensor_fit fallback)")
+        self.sync_tolerance_ns = int(1e9 * d("sync_tolerance_s", 0.005, "max stamp difference to a sensor depth frame", low=0.0, high=1.0))
+        try:
+            scale = load_scale_file(scale_file) if scale_file else None
+            self.aligner = MetricAligner(
+                mode, scale=scale,
+                holdout_fraction=d("holdout_fraction", 0.2, "pixels kept out of the fit to score it", low=0.01, high=0.9),
+                min_depth_m=d("min_depth_m", 0.1, "metric depth below this is invalid", low=0.0, high=100.0),
+                max_depth_m=d("max_depth_m", 10.0, "metric depth above this is invalid", low=0.01, high=1000.0),
+            )
+            self.model = DepthAnything(cfg)
+        except (MetricConfigError, MonoModelError) as exc:
+            raise StartupError(str(exc)) from None
+        if mode == "metric_model" and not self.model.is_metric:
+            raise StartupError(f"metric_mode metric_model needs a metric checkpoint; {cfg.model} predicts relative depth")
+        if self._untrained(cfg.model):
+            self.get_logger().warning(f"{cfg.model} is an UNTRAINED test model: its depth is meaningless")
+        self.get_logger().info(
+            f"model {cfg.model} ({self.model.parameters / 1e6:.2f} M params, {self.model.device}, {self.model.dtype}), mode {mode}"
+        )
+
+        self._lock = threading.Condition()
+        self._pending: Image | None = None
+        self.received = self.dropped = self.processed = self.failed = 0
+        self.max_backlog = 0
+        self._busy = False
+        self._infer_ms: list[float] = []
+        self._depth = OrderedDict()
+        group = ReentrantCallbackGroup()
+        sensor_qos = QoSProfile(depth=5, reliability=ReliabilityPolicy.BEST_EFFORT)
+        self.create_subscription(Image, "color/image_raw", self._on_color, sensor_qos, callback_group=group)
+        if mode == "sensor_fit" or scale_file:
+            self.create_subscription(Image, "aligned_depth_to_color/image_raw", self._on_depth, sensor_qos, callback_group=group)
+        self.pub_disp = self.create_publisher(Image, "mono/disparity", qos_profile_sensor_data)
+        self.pub_depth = self.create_publisher(Image, "mono/depth", qos_profile_sensor_data)
+        self.pub_depth_m = self.create_publisher(Image, "mono/depth_m", qos_profile_sensor_data)
+        self.pub_mask = self.create_publisher(Image, "mono/valid_mask", qos_profile_sensor_data)
+        self.pub_fit = self.create_publisher(MonoFitQuality, "mono/fit_quality", 10)
+        self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self.create_timer(1.0, self._on_diagnostics, callback_group=group)
+        self._stop = False
+        self._worker = threading.Thread(target=self._work, name="mono-inference", daemon=True)
+        self._worker.start()
+
+    @staticmethod
+    def _untrained(model: str) -> bool:
+        from pathlib import Path
+
+        return (Path(model).expanduser() / "UNTRAINED.txt").exists()
+
+    # --- input ------------------------------------------------------------------------------
+    def _on_color(self, msg: Image) -> None:
+        with self._lock:
+            self.received += 1
+            if self._pending is not None:
+                self.dropped += 1  # latest frame wins: never a backlog
+            self._pending = msg
+            self.max_backlog = max(self.max_backlog, 1)
+            self._lock.notify()
+
+    def _on_depth(self, msg: Image) -> None:
+        try:
+            arr = depth_to_metres(image_to_array(msg), msg.encoding)
+        except ImageConversionError as exc:
+            self.get_logger().error(f"sensor depth ignored: {exc}", throttle_duration_sec=10.0)
+            return
+        with self._lock:
+            self._depth[stamp_to_ns(msg.header.stamp)] = arr
+            while len(self._depth) > 10:
+                self._depth.popitem(last=False)
+
+    def _sensor_for(self, stamp: int) -> np.ndarray | None:
+        with self._lock:
+            if stamp in self._depth:
+                return self._depth[stamp]
+            best = min(self._depth, key=lambda s: abs(s - stamp), default=None)
+            if best is not None and abs(best - stamp) <= self.sync_tolerance_ns:
+                return self._depth[best]
+        return None
+
+    # --- inference loop ---------------------------------------------------------------------
+    def _work(self) -> None:
+        while True:
+            with self._lock:
+                while self._pending is None and not self._stop:
+                    self._lock.wait(0.2)
+                if self._stop:
+                    return
+                msg, self._pending = self._pending, None
+                self._busy = True
+            try:
+                self._process(msg)
+            except (ImageConversionError, MonoModelError, MetricConfigError) as exc:
+                self.failed += 1
+                self.get_logger().error(f"frame skipped: {exc}", throttle_duration_sec=5.0)
+            except Exception as exc:  # noqa: BLE001 - a bad frame must not kill the worker
+                if self._stop:
+                    return
+                self.failed += 1
+                self.get_logger().error(f"inference failed: {exc!r}", throttle_duration_sec=5.0)
+            finally:
+                with self._lock:
+                    self._busy = False
+
+    def _process(self, msg: Image) -> None:
+        rgb = image_to_array(msg)
+        if msg.encoding == "bgr8":
+            rgb = rgb[..., ::-1].copy()
+        elif msg.encoding != "rgb8":
+            raise ImageConversionError(f"mono depth needs rgb8 or bgr8 images, got {msg.encoding!r}")
+        output, infer_ms = self.model.predict(rgb)
+        sensor = self._sensor_for(stamp_to_ns(msg.header.stamp))
+        depth_m, valid, rep = self.aligner.align(output, sensor)
+        header = msg.header
+        self.pub_disp.publish(image_msg(output.astype(np.float32), "32FC1", header))
+        self.pub_depth_m.publish(image_msg(np.nan_to_num(depth_m, nan=0.0).astype(np.float32), "32FC1", header))
+        self.pub_depth.publish(image_msg(depth_to_millimetres(depth_m, "32FC1"), "16UC1", header))
+        self.pub_mask.publish(image_msg(valid.astype(np.uint8) * 255, "mono8", header))
+        q = MonoFitQuality(header=header, mode=rep.mode, fitted=rep.fitted, scale=float(rep.scale), shift=float(rep.shift),
+                           inlier_ratio=float(rep.inlier_ratio), abs_rel=float(rep.abs_rel), delta_1_25=float(rep.delta_1_25),
+                           fit_pixels=rep.fit_pixels, eval_pixels=rep.eval_pixels, inference_ms=float(infer_ms),
+                           fit_ms=float(rep.fit_ms))
+        self.pub_fit.publish(q)
+        with self._lock:
+            self.processed += 1  # counted before _busy clears, so the accounting always adds up
+            self._infer_ms = (self._infer_ms + [infer_ms])[-50:]
+
+    def _on_diagnostics(self) -> None:
+        with self._lock:
+            values = {
+                "received": self.received, "processed": self.processed, "dropped": self.dropped, "failed": self.failed,
+                "max_backlog": self.max_backlog, "pending": int(self._pending is not None),
+                "in_progress": int(self._busy),
+                "inference_ms_mean": float(np.mean(self._infer_ms)) if self._infer_ms else float("nan"),
+            }
+        diag = DiagnosticArray()
+        diag.header.stamp = self.get_clock().now().to_msg()
+        level = DiagnosticStatus.OK if values["processed"] else DiagnosticStatus.WARN
+        diag.status.append(DiagnosticStatus(
+            level=level, name=f"{self.get_fully_qualified_name()}: inference",
+            message=f"{values['processed']} frames, {values['dropped']} dropped (latest-frame-only)",
+            values=[KeyValue(key=k, value=f"{v:.1f}" if isinstance(v, float) else str(v)) for k, v in values.items()],
+        ))
+        self.pub_diag.publish(diag)
+
+    def shutdown(self) -> None:
+        with self._lock:
+            self._stop = True
+            self._lock.notify_all()
+        self._worker.join(10.0)
+
+
+def main(args: list[str] | None = None) -> int:
+    factory = MonoDepthNode
+    factory.NODE_NAME = NODE_NAME
+    return run_node(factory, args, threads=3)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

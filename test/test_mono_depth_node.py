@@ -1,0 +1,79 @@
+"""mono_depth_node end to end with the tiny model, fed faster than it can infer."""
+
+import time
+
+import numpy as np
+import pytest
+from diagnostic_msgs.msg import DiagnosticArray
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import Image
+
+from depth_annotation.core.mono_model import save_tiny_model
+from depth_annotation.core.synthetic import SyntheticScene, default_intrinsics, orbit_pose
+from depth_annotation.msg import MonoFitQuality
+from depth_annotation.nodes.messages import image_msg, make_header, stamp_to_ns
+
+QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.BEST_EFFORT)
+
+
+def test_outputs_match_input_and_backlog_stays_at_one(ros, procs, tmp_path):
+    model = save_tiny_model(tmp_path / "tiny")
+    procs.node("mono_depth_node", namespace="camera", params={"model": str(model), "metric_mode": "sensor_fit"})
+    node = ros.node("mono_feeder")
+    pub_color = node.create_publisher(Image, "/camera/color/image_raw", QOS)
+    pub_depth = node.create_publisher(Image, "/camera/aligned_depth_to_color/image_raw", QOS)
+    outs: dict[str, list] = {k: [] for k in ("disparity", "depth", "depth_m", "valid_mask")}
+    for k in outs:
+        node.create_subscription(Image, f"/camera/mono/{k}", outs[k].append, QOS)
+    fits: list[MonoFitQuality] = []
+    node.create_subscription(MonoFitQuality, "/camera/mono/fit_quality", fits.append, 50)
+    diags: list = []
+    node.create_subscription(DiagnosticArray, "/diagnostics", lambda m: diags.extend(
+        s for s in m.status if "mono_depth_node" in s.name), 50)
+
+    intr = default_intrinsics(320, 240)
+    frame = SyntheticScene(0).render(intr, orbit_pose(0.0))
+    assert ros.spin_until(lambda: pub_color.get_subscription_count() > 0 and pub_depth.get_subscription_count() > 0, 60)
+    sent: dict[int, float] = {}
+    t0 = time.monotonic()
+    i = 0
+    while time.monotonic() - t0 < 6.0:  # 30 fps, several times faster than the model
+        stamp = 1_000_000_000 + i * 33_333_333
+        header = make_header(stamp, "camera_color_optical_frame")
+        pub_depth.publish(image_msg(frame.depth_mm, "16UC1", header))
+        pub_color.publish(image_msg(frame.color, "rgb8", header))
+        sent[stamp] = time.monotonic()
+        i += 1
+        ros.spin_until(lambda: False, timeout=1 / 30)
+    ros.spin_until(lambda: len(fits) > 3 and diags, timeout=20)
+
+    assert len(outs["depth"]) >= 3
+    for k, enc in (("disparity", "32FC1"), ("depth", "16UC1"), ("depth_m", "32FC1"), ("valid_mask", "mono8")):
+        m = outs[k][-1]
+        assert (m.encoding, m.width, m.height) == (enc, 320, 240), k
+        assert m.header.frame_id == "camera_color_optical_frame"
+        assert stamp_to_ns(m.header.stamp) in sent
+    assert {stamp_to_ns(m.header.stamp) for m in outs["depth"]} <= set(sent)
+    f = fits[-1]
+    assert f.mode == "sensor_fit" and f.fitted and f.fit_pixels > 500 and f.inference_ms > 0
+    assert np.isfinite(f.abs_rel)
+
+    # Latest frame only: outputs lag the newest input by about one inference, never a growing queue.
+    stamps = [stamp_to_ns(m.header.stamp) for m in outs["depth"]]
+    assert stamps == sorted(stamps) and len(set(stamps)) == len(stamps)
+    infer_s = np.median([q.inference_ms for q in fits]) / 1000
+    lag = [sent_at for s, sent_at in sent.items() if s == stamps[-1]][0]
+    newest_before = max(t for t in sent.values())
+    assert newest_before - lag < 3 * infer_s + 0.5
+    last = {kv.key: kv.value for kv in diags[-1].values}
+    assert int(last["max_backlog"]) <= 1
+    accounted = sum(int(last[k]) for k in ("processed", "failed", "dropped", "pending", "in_progress"))
+    assert accounted == int(last["received"])
+    assert int(last["dropped"]) > 0  # it was fed faster than it infers
+
+
+def test_missing_model_fails_with_clear_message(procs, tmp_path):
+    p = procs.node("mono_depth_node", params={"model": str(tmp_path / "no_model")}, watch=False)
+    assert p.wait_exit(60) == 2
+    out = p.output().strip().splitlines()
+    assert out[-1].startswith("[mono_depth_node] error: model") and "local directory" in out[-1]
