@@ -136,6 +136,75 @@ def _cmd_mono(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_export(args: argparse.Namespace) -> int:
+    """rosbag2 -> HDF5 + dataset_info.json + annotation package."""
+    from .core import bag_io
+    from .core.exporter import DEFAULT_TOPICS, ExportOptions, export_bags
+    from .core.hdf5_writer import ExportError
+    from .core.images import ImageConversionError
+    from .core.taxonomy import DEFAULT_TAXONOMY, default_taxonomy_path, load_taxonomy
+
+    scenes = dict(s.split("=", 1) for s in args.scene or [])
+    bags = [(Path(b), scenes.get(b, Path(b).name)) for b in args.bags]
+    topics = dict(DEFAULT_TOPICS)
+    for key in ("depth", "color", "info", "quality"):
+        if getattr(args, f"{key}_topic"):
+            topics[key] = getattr(args, f"{key}_topic")
+    try:
+        tax_path = args.taxonomy or default_taxonomy_path()
+        taxonomy = load_taxonomy(tax_path) if tax_path else DEFAULT_TAXONOMY
+        ratios = tuple(float(x) for x in args.split.split(","))
+        opts = ExportOptions(out_dir=Path(args.out), topics=topics, tolerance_ns=int(args.tolerance_ms * 1e6),
+                             codec=args.codec, level=args.level, every_k=args.every, exclude_flagged=not args.keep_flagged,
+                             depth_range_m=(args.depth_min, args.depth_max), overwrite=args.overwrite, seed=args.seed,
+                             ratios=ratios, taxonomy=taxonomy)
+        report = export_bags(bags, opts, progress=not args.quiet)
+    except (bag_io.BagError, ExportError, ImageConversionError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: no dataset written (the partial file was removed)", file=sys.stderr)
+        return 130
+    for problem in report["problems"]:
+        print(f"warning: {problem}", file=sys.stderr)
+    print(f"exported {report['frames']} frames in {report['episodes']} episode(s) to {report['hdf5']}; "
+          f"{report['annotation']['tasks']} annotation tasks")
+    for ep in report["sync"]:
+        counts = ", ".join(f"{k}: {v['matched']}/{v['received']} matched, {v['unmatched']} unmatched, {v['dropped']} dropped"
+                           for k, v in ep["topics"].items())
+        print(f"  {ep['source']}: {counts}")
+    if report["problems"] and not args.allow_partial:
+        print("error: parts of the input could not be read (see warnings); use --allow-partial to accept", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _cmd_record(args: argparse.Namespace) -> int:
+    from .core.bag_io import BagError
+    from .nodes.bag_tools import record
+
+    try:
+        counts = record(Path(args.out), args.topics, duration_s=args.duration, storage=args.storage)
+    except BagError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print("recorded: " + ", ".join(f"{t}: {n}" for t, n in counts.items()))
+    return 0
+
+
+def _cmd_play(args: argparse.Namespace) -> int:
+    from .core.bag_io import BagError
+    from .nodes.bag_tools import play
+
+    try:
+        sent = play(Path(args.bag), rate=args.rate, topics=args.topics)
+    except (BagError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"published {sent} messages")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="depth-annotation", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -168,6 +237,42 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--out", required=True)
     sp.add_argument("--overwrite", action="store_true")
     sp.set_defaults(func=_cmd_mono)
+
+    sp = sub.add_parser("export", help="rosbag2 (sqlite3 or mcap) -> HDF5 + dataset_info.json + annotation files")
+    sp.add_argument("bags", nargs="+", help="rosbag2 directories or .mcap/.db3 files (one episode each)")
+    sp.add_argument("--out", required=True, help="dataset directory")
+    sp.add_argument("--scene", action="append", metavar="BAG=SCENE", help="scene id of a bag (default: its name); repeatable")
+    sp.add_argument("--depth-topic", help="default /camera/aligned_depth_to_color/image_raw (16UC1 mm or 32FC1 m)")
+    sp.add_argument("--color-topic", help="default /camera/color/image_raw")
+    sp.add_argument("--info-topic", help="default /camera/aligned_depth_to_color/camera_info")
+    sp.add_argument("--quality-topic", help="default /camera/depth_quality (joined when present)")
+    sp.add_argument("--tolerance-ms", type=float, default=1000 / 60, help="max stamp difference in a frame (default: half a 30 fps period)")
+    sp.add_argument("--codec", choices=("gzip", "lzf", "none"), default="gzip", help="chunk compression (gzip: any HDF5 reader)")
+    sp.add_argument("--level", type=int, default=4, help="gzip level (default 4)")
+    sp.add_argument("--every", type=int, default=10, help="annotation: every k-th frame (default 10)")
+    sp.add_argument("--keep-flagged", action="store_true", help="annotation: keep QC-flagged frames (marked) instead of excluding them")
+    sp.add_argument("--depth-min", type=float, default=0.3, help="colorized depth range, metres")
+    sp.add_argument("--depth-max", type=float, default=2.0)
+    sp.add_argument("--split", default="0.8,0.1,0.1", help="train,val,test ratios over scenes")
+    sp.add_argument("--seed", type=int, default=0, help="split seed")
+    sp.add_argument("--taxonomy", help="taxonomy YAML (default config/taxonomy.yaml)")
+    sp.add_argument("--overwrite", action="store_true", help="replace an existing dataset.h5")
+    sp.add_argument("--allow-partial", action="store_true", help="exit 0 even if parts of a bag were unreadable")
+    sp.add_argument("--quiet", action="store_true", help="no progress bar")
+    sp.set_defaults(func=_cmd_export)
+
+    sp = sub.add_parser("record", help="record topics to a rosbag2 (mcap/sqlite3) without ros2 bag")
+    sp.add_argument("topics", nargs="+")
+    sp.add_argument("--out", required=True, help="bag directory to create")
+    sp.add_argument("--duration", type=float, required=True, help="seconds to record")
+    sp.add_argument("--storage", choices=("mcap", "sqlite3"), default="mcap")
+    sp.set_defaults(func=_cmd_record)
+
+    sp = sub.add_parser("play", help="replay a rosbag2 with recorded timing and QoS, without ros2 bag")
+    sp.add_argument("bag")
+    sp.add_argument("--rate", type=float, default=1.0)
+    sp.add_argument("--topics", nargs="*", help="only these topics")
+    sp.set_defaults(func=_cmd_play)
 
     sp = sub.add_parser("demo", help="run the main job on the synthetic camera")
     sp.add_argument("--out", default="out/demo", help="output directory (default %(default)s)")

@@ -115,3 +115,16 @@ if [[ "$(cat "$VENV/.da-interfaces" 2>/dev/null)" != "$if_stamp" ]]; then
     || die "interfaces built but do not import from $VENV"
   echo "$if_stamp" >"$VENV/.da-interfaces"
 fi
+
+# --- 4. Label Studio SDK (tests validate the annotation package with it) -------------------
+LSV="$ROOT/.venv-labelstudio"
+ls_stamp=$(stamp_of "$ROOT/requirements/labelstudio.txt")
+if [[ "$(cat "$LSV/.da-requirements" 2>/dev/null)" != "$ls_stamp" ]]; then
+  say "installing the Label Studio SDK into $LSV"
+  [[ -x "$LSV/bin/python" ]] || "$PY" -m venv "$LSV"
+  "$LSV/bin/python" -m pip --disable-pip-version-check -q install -r "$ROOT/requirements/labelstudio.txt" 2>&1 \
+    | grep -v "is ignored: it is neither a file nor a directory" >&2 || true
+  "$LSV/bin/python" -c "from label_studio_sdk.label_interface import LabelInterface" \
+    || die "label-studio-sdk did not install into $LSV"
+  echo "$ls_stamp" >"$LSV/.da-requirements"
+fi

@@ -8,6 +8,7 @@ a dataset records the taxonomy version it was labelled with.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 TAXONOMY_VERSION = "1.0.0"
@@ -39,14 +40,56 @@ KEYPOINTS: dict[str, tuple[str, ...]] = {
 }
 
 
-def taxonomy_dict(labels: tuple[Label, ...] = DEFAULT_LABELS) -> dict[str, Any]:
-    """The `taxonomy.json` content."""
-    return {
-        "schema_version": 1,
-        "taxonomy_version": TAXONOMY_VERSION,
-        "void_id": LABEL_IDS["void"],
-        "labels": [
-            {"id": l.id, "name": l.name, "color": list(l.color), "description": l.description} for l in labels
-        ],
-        "keypoints": {k: list(v) for k, v in KEYPOINTS.items()},
-    }
+@dataclass(frozen=True)
+class Taxonomy:
+    version: str
+    labels: tuple[Label, ...]
+    keypoints: dict[str, tuple[str, ...]]
+
+    @property
+    def void_id(self) -> int:
+        return next(label.id for label in self.labels if label.name == "void")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The `taxonomy.json` content."""
+        return {
+            "schema_version": 1,
+            "taxonomy_version": self.version,
+            "void_id": self.void_id,
+            "labels": [{"id": l.id, "name": l.name, "color": list(l.color), "description": l.description} for l in self.labels],
+            "keypoints": {k: list(v) for k, v in self.keypoints.items()},
+        }
+
+
+DEFAULT_TAXONOMY = Taxonomy(TAXONOMY_VERSION, DEFAULT_LABELS, KEYPOINTS)
+
+
+def load_taxonomy(path: str | Path) -> Taxonomy:
+    """A taxonomy YAML (see config/taxonomy.yaml): ids unique, a `void` label required."""
+    import yaml
+
+    try:
+        doc = yaml.safe_load(Path(path).read_text())
+        labels = tuple(Label(int(x["id"]), str(x["name"]), tuple(int(c) for c in x["color"]), str(x.get("description", "")))
+                       for x in doc["labels"])
+        keypoints = {k: tuple(v) for k, v in (doc.get("keypoints") or {}).items()}
+        version = str(doc["taxonomy_version"])
+    except (OSError, KeyError, TypeError, ValueError, yaml.YAMLError) as exc:
+        raise ValueError(f"bad taxonomy file {path}: {exc}") from None
+    ids = [l.id for l in labels]
+    if len(set(ids)) != len(ids) or len({l.name for l in labels}) != len(labels):
+        raise ValueError(f"bad taxonomy file {path}: label ids and names must be unique")
+    if "void" not in {l.name for l in labels}:
+        raise ValueError(f"bad taxonomy file {path}: a 'void' label (no depth) is required")
+    return Taxonomy(version, labels, keypoints)
+
+
+def default_taxonomy_path() -> Path | None:
+    """config/taxonomy.yaml of a checkout or an installed share/ directory."""
+    import sys
+
+    here = Path(__file__).resolve()
+    for cand in (here.parents[2] / "config" / "taxonomy.yaml", Path(sys.prefix) / "share" / "depth_annotation" / "config" / "taxonomy.yaml"):
+        if cand.exists():
+            return cand
+    return None
