@@ -10,10 +10,13 @@ Layout per episode (the guide's, as Diffusion Policy / ACT loaders expect):
     /episode_N/depth_to_color     float64 (4, 4) when known
     /episode_N/qc/...             per-frame QC (status, valid_fraction, ...) when recorded
 
-Chunks are one frame. With gzip (the default, level 4: readable by any HDF5
+Chunks are one frame. With gzip (the default, zlib level 4: readable by any HDF5
 reader) chunks are deflated by a thread pool (zlib releases the GIL) and stored
-with `write_direct_chunk`, so compression uses every core. `lzf` is faster and
-h5py-readable; `none` stores raw. The file is written as `<name>.partial` and
+with `write_direct_chunk`, so compression uses every core. `gzip-fast` writes
+the same gzip filter data (any HDF5 reader opens it) but deflates with Intel's
+ISA-L (`isal`, level 0-3, default 2): about 5x faster than zlib-4 for a few
+percent more bytes. `lzf` is h5py-only; `none` stores raw. Datasets grow in
+blocks and are trimmed when the episode ends. The file is written as `<name>.partial` and
 renamed only when complete: a killed export never leaves a final file behind.
 """
 
@@ -32,9 +35,11 @@ import h5py
 import numpy as np
 
 from .camera import Extrinsics, Intrinsics
+from .coverage import median_mm
 
 SCHEMA_VERSION = 1
-CODECS = ("gzip", "lzf", "none")
+CODECS = ("gzip", "gzip-fast", "lzf", "none")
+GROW = 64  # frames added to a dataset's capacity at a time
 
 
 class ExportError(RuntimeError):
@@ -58,15 +63,22 @@ class _ChunkedStack:
     def __init__(self, group: h5py.Group, name: str, frame_shape: tuple[int, ...], dtype, codec: str, level: int,
                  pool: ThreadPoolExecutor | None) -> None:
         kwargs: dict[str, Any] = {}
-        if codec == "gzip":
+        if codec in ("gzip", "gzip-fast"):
             kwargs = {"compression": "gzip", "compression_opts": level}
         elif codec == "lzf":
             kwargs = {"compression": "lzf"}
         self.ds = group.create_dataset(name, shape=(0, *frame_shape), maxshape=(None, *frame_shape),
                                        chunks=(1, *frame_shape), dtype=dtype, **kwargs)
         self.frame_shape, self.dtype = frame_shape, np.dtype(dtype)
-        self.direct = codec in ("gzip", "none")
+        self.direct = codec in ("gzip", "gzip-fast", "none")
         self.codec, self.level, self.pool = codec, level, pool
+        self.compress = None
+        if codec == "gzip":
+            self.compress = zlib.compress
+        elif codec == "gzip-fast":
+            from isal import isal_zlib
+
+            self.compress = isal_zlib.compress
         self.pending: deque[tuple[int, Future | bytes]] = deque()
         self.n = 0
 
@@ -75,18 +87,19 @@ class _ChunkedStack:
             raise ExportError(f"{self.ds.name}: frame {frame.dtype}{frame.shape} does not match {self.dtype}{self.frame_shape}")
         index = self.n
         self.n += 1
-        self.ds.resize(self.n, axis=0)
+        if self.n > self.ds.shape[0]:
+            self.ds.resize(self.ds.shape[0] + GROW, axis=0)
         if not self.direct:
             self.ds[index] = frame
             return
-        raw = np.ascontiguousarray(frame).tobytes()
-        if self.codec == "gzip" and self.pool is not None:
-            self.pending.append((index, self.pool.submit(zlib.compress, raw, self.level)))
+        raw = np.ascontiguousarray(frame)  # compressors take the buffer directly: no extra copy
+        if self.compress is not None and self.pool is not None:
+            self.pending.append((index, self.pool.submit(self.compress, raw, self.level)))
             while len(self.pending) > 8:
                 self._write_one()
         else:
-            self.ds.id.write_direct_chunk((index,) + (0,) * len(self.frame_shape),
-                                          zlib.compress(raw, self.level) if self.codec == "gzip" else raw)
+            data = self.compress(raw, self.level) if self.compress is not None else raw.tobytes()
+            self.ds.id.write_direct_chunk((index,) + (0,) * len(self.frame_shape), data)
 
     def _write_one(self) -> None:
         index, fut = self.pending.popleft()
@@ -95,6 +108,12 @@ class _ChunkedStack:
     def flush(self) -> None:
         while self.pending:
             self._write_one()
+
+    def trim(self) -> None:
+        """Drop the unused capacity (call once the episode is complete)."""
+        self.flush()
+        if self.ds.shape[0] != self.n:
+            self.ds.resize(self.n, axis=0)
 
 
 class EpisodeWriter:
@@ -132,14 +151,14 @@ class EpisodeWriter:
         if valid.size:
             self.depth_min = min(self.depth_min, int(valid.min()))
             self.depth_max = max(self.depth_max, int(valid.max()))
-            self.medians.append(float(np.median(valid)))
+            self.medians.append(median_mm(valid))
         if qc is not None:
             for key, value in qc.items():
                 self.qc.setdefault(key, []).append(value)
 
     def finish(self) -> dict[str, Any]:
-        self.depth.flush()
-        self.color.flush()
+        self.depth.trim()
+        self.color.trim()
         g, m = self.group, self.meta
         g.create_dataset("timestamps_ns", data=np.asarray(self.stamps, np.int64))
         g.create_dataset("camera_intrinsics", data=m.intrinsics.as_vector())
@@ -182,14 +201,18 @@ class Hdf5DatasetWriter:
                  workers: int | None = None) -> None:
         if codec not in CODECS:
             raise ExportError(f"codec must be one of {', '.join(CODECS)}, got {codec!r}")
-        if not 0 <= level <= 9:
+        if codec == "gzip-fast":
+            level = 2 if level == 4 else level  # the default level means "the default" for ISA-L too
+            if not 0 <= level <= 3:
+                raise ExportError(f"gzip-fast (ISA-L) levels are 0..3, got {level}")
+        elif not 0 <= level <= 9:
             raise ExportError(f"gzip level must be 0..9, got {level}")
         self.path = Path(path)
         self.partial = self.path.with_name(self.path.name + ".partial")
         if self.path.exists() and not overwrite:
             raise ExportError(f"{self.path} exists: refusing to overwrite it (use --overwrite)")
         self.codec, self.level = codec, level
-        self.pool = ThreadPoolExecutor(workers or os.cpu_count() or 2) if codec == "gzip" else None
+        self.pool = ThreadPoolExecutor(workers or os.cpu_count() or 2) if codec in ("gzip", "gzip-fast") else None
         self.episodes: list[EpisodeWriter] = []
         self.restarted = self.partial.exists()
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -206,8 +229,8 @@ class Hdf5DatasetWriter:
     def commit(self) -> Path:
         """Flush, close and atomically publish the file."""
         for ep in self.episodes:
-            ep.depth.flush()
-            ep.color.flush()
+            ep.depth.trim()
+            ep.color.trim()
         self.h5.close()
         with open(self.partial, "rb") as fh:
             os.fsync(fh.fileno())

@@ -44,7 +44,7 @@ class BagExporterNode(Node):
             opts = ExportOptions(
                 out_dir=out_dir, topics=topics,
                 tolerance_ns=int(1e6 * d("tolerance_ms", 1000 / 60, "max stamp difference in a frame", low=0.0, high=10000.0)),
-                codec=d("codec", "gzip", "chunk compression", choices=("gzip", "lzf", "none")),
+                codec=d("codec", "gzip", "chunk compression", choices=("gzip", "gzip-fast", "lzf", "none")),
                 level=d("level", 4, "gzip level", low=0, high=9),
                 every_k=d("every_k", 10, "annotation: every k-th frame", low=1, high=100000),
                 exclude_flagged=d("exclude_flagged", True, "annotation: skip QC-flagged frames"),

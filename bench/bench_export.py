@@ -1,0 +1,67 @@
+"""Offline export of a 640x480 30 fps RGB-D bag: throughput vs raw bag reading and a single-core h5py gzip-4 write."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from depth_annotation.core import bag_io
+from depth_annotation.core.exporter import DEFAULT_TOPICS, ExportOptions, export_bags
+from depth_annotation.core.images import image_to_array
+from depth_annotation.core.synthetic_bag import write_synthetic_bag
+
+FRAMES = int(os.environ.get("BENCH_EXPORT_FRAMES", "150"))
+W, H = 640, 480
+RAW_MB = (W * H * 2 + W * H * 3) / 1e6  # per RGB-D frame
+
+
+def _read(bag: Path) -> tuple[float, list]:
+    t0 = time.perf_counter()
+    frames = {}
+    with bag_io.open_bag(bag) as r:
+        for topic, _, msg in bag_io.messages(r, [DEFAULT_TOPICS["depth"], DEFAULT_TOPICS["color"]]):
+            frames.setdefault(msg.header.stamp.nanosec + msg.header.stamp.sec * 10**9, {})[topic] = image_to_array(msg)
+    dt = time.perf_counter() - t0
+    pairs = [(v[DEFAULT_TOPICS["depth"]], v[DEFAULT_TOPICS["color"]]) for v in frames.values()]
+    return len(pairs) / dt, pairs
+
+
+def _h5py_single_core(pairs: list, path: Path) -> float:
+    t0 = time.perf_counter()
+    with h5py.File(path, "w") as f:
+        d = f.create_dataset("depth", (len(pairs), H, W), np.uint16, chunks=(1, H, W), compression="gzip", compression_opts=4)
+        c = f.create_dataset("color", (len(pairs), H, W, 3), np.uint8, chunks=(1, H, W, 3), compression="gzip", compression_opts=4)
+        for i, (depth, color) in enumerate(pairs):
+            d[i] = depth
+            c[i] = color
+    return len(pairs) / (time.perf_counter() - t0)
+
+
+def run() -> list[dict]:
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        bag = tmp / "bag"
+        write_synthetic_bag(bag, frames=FRAMES, width=W, height=H, storage="mcap")
+        read_fps, pairs = _read(bag)
+        rows.append({"case": "rosbags read + decode (depth, colour)", "frames/s": read_fps, "MB/s (raw)": read_fps * RAW_MB,
+                     "x real time": read_fps / 30, "x baseline": float("nan"), "file MB": float("nan")})
+        base_fps = _h5py_single_core(pairs, tmp / "baseline.h5")
+        rows.append({"case": "baseline: h5py gzip-4 write, one core", "frames/s": base_fps, "MB/s (raw)": base_fps * RAW_MB,
+                     "x real time": base_fps / 30, "x baseline": 1.0, "file MB": (tmp / "baseline.h5").stat().st_size / 1e6})
+        for codec in ("gzip", "gzip-fast", "lzf", "none"):
+            out = tmp / f"ds_{codec}"
+            t0 = time.perf_counter()
+            report = export_bags([(bag, "bench")], ExportOptions(out_dir=out, codec=codec, every_k=10**9), progress=False)
+            fps = report["frames"] / (time.perf_counter() - t0)
+            rows.append({"case": f"depth-annotation export --codec {codec} (read + sync + write)", "frames/s": fps,
+                         "MB/s (raw)": fps * RAW_MB, "x real time": fps / 30, "x baseline": fps / base_fps,
+                         "file MB": (out / "export" / "dataset.h5").stat().st_size / 1e6})
+            shutil.rmtree(out)
+    return rows
