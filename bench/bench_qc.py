@@ -39,7 +39,7 @@ def _core_ms(frames: list[np.ndarray]) -> tuple[float, float]:
 def _node_rate(frames: list[np.ndarray], fps: float) -> dict:
     """Feed the real node from this process; count DepthQuality replies."""
     env = dict(os.environ, ROS_DOMAIN_ID=str(150 + os.getpid() % 50), ROS_AUTOMATIC_DISCOVERY_RANGE="SYSTEM_DEFAULT",
-               FASTDDS_DEFAULT_PROFILES_FILE=str(REPO / "test" / "dds" / "loopback_large_data.xml"))
+               FASTDDS_DEFAULT_PROFILES_FILE=str(REPO / "config" / "dds" / "loopback_large_data.xml"))
     os.environ.update({k: env[k] for k in ("ROS_DOMAIN_ID", "ROS_AUTOMATIC_DISCOVERY_RANGE", "FASTDDS_DEFAULT_PROFILES_FILE")})
     proc = subprocess.Popen([str(REPO / ".venv" / "bin" / "coverage_qc_node"), "--ros-args", "-r", "__ns:=/bench",
                              "-p", "report_dir:=/tmp/bench_qc"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -9,6 +9,7 @@ also commits the dataset (the HDF5 file appears only then, complete).
 
 from __future__ import annotations
 
+import queue
 import sys
 import threading
 import time
@@ -59,12 +60,35 @@ class BagExporterNode(Node):
         self._episode_open = False
         self._last_depth_ns = 0
         self.failed: str | None = None
-        qos = QoSProfile(depth=200, reliability=ReliabilityPolicy.BEST_EFFORT)  # matches bag play of sensor-data topics
+        # Callbacks only queue messages (releasing the middleware's buffers at once); a worker
+        # thread synchronizes and writes, so a slow disk never stalls delivery to other nodes.
+        self._queue: queue.Queue = queue.Queue(maxsize=d("queue_size", 600, "messages buffered ahead of the writer", low=10, high=100000))
+        self.queue_overflows = 0
+        qos = QoSProfile(depth=30, reliability=ReliabilityPolicy.BEST_EFFORT)  # matches bag play of sensor-data topics
         for stream, msg_type in (("depth", Image), ("color", Image), ("info", CameraInfo), ("quality", DepthQuality)):
-            self.create_subscription(msg_type, topics[stream], lambda m, s=stream: self._on(s, m), qos)
+            self.create_subscription(msg_type, topics[stream], lambda m, s=stream: self._enqueue(s, m), qos)
+        self._worker = threading.Thread(target=self._work, name="exporter", daemon=True)
+        self._worker.start()
         self.create_service(Trigger, "finish_episode", self._on_finish)
         self.create_timer(0.5, self._check_gap)
         self.get_logger().info(f"exporting {topics['depth']} + {topics['color']} to {out_dir}")
+
+    def _enqueue(self, stream: str, msg) -> None:
+        if stream == "depth":
+            self._last_depth_ns = time.monotonic_ns()
+        try:
+            self._queue.put_nowait((stream, msg))
+        except queue.Full:
+            self.queue_overflows += 1
+            self.get_logger().warning("writer behind: message dropped (raise queue_size or slow the replay)",
+                                      throttle_duration_sec=5.0)
+
+    def _work(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            self._on(*item)
 
     def _on(self, stream: str, msg) -> None:
         with self._lock:
@@ -73,8 +97,6 @@ class BagExporterNode(Node):
             if not self._episode_open:
                 self.session.begin_episode(scene_id=self.scene_id, source=f"live:{self.get_namespace()}")
                 self._episode_open = True
-            if stream == "depth":
-                self._last_depth_ns = time.monotonic_ns()
             try:
                 self.session.add(stream, stamp_of(msg), msg)
             except (ExportError, ImageConversionError, ValueError) as exc:
@@ -88,6 +110,8 @@ class BagExporterNode(Node):
         return self.session.end_episode()
 
     def _check_gap(self) -> None:
+        if not self._queue.empty():
+            return  # still writing what arrived: not a gap yet
         with self._lock:
             if self._episode_open and self._last_depth_ns and time.monotonic_ns() - self._last_depth_ns > self.episode_gap_ns:
                 summary = self._end_episode()
@@ -102,11 +126,17 @@ class BagExporterNode(Node):
         return res
 
     def shutdown(self) -> None:
+        self._queue.put(None)  # after everything already queued
+        self._worker.join(600.0)
         with self._lock:
             self._end_episode()
             if not self.session.episodes:
                 self.session.abort()
-                self.get_logger().warning("no frames received: nothing written")
+                received = {}
+                for ep in self.session.sync_counts:
+                    for topic, c in ep["topics"].items():
+                        received[topic] = received.get(topic, 0) + c["received"]
+                self.get_logger().warning(f"no synchronized frames: nothing written (messages received: {received or 'none'})")
                 return
             report = self.session.commit()
         self.get_logger().info(f"dataset written: {report['hdf5']} ({report['frames']} frames)")
@@ -115,7 +145,7 @@ class BagExporterNode(Node):
 def main(args: list[str] | None = None) -> int:
     factory = BagExporterNode
     factory.NODE_NAME = NODE_NAME
-    return run_node(factory, args, threads=1)
+    return run_node(factory, args, threads=2)
 
 
 if __name__ == "__main__":

@@ -115,7 +115,7 @@ class MonoDepthNode(Node):
             return
         with self._lock:
             self._depth[stamp_to_ns(msg.header.stamp)] = arr
-            while len(self._depth) > 10:
+            while len(self._depth) > 30:
                 self._depth.popitem(last=False)
 
     def _sensor_for(self, stamp: int) -> np.ndarray | None:
@@ -157,8 +157,8 @@ class MonoDepthNode(Node):
             rgb = rgb[..., ::-1].copy()
         elif msg.encoding != "rgb8":
             raise ImageConversionError(f"mono depth needs rgb8 or bgr8 images, got {msg.encoding!r}")
+        sensor = self._sensor_for(stamp_to_ns(msg.header.stamp))  # before inference: the buffer moves on meanwhile
         output, infer_ms = self.model.predict(rgb)
-        sensor = self._sensor_for(stamp_to_ns(msg.header.stamp))
         depth_m, valid, rep = self.aligner.align(output, sensor)
         header = msg.header
         self.pub_disp.publish(image_msg(output.astype(np.float32), "32FC1", header))

@@ -30,6 +30,16 @@ def configure_middleware() -> None:
     os.environ.setdefault("FASTDDS_BUILTIN_TRANSPORTS", "LARGE_DATA")
 
 
+def undeclared_overrides(node: Node) -> list[str]:
+    """Parameters given to the node (params file, -p) that it never declared.
+
+    rclpy silently ignores them; we refuse them, so a misspelt key in a YAML
+    file fails at start-up instead of being a silent no-op.
+    """
+    given = set(getattr(node, "_parameter_overrides", {}))
+    return sorted(given - set(node._parameters))
+
+
 def _interrupt(signum, frame) -> None:
     raise KeyboardInterrupt
 
@@ -51,10 +61,13 @@ def run_node(factory: Callable[[], Node], args: list[str] | None = None, *, thre
     signal.signal(signal.SIGTERM, _interrupt)
     node = None
     try:
+        name = getattr(factory, "NODE_NAME", getattr(factory, "__name__", "node"))
         try:
             node = factory()
+            unknown = undeclared_overrides(node)
+            if unknown:
+                raise StartupError(f"unknown parameter(s) {', '.join(unknown)}: not declared by this node (a typo in the params file?)")
         except StartupError as exc:
-            name = getattr(factory, "NODE_NAME", getattr(factory, "__name__", "node"))
             print(f"[{name}] error: {exc}", file=sys.stderr, flush=True)
             return 2
         executor = MultiThreadedExecutor(num_threads=threads)
