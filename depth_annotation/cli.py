@@ -52,15 +52,38 @@ def _cmd_synth(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    """The README's main job. Until the node graph lands (see the issues), a smoke run:
-    synthetic RGB-D frames rendered and written with ground truth."""
-    args.out = str(Path(args.out) / "synthetic")
-    args.overwrite = True
-    print("depth-annotation demo: rendering the synthetic tabletop scene (the node graph demo is not built yet)")
-    rc = _cmd_synth(args)
-    if rc == 0:
-        print(f"outputs: {args.out}/{{rgb,depth16,depth_color,labels}}/*.png, intrinsics.json, summary.json")
-    return rc
+    """The README's main job: the node graph on the synthetic camera, calibrated, recorded, exported."""
+    from .demo import run_demo
+
+    try:
+        return run_demo(Path(args.out), short=args.short)
+    except RuntimeError as exc:
+        print(f"demo failed: {exc}", file=sys.stderr)
+        return 1
+
+
+def _cmd_view(args: argparse.Namespace) -> int:
+    """One frame of an exported HDF5 file as a PNG: RGB, colorized depth, QC status, point cloud."""
+    from .core.visualize import render_h5_frame
+
+    out = Path(args.out) if args.out else Path(args.file).with_suffix(f".ep{args.episode}_f{args.frame}.png")
+    try:
+        path = render_h5_frame(args.file, out, episode=args.episode, frame=args.frame)
+    except (OSError, KeyError, IndexError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(path)
+    return 0
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    from .core.dataset_check import check_dataset
+
+    problems = check_dataset(args.dataset)
+    for p in problems:
+        print(f"problem: {p}")
+    print("dataset OK" if not problems else f"{len(problems)} problem(s)")
+    return 0 if not problems else 1
 
 
 def _cmd_mono(args: argparse.Namespace) -> int:
@@ -276,10 +299,21 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--topics", nargs="*", help="only these topics")
     sp.set_defaults(func=_cmd_play)
 
-    sp = sub.add_parser("demo", help="run the main job on the synthetic camera")
-    sp.add_argument("--out", default="out/demo", help="output directory (default %(default)s)")
-    synth_args(sp, 30)
+    sp = sub.add_parser("demo", help="run the node graph on the synthetic camera: calibrate, record, export")
+    sp.add_argument("--out", default="out/demo", help="output directory, replaced on each run (default %(default)s)")
+    sp.add_argument("--short", action="store_true", help="shorter recording (CI)")
     sp.set_defaults(func=_cmd_demo)
+
+    sp = sub.add_parser("view", help="render one frame of an exported HDF5 file to a PNG")
+    sp.add_argument("file")
+    sp.add_argument("--episode", type=int, default=0)
+    sp.add_argument("--frame", type=int, default=0)
+    sp.add_argument("--out", help="PNG path (default: beside the file)")
+    sp.set_defaults(func=_cmd_view)
+
+    sp = sub.add_parser("check", help="run the exporter's consistency checks on a dataset directory")
+    sp.add_argument("dataset")
+    sp.set_defaults(func=_cmd_check)
     return p
 
 

@@ -124,7 +124,7 @@ class EpisodeWriter:
         self.depth = _ChunkedStack(self.group, "depth", (h, w), np.uint16, file.codec, file.level, file.pool)
         self.color = _ChunkedStack(self.group, "color", (h, w, 3), np.uint8, file.codec, file.level, file.pool)
         self.stamps: list[int] = []
-        self.qc: dict[str, list] = {}
+        self.qc_rows: list[dict[str, Any] | None] = []  # None: no DepthQuality matched this frame
         self.valid_fraction: list[float] = []
         self.depth_min = np.inf
         self.depth_max = 0
@@ -152,9 +152,7 @@ class EpisodeWriter:
             self.depth_min = min(self.depth_min, int(valid.min()))
             self.depth_max = max(self.depth_max, int(valid.max()))
             self.medians.append(median_mm(valid))
-        if qc is not None:
-            for key, value in qc.items():
-                self.qc.setdefault(key, []).append(value)
+        self.qc_rows.append(qc)
 
     def finish(self) -> dict[str, Any]:
         self.depth.trim()
@@ -166,13 +164,16 @@ class EpisodeWriter:
         g.create_dataset("D", data=m.intrinsics.dist_coeffs)
         if m.depth_to_color is not None:
             g.create_dataset("depth_to_color", data=m.depth_to_color.matrix)
-        if self.qc and all(len(v) == self.frames for v in self.qc.values()):
+        known = [r for r in self.qc_rows if r is not None]
+        if known:
+            # Frames without a matched DepthQuality get status 255 (unknown), NaN fractions, reasons ["no_qc"].
             qg = g.create_group("qc")
-            for key, values in self.qc.items():
-                if key == "reasons":
-                    qg.create_dataset(key, data=[json.dumps(v) for v in values], dtype=h5py.string_dtype())
-                else:
-                    qg.create_dataset(key, data=np.asarray(values))
+            qg.attrs["status_values"] = "0 GOOD, 1 WARN, 2 FLAGGED, 3 ERROR, 255 no QC message for this frame"
+            qg.create_dataset("status", data=np.array([r["status"] if r else 255 for r in self.qc_rows], np.uint8))
+            for key in ("valid_fraction", "roi_valid_fraction"):
+                qg.create_dataset(key, data=np.array([r[key] if r else np.nan for r in self.qc_rows], np.float32))
+            qg.create_dataset("reasons", data=[json.dumps(r["reasons"] if r else ["no_qc"]) for r in self.qc_rows],
+                              dtype=h5py.string_dtype())
         attrs = {
             "schema_version": SCHEMA_VERSION, "depth_scale": 0.001, "depth_unit": "mm", "color_encoding": "rgb8",
             "scene_id": m.scene_id, "source": m.source, "topics": json.dumps(m.topics), "frame_id": m.frame_id,
@@ -190,7 +191,8 @@ class EpisodeWriter:
             "depth_min_mm": int(self.depth_min) if self.medians else None, "depth_max_mm": int(self.depth_max) if self.medians else None,
             "depth_median_mm": float(np.median(self.medians)) if self.medians else None,
             "mean_valid_fraction": float(np.mean(self.valid_fraction)) if self.valid_fraction else None,
-            "qc_flagged": int(sum(1 for s in self.qc.get("status", []) if s == 2)),
+            "qc_flagged": int(sum(1 for r in self.qc_rows if r and r["status"] == 2)),
+            "qc_missing": int(sum(1 for r in self.qc_rows if r is None)) if any(self.qc_rows) else None,
         }
 
 

@@ -46,6 +46,11 @@ class MonoDepthNode(Node):
             offline=d("offline", True, "never download weights (fail with instructions instead)"),
             allow_non_commercial=d("allow_non_commercial", False, "allow the CC-BY-NC Base/Large checkpoints"),
         )
+        threads = d("torch_threads", 0, "CPU threads for inference (0: torch's default, all cores)", low=0, high=256)
+        if threads:
+            import torch
+
+            torch.set_num_threads(threads)
         mode = d("metric_mode", "sensor_fit", "how relative output becomes metric", choices=MODES)
         scale_file = d("scale_file", "", "calibration JSON with a mono_scale section (scale_file mode; sensor_fit fallback)")
         self.sync_tolerance_ns = int(1e9 * d("sync_tolerance_s", 0.005, "max stamp difference to a sensor depth frame", low=0.0, high=1.0))
