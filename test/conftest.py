@@ -117,3 +117,24 @@ def pytest_runtest_makereport(item, call):
     outcome = yield
     rep = outcome.get_result()
     setattr(item, f"rep_{rep.when}", rep)
+
+
+# --- process exit ---------------------------------------------------------------------------
+# After the whole suite has passed, the interpreter's own shutdown segfaulted (exit 139) in CI
+# on this machine, with no test running: native libraries the suite loads together (librealsense,
+# Open3D, torch, Fast DDS) crash in their static destructors. Subsets of the suite exit cleanly,
+# so the culprit is not pinned down yet. Leave with pytest's own exit status once everything is
+# reported, without running those destructors.
+_EXIT_STATUS: dict[str, int] = {}
+
+
+def pytest_sessionfinish(session, exitstatus):
+    _EXIT_STATUS["status"] = int(exitstatus)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_unconfigure(config):
+    if "status" in _EXIT_STATUS:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(_EXIT_STATUS["status"])
