@@ -232,17 +232,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="depth-annotation", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
 
-    def synth_args(sp: argparse.ArgumentParser, frames: int) -> None:
-        sp.add_argument("--frames", type=int, default=frames, help="frames to render (default %(default)s)")
-        sp.add_argument("--width", type=int, default=640)
-        sp.add_argument("--height", type=int, default=480)
-        sp.add_argument("--fps", type=float, default=30.0, help="trajectory time step is 1/fps")
-        sp.add_argument("--seed", type=int, default=0, help="scene layout and noise seed")
-
     sp = sub.add_parser("synth", help="render the synthetic scene to PNGs with ground truth")
     sp.add_argument("--out", required=True, help="output directory")
     sp.add_argument("--overwrite", action="store_true", help="write into a non-empty directory")
-    synth_args(sp, 30)
+    sp.add_argument("--frames", type=int, default=30, help="frames to render (default %(default)s)")
+    sp.add_argument("--width", type=int, default=640)
+    sp.add_argument("--height", type=int, default=480)
+    sp.add_argument("--fps", type=float, default=30.0, help="trajectory time step is 1/fps")
+    sp.add_argument("--seed", type=int, default=0, help="scene layout and noise seed")
     sp.set_defaults(func=_cmd_synth)
 
     sp = sub.add_parser("mono", help="monocular metric depth for a folder of images or a bag's colour topic")

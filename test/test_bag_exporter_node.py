@@ -45,9 +45,9 @@ def test_record_play_round_trip(procs, tmp_path):
     frames = write_synthetic_bag(src, frames=15, width=W, height=H, storage="sqlite3")
     topics = [DEFAULT_TOPICS["depth"], DEFAULT_TOPICS["color"], DEFAULT_TOPICS["info"]]
     rec = procs.command([str(VENV_BIN / "depth-annotation"), "record", *topics, "--out", str(tmp_path / "rec"),
-                         "--duration", "6"], "recorder")
+                         "--duration", "8"], "recorder")
     wait_until(lambda: False, 2.0)  # let the recorder subscribe before the replay starts
-    played = cli("play", src, "--rate", "1.0")
+    played = cli("play", src, "--rate", "0.5")
     assert played.returncode == 0, played.stderr
     assert rec.wait_exit(60) == 0, rec.output()
     with bag_io.open_bag(tmp_path / "rec") as r:

@@ -11,6 +11,7 @@ from depth_annotation.core.camera import (
     Intrinsics,
     look_at,
     rotation_from_euler_xyz,
+    rotation_from_quaternion,
 )
 
 INTR = Intrinsics(640, 480, 606.1, 605.3, 321.4, 240.2, "plumb_bob", (0.1, -0.2, 0.001, 0.002, 0.05))
@@ -76,14 +77,8 @@ def test_extrinsics_compose_inverse_and_quaternion():
     assert np.allclose(a.inverse().apply(a.apply(pts)), pts)
     ident = a.then(a.inverse())
     assert np.allclose(ident.matrix, np.eye(4)) and ident.source_frame == "depth" and ident.target_frame == "depth"
-    q = a.quaternion_xyzw()
-    x, y, z, w = q
-    rq = np.array([
-        [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
-        [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
-        [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
-    ])
-    assert np.allclose(rq, r)
+    assert np.allclose(rotation_from_quaternion(*a.quaternion_xyzw()), r)
+    assert np.allclose(rotation_from_quaternion(0, 0, np.sin(0.25), np.cos(0.25)), rotation_from_euler_xyz(0, 0, 0.5))
     assert Extrinsics.from_dict(json.loads(json.dumps(a.to_dict()))).translation.tolist() == a.translation.tolist()
 
 

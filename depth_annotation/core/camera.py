@@ -250,6 +250,17 @@ class Extrinsics:
             raise CameraModelError(f"extrinsics JSON lacks field {exc.args[0]!r}") from None
 
 
+def rotation_from_quaternion(x: float, y: float, z: float, w: float) -> np.ndarray:
+    """Rotation matrix of a unit quaternion (geometry_msgs order x, y, z, w)."""
+    n = np.sqrt(x * x + y * y + z * z + w * w)
+    x, y, z, w = x / n, y / n, z / n, w / n
+    return np.array([
+        [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
+        [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
+        [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
+    ])
+
+
 def rotation_from_euler_xyz(rx: float, ry: float, rz: float) -> np.ndarray:
     """Rotation matrix R = Rz @ Ry @ Rx from angles in radians."""
     cx, sx, cy, sy, cz, sz = np.cos(rx), np.sin(rx), np.cos(ry), np.sin(ry), np.cos(rz), np.sin(rz)

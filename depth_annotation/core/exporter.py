@@ -19,7 +19,7 @@ import numpy as np
 
 from . import atomic_io, bag_io
 from .annotation_export import AnnotationExporter
-from .camera import Extrinsics, Intrinsics
+from .camera import Extrinsics, Intrinsics, rotation_from_quaternion
 from .dataset_info import assign_splits, build_dataset_info
 from .hdf5_writer import EpisodeMeta, EpisodeWriter, ExportError, Hdf5DatasetWriter
 from .images import ImageConversionError, depth_to_millimetres, image_to_array
@@ -184,25 +184,17 @@ class ExportSession:
         self.writer.abort()
 
 
-def _tf_depth_to_color(reader, topics: dict[str, str]) -> Extrinsics | None:
+def _tf_depth_to_color(reader) -> Extrinsics | None:
     """depth->colour extrinsics from /tf_static (the driver's depth->colour optical transform), if recorded."""
-    have = bag_io.topics(reader)
-    if "/tf_static" not in have:
+    if "/tf_static" not in bag_io.topics(reader):
         return None
     for _, _, msg in bag_io.messages(reader, ["/tf_static"]):
         for t in msg.transforms:
-            parent, child = t.header.frame_id, t.child_frame_id
-            if parent.endswith("depth_optical_frame") and child.endswith("color_optical_frame"):
-                q = t.transform.rotation
-                x, y, z, w = q.x, q.y, q.z, q.w
-                r = np.array([
-                    [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
-                    [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
-                    [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
-                ])
-                tr = t.transform.translation
-                color_in_depth = Extrinsics(r, [tr.x, tr.y, tr.z], "color", "depth")  # maps colour points into depth
-                return color_in_depth.inverse()
+            if t.header.frame_id.endswith("depth_optical_frame") and t.child_frame_id.endswith("color_optical_frame"):
+                q, tr = t.transform.rotation, t.transform.translation
+                # TF parent->child is the child's pose in the parent: it maps colour points into depth.
+                color_to_depth = Extrinsics(rotation_from_quaternion(q.x, q.y, q.z, q.w), [tr.x, tr.y, tr.z], "color", "depth")
+                return color_to_depth.inverse()
     return None
 
 
@@ -226,7 +218,7 @@ def _export_one(session: ExportSession, reader, bag: Path, scene: str, opts: Exp
     has_q = opts.topics.get("quality") in have
     wanted = required + ([opts.topics["quality"]] if has_q else [])
     stream_of = {opts.topics[k]: k for k in ("depth", "color", "info", "quality") if opts.topics.get(k) in wanted}
-    d2c = _tf_depth_to_color(reader, opts.topics)
+    d2c = _tf_depth_to_color(reader)
     if d2c is None and metadata and metadata.get("sensor"):
         d2c = Extrinsics.from_dict(metadata["sensor"]["extrinsics"]["depth_to_color"])
     session.begin_episode(scene_id=scene, source=str(bag), depth_to_color=d2c, has_quality=has_q)

@@ -123,6 +123,18 @@ class DepthAnything:
         return outs[0], ms
 
 
+def _save_with_processor(model, directory: str | Path) -> Path:
+    """Save a model (safetensors) with Depth Anything V2's image processor settings beside it."""
+    from transformers import DPTImageProcessor
+
+    directory = Path(directory)
+    model.save_pretrained(directory, safe_serialization=True)
+    DPTImageProcessor(do_resize=True, size={"height": 518, "width": 518}, keep_aspect_ratio=True, ensure_multiple_of=14,
+                      do_rescale=True, do_normalize=True, image_mean=[0.485, 0.456, 0.406],
+                      image_std=[0.229, 0.224, 0.225], resample=3).save_pretrained(directory)
+    return directory
+
+
 def save_tiny_model(directory: str | Path, *, seed: int = 0, metric: bool = False) -> Path:
     """Write a tiny randomly initialised Depth Anything (about 140k parameters) with its processor.
 
@@ -130,7 +142,7 @@ def save_tiny_model(directory: str | Path, *, seed: int = 0, metric: bool = Fals
     inference path can run where weights cannot be downloaded (tests, the demo).
     """
     import torch
-    from transformers import DepthAnythingConfig, DepthAnythingForDepthEstimation, Dinov2Config, DPTImageProcessor
+    from transformers import DepthAnythingConfig, DepthAnythingForDepthEstimation, Dinov2Config
 
     torch.manual_seed(seed)
     backbone = Dinov2Config(hidden_size=32, num_hidden_layers=4, num_attention_heads=2, intermediate_size=64,
@@ -139,12 +151,7 @@ def save_tiny_model(directory: str | Path, *, seed: int = 0, metric: bool = Fals
     cfg = DepthAnythingConfig(backbone_config=backbone, fusion_hidden_size=16, head_hidden_size=8,
                               neck_hidden_sizes=[8, 16, 32, 32], reassemble_hidden_size=32,
                               depth_estimation_type="metric" if metric else "relative", **({"max_depth": 20.0} if metric else {}))
-    model = DepthAnythingForDepthEstimation(cfg)
-    directory = Path(directory)
-    model.save_pretrained(directory, safe_serialization=True)
-    DPTImageProcessor(do_resize=True, size={"height": 518, "width": 518}, keep_aspect_ratio=True, ensure_multiple_of=14,
-                      do_rescale=True, do_normalize=True, image_mean=[0.485, 0.456, 0.406],
-                      image_std=[0.229, 0.224, 0.225], resample=3).save_pretrained(directory)
+    directory = _save_with_processor(DepthAnythingForDepthEstimation(cfg), directory)
     (directory / "UNTRAINED.txt").write_text("Randomly initialised test model: its depth output is meaningless.\n")
     return directory
 
@@ -152,7 +159,7 @@ def save_tiny_model(directory: str | Path, *, seed: int = 0, metric: bool = Fals
 def small_sized_model(directory: str | Path, *, seed: int = 0) -> Path:
     """A randomly initialised model with the Depth-Anything-V2-Small architecture (ViT-S, ~24.8M params), for benchmarks."""
     import torch
-    from transformers import DepthAnythingConfig, DepthAnythingForDepthEstimation, Dinov2Config, DPTImageProcessor
+    from transformers import DepthAnythingConfig, DepthAnythingForDepthEstimation, Dinov2Config
 
     torch.manual_seed(seed)
     backbone = Dinov2Config(hidden_size=384, num_hidden_layers=12, num_attention_heads=6, mlp_ratio=4,
@@ -160,10 +167,4 @@ def small_sized_model(directory: str | Path, *, seed: int = 0) -> Path:
                             reshape_hidden_states=False, layerscale_value=1.0)
     cfg = DepthAnythingConfig(backbone_config=backbone, fusion_hidden_size=64, head_hidden_size=32,
                               neck_hidden_sizes=[48, 96, 192, 384], reassemble_hidden_size=384, depth_estimation_type="relative")
-    model = DepthAnythingForDepthEstimation(cfg)
-    directory = Path(directory)
-    model.save_pretrained(directory, safe_serialization=True)
-    DPTImageProcessor(do_resize=True, size={"height": 518, "width": 518}, keep_aspect_ratio=True, ensure_multiple_of=14,
-                      do_rescale=True, do_normalize=True, image_mean=[0.485, 0.456, 0.406],
-                      image_std=[0.229, 0.224, 0.225], resample=3).save_pretrained(directory)
-    return directory
+    return _save_with_processor(DepthAnythingForDepthEstimation(cfg), directory)

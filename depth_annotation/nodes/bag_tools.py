@@ -109,8 +109,18 @@ def play(bag: Path, *, rate: float = 1.0, topics: list[str] | None = None, wait_
                     qos.durability = DurabilityPolicy.TRANSIENT_LOCAL if q.durability == QosDurability.TRANSIENT_LOCAL else DurabilityPolicy.VOLATILE
                 if c.topic not in pubs:
                     pubs[c.topic] = node.create_publisher(message_class(c.msgtype), c.topic, qos)
+            # Wait for subscribers: until every topic has one, or the number of matched topics
+            # has been stable for a second (some topics may have no listener), or the timeout.
             deadline = time.monotonic() + wait_subscribers_s
-            while time.monotonic() < deadline and not any(p.get_subscription_count() for p in pubs.values()):
+            matched, stable_since = -1, time.monotonic()
+            while time.monotonic() < deadline:
+                n = sum(1 for p in pubs.values() if p.get_subscription_count())
+                if n == len(pubs):
+                    break
+                if n != matched:
+                    matched, stable_since = n, time.monotonic()
+                elif n > 0 and time.monotonic() - stable_since > 1.0:
+                    break
                 rclpy.spin_once(node, timeout_sec=0.05)
             log(f"playing {bag} at {rate}x: {', '.join(sorted(pubs))}")
             t0_bag = t0_wall = None

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import datetime as dt
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -63,7 +62,6 @@ class RealSenseNode(Node):
         self.session_dir = self.output_dir / self.session_id
         self.publish_depth = p["publish_depth"]
         self._stopped_ns: int | None = None
-        self._info_lock = threading.Lock()
         self._override: dict[str, Intrinsics] = {}
 
         image_qos = qos_profile_sensor_data
