@@ -143,9 +143,7 @@ class BagExporterNode(Node):
 
 
 def main(args: list[str] | None = None) -> int:
-    factory = BagExporterNode
-    factory.NODE_NAME = NODE_NAME
-    return run_node(factory, args, threads=2)
+    return run_node(BagExporterNode, args, name=NODE_NAME, threads=2)
 
 
 if __name__ == "__main__":

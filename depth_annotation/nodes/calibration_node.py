@@ -416,9 +416,7 @@ class CalibrationNode(Node):
 
 
 def main(args: list[str] | None = None) -> int:
-    factory = CalibrationNode
-    factory.NODE_NAME = NODE_NAME
-    return run_node(factory, args, threads=4)
+    return run_node(CalibrationNode, args, name=NODE_NAME, threads=4)
 
 
 if __name__ == "__main__":

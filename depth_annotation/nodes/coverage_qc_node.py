@@ -186,9 +186,7 @@ class CoverageQCNode(Node):
 
 
 def main(args: list[str] | None = None) -> int:
-    factory = CoverageQCNode
-    factory.NODE_NAME = NODE_NAME
-    return run_node(factory, args)
+    return run_node(CoverageQCNode, args, name=NODE_NAME)
 
 
 if __name__ == "__main__":

@@ -205,9 +205,7 @@ class MonoDepthNode(Node):
 
 
 def main(args: list[str] | None = None) -> int:
-    factory = MonoDepthNode
-    factory.NODE_NAME = NODE_NAME
-    return run_node(factory, args, threads=3)
+    return run_node(MonoDepthNode, args, name=NODE_NAME, threads=3)
 
 
 if __name__ == "__main__":

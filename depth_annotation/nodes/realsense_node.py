@@ -340,9 +340,7 @@ class RealSenseNode(Node):
 
 
 def main(args: list[str] | None = None) -> int:
-    factory = RealSenseNode
-    factory.NODE_NAME = NODE_NAME
-    return run_node(factory, args)
+    return run_node(RealSenseNode, args, name=NODE_NAME)
 
 
 if __name__ == "__main__":

@@ -44,11 +44,11 @@ def _interrupt(signum, frame) -> None:
     raise KeyboardInterrupt
 
 
-def run_node(factory: Callable[[], Node], args: list[str] | None = None, *, threads: int = 2) -> int:
+def run_node(factory: Callable[[], Node], args: list[str] | None = None, *, name: str, threads: int = 2) -> int:
     """Create the node with `factory` and spin it until shutdown.
 
     Returns the process exit code: 0 on a clean shutdown, 2 when the node could
-    not start (the reason is printed as a single line on stderr).
+    not start (the reason is printed as one line on stderr, prefixed with `name`).
     A node may define `shutdown()` to finalise files before it is destroyed.
     """
     # rclpy's own SIGINT handler shuts the context down at once, invalidating
@@ -61,7 +61,6 @@ def run_node(factory: Callable[[], Node], args: list[str] | None = None, *, thre
     signal.signal(signal.SIGTERM, _interrupt)
     node = None
     try:
-        name = getattr(factory, "NODE_NAME", getattr(factory, "__name__", "node"))
         try:
             node = factory()
             unknown = undeclared_overrides(node)
