@@ -223,16 +223,18 @@ class CalibrationNode(Node):
     def _on_depth(self, msg: Image) -> None:
         if msg.encoding != "16UC1":
             return
+        stamp = stamp_to_ns(msg.header.stamp)
         with self._lock:
-            self._depth_recent.put(stamp_to_ns(msg.header.stamp), image_to_array(msg))
-            self._match_depth(stamp_to_ns(msg.header.stamp))
+            self._depth_recent.put(stamp, image_to_array(msg))
+            self._match_depth(stamp)
 
     def _on_relative(self, msg: Image) -> None:
         if msg.encoding != "32FC1":
             return
+        stamp = stamp_to_ns(msg.header.stamp)
         with self._lock:
-            self._rel_recent.put(stamp_to_ns(msg.header.stamp), image_to_array(msg))
-            self._match_relative(stamp_to_ns(msg.header.stamp))
+            self._rel_recent.put(stamp, image_to_array(msg))
+            self._match_relative(stamp)
 
     def _match_depth(self, stamp: int) -> None:
         if stamp in self._pose_recent and stamp in self._depth_recent:
