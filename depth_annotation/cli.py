@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 from .core import atomic_io
+from .core.chunk_codecs import CODECS
 
 
 def _cmd_synth(args: argparse.Namespace) -> int:
@@ -267,10 +268,12 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--info-topic", help="default /camera/aligned_depth_to_color/camera_info")
     sp.add_argument("--quality-topic", help="default /camera/depth_quality (joined when present)")
     sp.add_argument("--tolerance-ms", type=float, default=1000 / 60, help="max stamp difference in a frame (default: half a 30 fps period)")
-    sp.add_argument("--codec", choices=("gzip", "gzip-fast", "lzf", "none"), default="gzip",
-                    help="chunk compression: gzip (zlib, any HDF5 reader), gzip-fast (same format, ISA-L, ~5x faster), "
+    sp.add_argument("--codec", choices=CODECS, default="gzip",
+                    help="chunk compression: gzip (zlib, any HDF5 reader), gzip-fast (same format, ISA-L, ~4x faster), "
+                         "blosc-lz4 / blosc-zstd (fastest; readers need the Blosc filter: import hdf5plugin), "
                          "lzf (h5py only), none")
-    sp.add_argument("--level", type=int, default=4, help="gzip level (default 4; gzip-fast: 0-3, default 2)")
+    sp.add_argument("--level", type=int, default=None,
+                    help="codec level (default: gzip 4, gzip-fast 2 of 0-3, blosc-lz4 5, blosc-zstd 1)")
     sp.add_argument("--every", type=int, default=10, help="annotation: every k-th frame (default 10)")
     sp.add_argument("--keep-flagged", action="store_true", help="annotation: keep QC-flagged frames (marked) instead of excluding them")
     sp.add_argument("--depth-min", type=float, default=0.3, help="colorized depth range, metres")

@@ -229,3 +229,17 @@ def test_sigint_removes_the_partial_file(tmp_path):
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 130 and "interrupted" in err
     assert not partial.exists() and not (out / "export" / "dataset.h5").exists()
+
+
+def test_fast_codec_export_is_checked_and_documented(bags, tmp_path):
+    root, truth = bags
+    out = tmp_path / "ds"
+    res = export(root / "b", "--out", out, "--codec", "blosc-zstd")
+    assert res.returncode == 0, res.stderr
+    info = json.loads((out / "dataset_info.json").read_text())
+    assert info["files"]["codec"] == "blosc-zstd" and info["files"]["codec_level"] == 1
+    assert "hdf5plugin" in info["files"]["readable_by"]
+    check = subprocess.run([str(VENV_BIN / "depth-annotation"), "check", str(out)], capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout + check.stderr
+    bad = export(root / "b", "--out", tmp_path / "bad", "--codec", "gzip-fast", "--level", "7")
+    assert bad.returncode == 2 and "gzip-fast levels are 0..3, got 7" in bad.stderr

@@ -47,22 +47,37 @@ def test_round_trip_through_real_sensor_msgs_image(encoding):
     assert np.array_equal(image_array(msg), arr)
 
 
-def test_other_endianness_is_swapped():
+@pytest.mark.parametrize("copy", [True, False])
+def test_other_endianness_is_swapped(copy):
     arr = sample("16UC1")
     other = sys.byteorder != "big"  # the non-host order
     data = arr.astype(arr.dtype.newbyteorder(">" if other else "<")).tobytes()
     msg = ImageFields(arr.shape[0], arr.shape[1], "16UC1", int(other), arr.shape[1] * 2, data)
-    assert np.array_equal(image_to_array(msg), arr)
+    assert np.array_equal(image_to_array(msg, copy=copy), arr)
 
 
-def test_padded_rows_are_cropped():
-    arr = sample("rgb8")
-    h, w, _ = arr.shape
-    step = w * 3 + 5
+@pytest.mark.parametrize("encoding", ["rgb8", "16UC1"])
+@pytest.mark.parametrize("copy", [True, False])
+def test_padded_rows_are_cropped(encoding, copy):
+    arr = sample(encoding)
+    h, w = arr.shape[:2]
+    row = arr[0].nbytes
+    step = row + 6
     padded = np.zeros((h, step), np.uint8)
-    padded[:, : w * 3] = arr.reshape(h, w * 3)
-    msg = ImageFields(h, w, "rgb8", 0, step, padded.tobytes())
-    assert np.array_equal(image_to_array(msg), arr)
+    padded[:, :row] = arr.view(np.uint8).reshape(h, row)
+    msg = ImageFields(h, w, encoding, 0, step, padded.tobytes())
+    out = image_to_array(msg, copy=copy)
+    assert np.array_equal(out, arr) and out.flags.c_contiguous
+
+
+def test_copy_false_is_a_view_of_the_message_buffer():
+    arr = sample("16UC1")
+    arr[0, 0] = 1234
+    buf = bytearray(array_to_fields(arr, "16UC1").data)
+    msg = ImageFields(arr.shape[0], arr.shape[1], "16UC1", int(sys.byteorder == "big"), arr.shape[1] * 2, buf)
+    view, copied = image_to_array(msg, copy=False), image_to_array(msg)
+    buf[0:2] = b"\x00\x00"
+    assert view[0, 0] == 0 and copied[0, 0] == arr[0, 0]
 
 
 def test_unknown_encoding_lists_supported():

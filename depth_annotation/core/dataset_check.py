@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import h5py
 import numpy as np
+
+from .chunk_codecs import open_h5
 
 
 def check_dataset(out_dir: str | Path) -> list[str]:
@@ -22,7 +23,7 @@ def check_dataset(out_dir: str | Path) -> list[str]:
     if list(out.glob("export/*.partial")):
         problems.append("a .partial file is left in export/")
     info = json.loads((out / "dataset_info.json").read_text())
-    with h5py.File(h5_path, "r") as f:
+    with open_h5(h5_path) as f:
         episodes = sorted(k for k in f if k.startswith("episode_"))
         if [e["episode"] for e in info["episodes"]] != episodes:
             problems.append(f"dataset_info lists {[e['episode'] for e in info['episodes']]}, the file has {episodes}")
@@ -35,6 +36,12 @@ def check_dataset(out_dir: str | Path) -> list[str]:
                     problems.append(f"{name}/{key}: {ds.dtype} {ds.shape}, expected {np.dtype(dtype)} with {t} frames")
                 if ds.chunks is None or ds.chunks[0] != 1:
                     problems.append(f"{name}/{key}: not chunked one frame per chunk")
+                try:  # decode the first and last frames: a missing filter or a damaged chunk shows here
+                    for i in {0, ds.shape[0] - 1} if ds.shape[0] else ():
+                        ds[i]
+                except (OSError, ValueError) as exc:
+                    readers = info.get("files", {}).get("readable_by", "")
+                    problems.append(f"{name}/{key}: cannot decode frames ({exc}); the codec needs: {readers}")
             if g["depth"].shape[1:] != g["color"].shape[1:3]:
                 problems.append(f"{name}: depth and colour sizes differ")
             stamps = g["timestamps_ns"][:]

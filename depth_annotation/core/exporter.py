@@ -41,7 +41,7 @@ class ExportOptions:
     topics: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_TOPICS))
     tolerance_ns: int = 16_666_666  # half a frame period at 30 fps
     codec: str = "gzip"
-    level: int = 4
+    level: int | None = None  # None: the codec's default (hdf5_writer.CODEC_TABLE)
     every_k: int = 10
     exclude_flagged: bool = True
     depth_range_m: tuple[float, float] = (0.3, 2.0)
@@ -57,7 +57,7 @@ def stamp_of(msg: Any) -> int:
 
 
 def _color_rgb(msg: Any) -> np.ndarray:
-    arr = image_to_array(msg)
+    arr = image_to_array(msg, copy=False)
     if msg.encoding == "rgb8":
         return arr
     if msg.encoding == "bgr8":
@@ -121,7 +121,8 @@ class ExportSession:
 
     def _write(self, stamp: int, items: dict[str, Any]) -> None:
         depth_msg, color_msg, info_msg = items["depth"], items["color"], items["info"]
-        depth = depth_to_millimetres(image_to_array(depth_msg), depth_msg.encoding, max_mm=self.opts.max_depth_mm)
+        # copy=False: the frame is only read (compressed, sampled) while the message is alive.
+        depth = depth_to_millimetres(image_to_array(depth_msg, copy=False), depth_msg.encoding, max_mm=self.opts.max_depth_mm)
         color = _color_rgb(color_msg)
         if self._episode is None:
             intr = Intrinsics.from_camera_info(info_msg)
@@ -170,7 +171,7 @@ class ExportSession:
         info = build_dataset_info(
             episodes=self.episodes, splits=splits, sensor=sensor, taxonomy=tax, seed=self.opts.seed, ratios=self.opts.ratios,
             files={"hdf5": str(h5.relative_to(out)), "taxonomy": "taxonomy.json", "annotation": ann,
-                   "codec": self.opts.codec, "gzip_level": self.opts.level if self.opts.codec == "gzip" else None},
+                   "codec": self.writer.codec, "codec_level": self.writer.level, "readable_by": self.writer.readers},
             sync={"tolerance_ns": self.opts.tolerance_ns, "per_episode": self.sync_counts},
         )
         atomic_io.write_json(out / "taxonomy.json", tax)

@@ -55,12 +55,14 @@ def _layout(encoding: str) -> tuple[np.dtype, int]:
         ) from None
 
 
-def image_to_array(msg: Any) -> np.ndarray:
+def image_to_array(msg: Any, *, copy: bool = True) -> np.ndarray:
     """Return the pixels of an Image-like message as an (H, W) or (H, W, C) array.
 
     Checks the encoding, that `step` holds a full row, and that `data` holds
     `step * height` bytes; honours `is_bigendian`. Rows padded past
-    `width * pixel_size` are cropped. The result is a native-order copy.
+    `width * pixel_size` are cropped. The result is a native-order copy, unless
+    `copy=False`: then it may be a (possibly read-only) view of `msg.data`, for
+    callers that own the buffer and only read it (the exporter: a bag's bytes).
 
     Raises:
         ImageConversionError: unknown encoding or inconsistent size fields.
@@ -90,12 +92,14 @@ def image_to_array(msg: Any) -> np.ndarray:
             f"{step} x {height} = {step * height} B"
         )
     shape = (height, width) if channels == 1 else (height, width, channels)
-    # Always copy: the message buffer may be read-only or reused by the middleware.
-    rows = raw.reshape(height, step)[:, :row_bytes].copy()
+    swap = dtype.itemsize > 1 and bool(msg.is_bigendian) != _HOST_BIG_ENDIAN
+    rows = raw.reshape(height, step)[:, :row_bytes]
+    if copy and not swap:  # by default copy: the message buffer may be read-only or reused by the middleware
+        rows = rows.copy()
+    elif step != row_bytes:  # padded rows: the element view below needs contiguous rows
+        rows = np.ascontiguousarray(rows)
     arr = rows.view(dtype).reshape(shape)
-    if dtype.itemsize > 1 and bool(msg.is_bigendian) != _HOST_BIG_ENDIAN:
-        arr = arr.byteswap()
-    return arr
+    return arr.byteswap() if swap else arr
 
 
 def array_to_fields(array: np.ndarray, encoding: str) -> ImageFields:

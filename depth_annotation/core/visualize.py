@@ -56,9 +56,9 @@ def render_frame(color: np.ndarray, depth_mm: np.ndarray, intr: Intrinsics, out_
 def render_h5_frame(h5_path: str | Path, out_png: str | Path, *, episode: int = 0, frame: int = 0) -> Path:
     import json
 
-    import h5py
+    from .chunk_codecs import open_h5
 
-    with h5py.File(h5_path, "r") as f:
+    with open_h5(h5_path) as f:
         name = f"episode_{episode}"
         if name not in f:
             raise KeyError(f"{h5_path} has no {name} (episodes: {', '.join(sorted(k for k in f if k.startswith('episode_')))})")

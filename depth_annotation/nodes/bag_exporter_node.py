@@ -22,6 +22,7 @@ from std_srvs.srv import Trigger
 
 from depth_annotation.msg import DepthQuality
 
+from ..core.chunk_codecs import CODECS
 from ..core.exporter import DEFAULT_TOPICS, ExportOptions, ExportSession, stamp_of
 from ..core.hdf5_writer import ExportError
 from ..core.images import ImageConversionError
@@ -30,6 +31,10 @@ from .params import StartupError, declare
 from .runtime import run_node
 
 NODE_NAME = "bag_exporter_node"
+
+
+def _level_or_default(level: int) -> int | None:
+    return None if level < 0 else level
 
 
 class BagExporterNode(Node):
@@ -45,8 +50,8 @@ class BagExporterNode(Node):
             opts = ExportOptions(
                 out_dir=out_dir, topics=topics,
                 tolerance_ns=int(1e6 * d("tolerance_ms", 1000 / 60, "max stamp difference in a frame", low=0.0, high=10000.0)),
-                codec=d("codec", "gzip", "chunk compression", choices=("gzip", "gzip-fast", "lzf", "none")),
-                level=d("level", 4, "gzip level", low=0, high=9),
+                codec=d("codec", "gzip", "chunk compression (see hdf5_writer)", choices=CODECS),
+                level=_level_or_default(d("level", -1, "codec level; -1: the codec's default", low=-1, high=9)),
                 every_k=d("every_k", 10, "annotation: every k-th frame", low=1, high=100000),
                 exclude_flagged=d("exclude_flagged", True, "annotation: skip QC-flagged frames"),
                 overwrite=d("overwrite", False, "replace an existing dataset.h5"),
