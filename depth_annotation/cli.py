@@ -269,9 +269,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--quality-topic", help="default /camera/depth_quality (joined when present)")
     sp.add_argument("--tolerance-ms", type=float, default=1000 / 60, help="max stamp difference in a frame (default: half a 30 fps period)")
     sp.add_argument("--codec", choices=CODECS, default="gzip",
-                    help="chunk compression: gzip (zlib, any HDF5 reader), gzip-fast (same format, ISA-L, ~4x faster), "
-                         "blosc-lz4 / blosc-zstd (fastest; readers need the Blosc filter: import hdf5plugin), "
-                         "lzf (h5py only), none")
+                    help="chunk compression: gzip (deflate, any HDF5 reader), gzip-fast (same format via ISA-L: ~3x faster, "
+                         "a few %% larger), blosc-lz4 / blosc-zstd (fastest; readers need the Blosc filter: "
+                         "import hdf5plugin), lzf (h5py only), none")
     sp.add_argument("--level", type=int, default=None,
                     help="codec level (default: gzip 4, gzip-fast 2 of 0-3, blosc-lz4 5, blosc-zstd 1)")
     sp.add_argument("--every", type=int, default=10, help="annotation: every k-th frame (default 10)")

@@ -109,8 +109,9 @@ def test_full_node_set_runs_with_the_launch_params(ros, procs, tmp_path):
     node.create_subscription(DepthQuality, "/camera/depth_quality", quality.append, 50)
     node.create_subscription(MonoFitQuality, "/camera/mono/fit_quality", fits.append, 50)
     calibrate = node.create_client(Calibrate, "/camera/calibrate")
-    assert ros.spin_until(lambda: len(quality) > 30 and len(fits) > 2 and calibrate.service_is_ready(), timeout=90)
-    assert fits[-1].fitted  # the mono node fitted against the driver's aligned depth
+    # Under load a frame's depth can be lost (best effort), so wait for fits, not for the last one to be fitted.
+    assert ros.spin_until(lambda: len(quality) > 30 and any(f.fitted for f in fits) and calibrate.service_is_ready(),
+                          timeout=90), [(f.fitted, f.fit_pixels) for f in fits]  # fitted against the driver's aligned depth
     # the exporter is subscribed to what the driver publishes
     # QC, calibration (depth check), mono (sensor fit) and the exporter all listen to the driver's aligned depth
     assert node.count_subscribers("/camera/aligned_depth_to_color/image_raw") >= 4

@@ -41,7 +41,7 @@ class ExportOptions:
     topics: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_TOPICS))
     tolerance_ns: int = 16_666_666  # half a frame period at 30 fps
     codec: str = "gzip"
-    level: int | None = None  # None: the codec's default (hdf5_writer.CODEC_TABLE)
+    level: int | None = None  # None: the codec's default (chunk_codecs.CODEC_TABLE)
     every_k: int = 10
     exclude_flagged: bool = True
     depth_range_m: tuple[float, float] = (0.3, 2.0)

@@ -50,7 +50,7 @@ class BagExporterNode(Node):
             opts = ExportOptions(
                 out_dir=out_dir, topics=topics,
                 tolerance_ns=int(1e6 * d("tolerance_ms", 1000 / 60, "max stamp difference in a frame", low=0.0, high=10000.0)),
-                codec=d("codec", "gzip", "chunk compression (see hdf5_writer)", choices=CODECS),
+                codec=d("codec", "gzip", "chunk compression: " + ", ".join(CODECS), choices=CODECS),
                 level=_level_or_default(d("level", -1, "codec level; -1: the codec's default", low=-1, high=9)),
                 every_k=d("every_k", 10, "annotation: every k-th frame", low=1, high=100000),
                 exclude_flagged=d("exclude_flagged", True, "annotation: skip QC-flagged frames"),

@@ -54,6 +54,7 @@ class MonoDepthNode(Node):
         mode = d("metric_mode", "sensor_fit", "how relative output becomes metric", choices=MODES)
         scale_file = d("scale_file", "", "calibration JSON with a mono_scale section (scale_file mode; sensor_fit fallback)")
         self.sync_tolerance_ns = int(1e9 * d("sync_tolerance_s", 0.005, "max stamp difference to a sensor depth frame", low=0.0, high=1.0))
+        self.sensor_wait_s = d("sensor_wait_s", 0.25, "how long a colour frame waits for its sensor depth frame", low=0.0, high=5.0)
         try:
             scale = load_scale_file(scale_file) if scale_file else None
             self.aligner = MetricAligner(
@@ -85,6 +86,8 @@ class MonoDepthNode(Node):
         self.create_subscription(Image, "color/image_raw", self._on_color, sensor_qos, callback_group=group)
         if mode == "sensor_fit" or scale_file:
             self.create_subscription(Image, "aligned_depth_to_color/image_raw", self._on_depth, sensor_qos, callback_group=group)
+        else:
+            self.sensor_wait_s = 0.0  # no sensor depth is coming
         self.pub_disp = self.create_publisher(Image, "mono/disparity", qos_profile_sensor_data)
         self.pub_depth = self.create_publisher(Image, "mono/depth", qos_profile_sensor_data)
         self.pub_depth_m = self.create_publisher(Image, "mono/depth_m", qos_profile_sensor_data)
@@ -122,15 +125,22 @@ class MonoDepthNode(Node):
             self._depth[stamp_to_ns(msg.header.stamp)] = arr
             while len(self._depth) > 30:
                 self._depth.popitem(last=False)
+            self._lock.notify_all()
 
     def _sensor_for(self, stamp: int) -> np.ndarray | None:
+        """The sensor depth frame for `stamp`. Colour and aligned depth of one frame arrive in
+        either order, so wait (bounded) while a matching frame can still come."""
+        deadline = time.monotonic() + self.sensor_wait_s
         with self._lock:
-            if stamp in self._depth:
-                return self._depth[stamp]
-            best = min(self._depth, key=lambda s: abs(s - stamp), default=None)
-            if best is not None and abs(best - stamp) <= self.sync_tolerance_ns:
-                return self._depth[best]
-        return None
+            while True:
+                best = min(self._depth, key=lambda s: abs(s - stamp), default=None)
+                if best is not None and abs(best - stamp) <= self.sync_tolerance_ns:
+                    return self._depth[best]
+                newest = next(reversed(self._depth), None)
+                remaining = deadline - time.monotonic()
+                if self._stop or remaining <= 0 or (newest is not None and newest > stamp + self.sync_tolerance_ns):
+                    return None  # timed out, or depth has moved past this frame (its depth was lost)
+                self._lock.wait(remaining)
 
     # --- inference loop ---------------------------------------------------------------------
     def _work(self) -> None:
