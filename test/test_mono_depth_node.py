@@ -25,6 +25,12 @@ def test_outputs_match_input_and_backlog_stays_at_one(ros, procs, tmp_path):
     outs: dict[str, list] = {k: [] for k in ("disparity", "depth", "depth_m", "valid_mask")}
     for k in outs:
         node.create_subscription(Image, f"/camera/mono/{k}", outs[k].append, QOS)
+    # For each depth output: how long before it arrived had its input been sent, measured against the
+    # newest input sent by then (latency behind the live stream).
+    behind: list[float] = []
+    node.create_subscription(Image, "/camera/mono/depth", lambda m: behind.append(
+        newest_sent[0] - sent[stamp_to_ns(m.header.stamp)]) if stamp_to_ns(m.header.stamp) in sent else None, QOS)
+    newest_sent = [0.0]
     fits: list[MonoFitQuality] = []
     node.create_subscription(MonoFitQuality, "/camera/mono/fit_quality", fits.append, 50)
     diags: list = []
@@ -42,7 +48,7 @@ def test_outputs_match_input_and_backlog_stays_at_one(ros, procs, tmp_path):
         header = make_header(stamp, "camera_color_optical_frame")
         pub_depth.publish(image_msg(frame.depth_mm, "16UC1", header))
         pub_color.publish(image_msg(frame.color, "rgb8", header))
-        sent[stamp] = time.monotonic()
+        sent[stamp] = newest_sent[0] = time.monotonic()
         i += 1
         ros.spin_until(lambda: False, timeout=1 / 30)
     ros.spin_until(lambda: len(fits) > 3 and diags, timeout=20)
@@ -63,10 +69,10 @@ def test_outputs_match_input_and_backlog_stays_at_one(ros, procs, tmp_path):
     # Latest frame only: outputs lag the newest input by about one inference, never a growing queue.
     stamps = [stamp_to_ns(m.header.stamp) for m in outs["depth"]]
     assert stamps == sorted(stamps) and len(set(stamps)) == len(stamps)
+    # A queue would fall further behind the 30 fps stream with every frame (seconds after 6 s).
     infer_s = np.median([q.inference_ms for q in fits]) / 1000
-    lag = [sent_at for s, sent_at in sent.items() if s == stamps[-1]][0]
-    newest_before = max(t for t in sent.values())
-    assert newest_before - lag < 3 * infer_s + 0.5
+    assert len(behind) >= 3 and np.median(behind) < 3 * infer_s + 0.5, (behind, infer_s)
+    assert max(behind) < 2.5, behind
     last = {kv.key: kv.value for kv in diags[-1].values}
     assert int(last["max_backlog"]) <= 1
     accounted = sum(int(last[k]) for k in ("processed", "failed", "dropped", "pending", "in_progress"))
