@@ -14,10 +14,10 @@ Compression libraries are imported only when their codec is used.
 from __future__ import annotations
 
 import importlib.util
+import os
 import zlib
 from dataclasses import dataclass
 from typing import Any, Callable
-
 
 USE_ZLIB_NG = True  # gzip chunks with zlib-ng (when installed) rather than the stdlib zlib
 
@@ -109,7 +109,7 @@ def filter_kwargs(codec: str, level: int | None) -> dict[str, Any]:
     return {}
 
 
-def open_h5(path, mode: str = "r"):
+def open_h5(path: str | os.PathLike, mode: str = "r") -> Any:
     """h5py.File with every codec here readable: registers the Blosc filter when hdf5plugin is installed."""
     import h5py
 
