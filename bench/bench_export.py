@@ -28,7 +28,7 @@ def _read(bag: Path) -> tuple[float, list]:
     frames = {}
     with bag_io.open_bag(bag) as r:
         for topic, _, msg in bag_io.messages(r, [DEFAULT_TOPICS["depth"], DEFAULT_TOPICS["color"]]):
-            frames.setdefault(msg.header.stamp.nanosec + msg.header.stamp.sec * 10**9, {})[topic] = image_to_array(msg)
+            frames.setdefault(bag_io.stamp_of(msg), {})[topic] = image_to_array(msg)
     dt = time.perf_counter() - t0
     pairs = [(v[DEFAULT_TOPICS["depth"]], v[DEFAULT_TOPICS["color"]]) for v in frames.values()]
     return len(pairs) / dt, pairs

@@ -94,7 +94,7 @@ def _cmd_mono(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from .core import bag_io
-    from .core.images import depth_to_metres, depth_to_millimetres, image_to_array
+    from .core.images import ImageConversionError, depth_to_metres, depth_to_millimetres, image_to_array, image_to_rgb
     from .core.mono_metric import MetricAligner, MetricConfigError, load_scale_file
     from .core.mono_model import DepthAnything, MonoModelConfig, MonoModelError
 
@@ -127,14 +127,11 @@ def _cmd_mono(args: argparse.Namespace) -> int:
             depth_by_stamp = {}
             pending = []
             for topic, _, msg in bag_io.messages(reader, wanted):
-                stamp = msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec
+                stamp = bag_io.stamp_of(msg)
                 if topic == args.depth_topic:
                     depth_by_stamp[stamp] = depth_to_metres(image_to_array(msg), msg.encoding)
                     continue
-                rgb = image_to_array(msg)
-                if msg.encoding == "bgr8":
-                    rgb = rgb[..., ::-1].copy()
-                pending.append((str(stamp), rgb, stamp))
+                pending.append((str(stamp), image_to_rgb(msg), stamp))
             for name, rgb, stamp in pending:
                 yield name, rgb, depth_by_stamp.get(stamp)
 
@@ -147,7 +144,7 @@ def _cmd_mono(args: argparse.Namespace) -> int:
             cv2.imwrite(str(out / "depth" / f"{name}.png"), depth_to_millimetres(depth_m, "32FC1"))
             records.append({"frame": name, "mode": rep.mode, "fitted": rep.fitted, "scale": rep.scale, "shift": rep.shift,
                             "abs_rel": rep.abs_rel, "delta_1_25": rep.delta_1_25, "inference_ms": infer_ms})
-    except bag_io.BagError as exc:
+    except (bag_io.BagError, ImageConversionError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     atomic_io.write_json(out / "scale.json", {

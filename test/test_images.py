@@ -13,6 +13,7 @@ from depth_annotation.core.images import (
     depth_to_metres,
     depth_to_millimetres,
     image_to_array,
+    image_to_rgb,
 )
 
 RNG = np.random.default_rng(7)
@@ -121,3 +122,15 @@ def test_depth_unit_conversions():
     assert np.isnan(back[0, 0]) and back[0, 1] == pytest.approx(1.5)
     with pytest.raises(ImageConversionError, match="depth must be 16UC1"):
         depth_to_millimetres(np.zeros((2, 2), np.uint8), "mono8")
+
+
+@pytest.mark.parametrize("encoding", ["rgb8", "bgr8"])
+def test_image_to_rgb_orders_channels(encoding):
+    rgb = sample("rgb8")
+    stored = rgb if encoding == "rgb8" else rgb[..., ::-1]
+    assert np.array_equal(image_to_rgb(array_to_fields(stored, encoding)), rgb)
+
+
+def test_image_to_rgb_refuses_other_encodings():
+    with pytest.raises(ImageConversionError, match="colour images must be rgb8 or bgr8, got 'mono8'"):
+        image_to_rgb(array_to_fields(sample("mono8"), "mono8"))

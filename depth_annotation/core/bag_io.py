@@ -99,6 +99,11 @@ def require_topics(reader: AnyReader, wanted: list[str]) -> None:
         raise BagError(f"topic(s) {', '.join(missing)} not in the bag; it has: {listing}")
 
 
+def stamp_of(msg: Any) -> int:
+    """A message's header stamp in nanoseconds (rosbags and rclpy messages alike)."""
+    return int(msg.header.stamp.sec) * 1_000_000_000 + int(msg.header.stamp.nanosec)
+
+
 def messages(reader: AnyReader, wanted: list[str]) -> Iterator[tuple[str, int, Any]]:
     """(topic, receive time ns, deserialised message) in time order."""
     conns = [c for c in reader.connections if c.topic in wanted]

@@ -15,14 +15,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
-
 from . import atomic_io, bag_io
 from .annotation_export import AnnotationExporter
 from .camera import Extrinsics, Intrinsics, rotation_from_quaternion
 from .dataset_info import assign_splits, build_dataset_info
 from .hdf5_writer import EpisodeMeta, EpisodeWriter, ExportError, Hdf5DatasetWriter
-from .images import ImageConversionError, depth_to_millimetres, image_to_array
+from .images import ImageConversionError, depth_to_millimetres, image_to_array, image_to_rgb
 from .sync import StampSynchronizer
 from .taxonomy import DEFAULT_TAXONOMY, Taxonomy
 
@@ -50,19 +48,6 @@ class ExportOptions:
     ratios: tuple[float, float, float] = (0.8, 0.1, 0.1)
     taxonomy: Taxonomy = DEFAULT_TAXONOMY
     max_depth_mm: int = 65535
-
-
-def stamp_of(msg: Any) -> int:
-    return int(msg.header.stamp.sec) * 1_000_000_000 + int(msg.header.stamp.nanosec)
-
-
-def _color_rgb(msg: Any) -> np.ndarray:
-    arr = image_to_array(msg, copy=False)
-    if msg.encoding == "rgb8":
-        return arr
-    if msg.encoding == "bgr8":
-        return arr[..., ::-1].copy()
-    raise ImageConversionError(f"colour must be rgb8 or bgr8, got {msg.encoding!r}")
 
 
 class ExportSession:
@@ -123,7 +108,7 @@ class ExportSession:
         depth_msg, color_msg, info_msg = items["depth"], items["color"], items["info"]
         # copy=False: the frame is only read (compressed, sampled) while the message is alive.
         depth = depth_to_millimetres(image_to_array(depth_msg, copy=False), depth_msg.encoding, max_mm=self.opts.max_depth_mm)
-        color = _color_rgb(color_msg)
+        color = image_to_rgb(color_msg, copy=False)
         if self._episode is None:
             intr = Intrinsics.from_camera_info(info_msg)
             if (intr.width, intr.height) != (depth.shape[1], depth.shape[0]):
@@ -226,7 +211,7 @@ def _export_one(session: ExportSession, reader, bag: Path, scene: str, opts: Exp
     read = 0
     try:
         for topic, _, msg in bag_io.messages(reader, wanted):
-            session.add(stream_of[topic], stamp_of(msg), msg)
+            session.add(stream_of[topic], bag_io.stamp_of(msg), msg)
             read += 1
     except (ExportError, ImageConversionError):
         raise

@@ -102,6 +102,18 @@ def image_to_array(msg: Any, *, copy: bool = True) -> np.ndarray:
     return arr.byteswap() if swap else arr
 
 
+def image_to_rgb(msg: Any, *, copy: bool = True) -> np.ndarray:
+    """The pixels of an rgb8 or bgr8 image as (H, W, 3) RGB (`copy` as in `image_to_array`).
+
+    Raises:
+        ImageConversionError: any other encoding, or inconsistent size fields.
+    """
+    if msg.encoding not in ("rgb8", "bgr8"):
+        raise ImageConversionError(f"colour images must be rgb8 or bgr8, got {msg.encoding!r}")
+    arr = image_to_array(msg, copy=copy)
+    return arr[..., ::-1].copy() if msg.encoding == "bgr8" else arr
+
+
 def array_to_fields(array: np.ndarray, encoding: str) -> ImageFields:
     """Pack an array into Image fields with a tight step, in host byte order.
 

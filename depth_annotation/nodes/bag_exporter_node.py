@@ -23,7 +23,8 @@ from std_srvs.srv import Trigger
 from depth_annotation.msg import DepthQuality
 
 from ..core.chunk_codecs import CODECS
-from ..core.exporter import DEFAULT_TOPICS, ExportOptions, ExportSession, stamp_of
+from ..core.bag_io import stamp_of
+from ..core.exporter import DEFAULT_TOPICS, ExportOptions, ExportSession
 from ..core.hdf5_writer import ExportError
 from ..core.images import ImageConversionError
 from ..core.taxonomy import DEFAULT_TAXONOMY, default_taxonomy_path, load_taxonomy

@@ -24,7 +24,7 @@ from sensor_msgs.msg import Image
 
 from depth_annotation.msg import MonoFitQuality
 
-from ..core.images import ImageConversionError, depth_to_metres, depth_to_millimetres, image_to_array
+from ..core.images import ImageConversionError, depth_to_metres, depth_to_millimetres, image_to_array, image_to_rgb
 from ..core.mono_metric import MODES, MetricAligner, MetricConfigError, load_scale_file
 from ..core.mono_model import DEFAULT_MODEL, DepthAnything, MonoModelConfig, MonoModelError
 from .messages import image_msg, stamp_to_ns
@@ -167,11 +167,7 @@ class MonoDepthNode(Node):
                     self._busy = False
 
     def _process(self, msg: Image) -> None:
-        rgb = image_to_array(msg)
-        if msg.encoding == "bgr8":
-            rgb = rgb[..., ::-1].copy()
-        elif msg.encoding != "rgb8":
-            raise ImageConversionError(f"mono depth needs rgb8 or bgr8 images, got {msg.encoding!r}")
+        rgb = image_to_rgb(msg)
         sensor = self._sensor_for(stamp_to_ns(msg.header.stamp))  # before inference: the buffer moves on meanwhile
         output, infer_ms = self.model.predict(rgb)
         depth_m, valid, rep = self.aligner.align(output, sensor)
