@@ -32,22 +32,25 @@ class Codec:
     levels: tuple[int, int] | None  # inclusive range; None: no level
     default_level: int | None
     readers: str  # who can open the file
-    parallel: bool  # chunks compressed on the pool and written with write_direct_chunk
+    needs: tuple[str, ...] = ()  # Python packages the codec imports
+
+    @property
+    def parallel(self) -> bool:
+        """Chunks compressed here, on the writer's pool (every codec with a level); lzf and none are not."""
+        return self.levels is not None
 
 
 BLOSC_READERS = "HDF5 readers with the Blosc filter (Python: import hdf5plugin)"
+BLOSC_NEEDS = ("blosc", "hdf5plugin")
 CODEC_TABLE = {c.name: c for c in (
-    Codec("gzip", (0, 9), 4, "any HDF5 reader", parallel=True),
-    Codec("gzip-fast", (0, 3), 2, "any HDF5 reader (standard deflate data)", parallel=True),
-    Codec("blosc-lz4", (1, 9), 5, BLOSC_READERS, parallel=True),
-    Codec("blosc-zstd", (1, 9), 1, BLOSC_READERS, parallel=True),
-    Codec("lzf", None, None, "h5py only", parallel=False),
-    Codec("none", None, None, "any HDF5 reader", parallel=False),
+    Codec("gzip", (0, 9), 4, "any HDF5 reader"),
+    Codec("gzip-fast", (0, 3), 2, "any HDF5 reader (standard deflate data)", needs=("isal",)),
+    Codec("blosc-lz4", (1, 9), 5, BLOSC_READERS, needs=BLOSC_NEEDS),
+    Codec("blosc-zstd", (1, 9), 1, BLOSC_READERS, needs=BLOSC_NEEDS),
+    Codec("lzf", None, None, "h5py only"),
+    Codec("none", None, None, "any HDF5 reader"),
 )}
 CODECS = tuple(CODEC_TABLE)
-
-
-NEEDS = {"gzip-fast": ("isal",), "blosc-lz4": ("blosc", "hdf5plugin"), "blosc-zstd": ("blosc", "hdf5plugin")}
 
 
 def resolve_codec(codec: str, level: int | None) -> tuple[Codec, int | None]:
@@ -56,7 +59,7 @@ def resolve_codec(codec: str, level: int | None) -> tuple[Codec, int | None]:
     spec = CODEC_TABLE.get(codec)
     if spec is None:
         raise CodecError(f"codec must be one of {', '.join(CODECS)}, got {codec!r}")
-    missing = [m for m in NEEDS.get(codec, ()) if importlib.util.find_spec(m) is None]
+    missing = [m for m in spec.needs if importlib.util.find_spec(m) is None]
     if missing:
         raise CodecError(f"codec {codec} needs the Python package(s) {', '.join(missing)}: pip install {' '.join(missing)}")
     if level is None:

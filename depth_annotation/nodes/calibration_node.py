@@ -22,6 +22,7 @@ import json
 import sys
 import threading
 from collections import OrderedDict
+from typing import Callable
 from pathlib import Path
 
 import cv2
@@ -221,20 +222,19 @@ class CalibrationNode(Node):
                     break
 
     def _on_depth(self, msg: Image) -> None:
-        if msg.encoding != "16UC1":
-            return
-        stamp = stamp_to_ns(msg.header.stamp)
-        with self._lock:
-            self._depth_recent.put(stamp, image_to_array(msg))
-            self._match_depth(stamp)
+        self._keep_for_pose(msg, "16UC1", self._depth_recent, self._match_depth)
 
     def _on_relative(self, msg: Image) -> None:
-        if msg.encoding != "32FC1":
+        self._keep_for_pose(msg, "32FC1", self._rel_recent, self._match_relative)
+
+    def _keep_for_pose(self, msg: Image, encoding: str, recent: _Recent, match: Callable[[int], None]) -> None:
+        """Buffer a frame by stamp until the board pose of the same stamp is known, then match it."""
+        if msg.encoding != encoding:
             return
         stamp = stamp_to_ns(msg.header.stamp)
         with self._lock:
-            self._rel_recent.put(stamp, image_to_array(msg))
-            self._match_relative(stamp)
+            recent.put(stamp, image_to_array(msg))
+            match(stamp)
 
     def _match_depth(self, stamp: int) -> None:
         if stamp in self._pose_recent and stamp in self._depth_recent:
