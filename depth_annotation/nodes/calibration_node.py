@@ -229,7 +229,8 @@ class CalibrationNode(Node):
 
     def _keep_for_pose(self, msg: Image, encoding: str, recent: _Recent, match: Callable[[int], None]) -> None:
         """Buffer a frame by stamp until the board pose of the same stamp is known, then match it."""
-        if msg.encoding != encoding:
+        if msg.encoding != encoding:  # say so on the status topic, as for every other input problem
+            self.status_text = f"ignored a {msg.encoding!r} frame where {encoding} was expected"
             return
         stamp = stamp_to_ns(msg.header.stamp)
         with self._lock:
