@@ -136,9 +136,13 @@ def test_injected_gaps_are_counted_exactly_and_stamps_are_monotonic():
     assert not {5, 9, 10, 17} & set(numbers)
     stamps = [f.stamp_ns for f in frames]
     assert all(b > a for a, b in zip(stamps, stamps[1:]))
-    # stamps follow the hardware clock: 33.3 ms per frame number
-    dn = numbers[-1] - numbers[0]
-    assert (stamps[-1] - stamps[0]) / dn == pytest.approx(1e9 / 30, rel=1e-3)
+    # stamps follow the hardware clock: 33.3 ms per frame number, except across a re-anchor of the
+    # clock mapping (it moves the offset down when a frame arrives with less latency), at most one
+    # step per re-anchor after the first
+    per_frame = [(b - a) / (m - n) for a, b, n, m in zip(stamps, stamps[1:], numbers, numbers[1:])]
+    off = [d for d in per_frame if abs(d - 1e9 / 30) > 1000]
+    assert len(off) <= pipe.clock.anchors - 1, (off, pipe.clock.anchors)
+    assert len(off) <= 2
 
 
 def test_device_lost_then_back_reconnects():

@@ -72,6 +72,7 @@ def test_streams_topics_tf_and_status(ros, procs, tmp_path):
         assert key in meta["sensor"], key
     assert meta["processing"]["filters"]["temporal"]["filter_smooth_alpha"] == pytest.approx(0.4)
     assert meta["processing"]["filters"]["spatial"]["filter_magnitude"] == 2
+    assert meta["processing"]["sdk_work_in"] == "processes" and meta["processing"]["sdk_worker_restarts"] == 0
     frames = meta["frames"]["depth"]
     assert frames["frames_dropped"] == 2
     assert frames["frames_received"] + frames["frames_dropped"] == frames["last_frame_number"]

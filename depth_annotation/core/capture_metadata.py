@@ -35,6 +35,7 @@ def build_metadata(
     started_ns: int,
     stopped_ns: int | None,
     temperatures: dict[str, float],
+    sdk_work: dict[str, Any] | None = None,
     extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     data: dict[str, Any] = {
@@ -51,6 +52,7 @@ def build_metadata(
             "align_depth_to_color": align,
             "depth_storage": "uint16 millimetres (16UC1)",
             "warmup_s": warmup_s,
+            **(sdk_work or {}),
         },
         "temperatures_c": temperatures,
         "frames": {name: c.to_dict() for name, c in counters.items()},

@@ -1,20 +1,26 @@
 """The driver's frame pipeline, ROS-free: capture -> filter -> align -> deliver.
 
-Three threads joined by bounded queues, so the SDK's filter and align work runs
-off the capture thread and overlaps on both cores (librealsense releases the
-GIL inside its processing blocks):
+Capture runs on its own thread: it waits for synchronized framesets, counts
+every frame (received, dropped from hardware counter gaps), holds data back
+during warm-up, stamps frames (hardware clock -> host time) and hands them on.
+If the next stage is full it discards the OLDEST waiting frame (counted as
+skipped): latency stays bounded and the newest frame always wins.
 
-* capture: waits for synchronized framesets, counts every frame (received,
-  dropped from hardware counter gaps), holds data back during warm-up, stamps
-  frames (hardware clock -> host time), and hands them on. If the next stage is
-  full it discards the OLDEST waiting frame (counted as skipped): latency stays
-  bounded and the newest frame always wins.
-* filter: the stateful post-processing chain, in frame order.
-* align + deliver: depth aligned to colour, conversion to numpy (depth in
-  millimetres), then the `on_frame` callback (the node publishes there).
+The SDK work after capture runs in one of two ways (`CaptureConfig.sdk_processes`):
+
+* processes (default): the stateful filter chain and the align block each run
+  in a worker process (`sdk_workers`), fed through shared memory. pyrealsense2
+  holds the GIL inside its processing blocks, so only processes let filter,
+  align and publishing overlap on several cores (1280x720 at 30 fps needs it).
+* threads: filter and align on two threads of this process. No start-up cost
+  and no extra processes, but the SDK blocks run one at a time.
+
+Either way, the last stage converts to numpy (depth in millimetres) and calls
+`on_frame` (the node publishes there), in frame order.
 
 A lost device (no frames for `lost_after_timeouts` waits) moves the pipeline to
 `reconnecting`; it reopens the source with exponential backoff until it returns.
+A worker process that dies is replaced; the frames it held are counted as skipped.
 """
 
 from __future__ import annotations
@@ -33,7 +39,9 @@ from .camera import Intrinsics
 from .frame_accounting import StreamCounter
 from .hw_clock import HardwareClockMapper
 from .rs_filters import FilterChain, FilterSettings, default_settings
+from .rs_replay import ReplayError, StreamGeometry
 from .rs_sources import DeviceInfo, SourceError, SourceUnavailable, intrinsics_from_rs
+from .sdk_workers import SdkWorkers, WorkerFailed
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +61,8 @@ class CaptureConfig:
     lost_after_timeouts: int = 2
     reconnect_initial_s: float = 0.5
     reconnect_max_s: float = 8.0
+    sdk_processes: bool = True  # filter and align in worker processes (see module docstring)
+    worker_start_timeout_s: float = 30.0  # workers not up by then: fall back to threads, with a warning
 
 
 @dataclass
@@ -71,10 +81,13 @@ class CapturedFrame:
     processing_ms: float
 
 
-def to_millimetres(raw: np.ndarray, depth_scale_m: float) -> np.ndarray:
-    """SDK depth units -> uint16 millimetres (a copy; identity scaling for the usual 1 mm unit)."""
+def to_millimetres(raw: np.ndarray, depth_scale_m: float, *, copy: bool = True) -> np.ndarray:
+    """SDK depth units -> uint16 millimetres (identity scaling for the usual 1 mm unit).
+
+    The result is a new array unless `copy` is False and `raw` is already millimetres.
+    """
     if abs(depth_scale_m - 0.001) < 1e-9:
-        return np.array(raw, dtype=np.uint16, copy=True)
+        return np.array(raw, dtype=np.uint16, copy=copy)
     return np.clip(np.rint(raw.astype(np.float64) * (depth_scale_m * 1000.0)), 0, 65535).astype(np.uint16)
 
 
@@ -110,6 +123,10 @@ class CapturePipeline:
         self._proc_ms: list[float] = []
         self.chain = FilterChain(config.filters, disparity_domain=config.disparity_domain)
         self._align = rs.align(rs.stream.color)
+        workers = SdkWorkers(config.filters, disparity_domain=config.disparity_domain, align=config.align)
+        self.workers = workers if config.sdk_processes and workers.needed else None
+        self._geometry_stale = True
+        self._dispatch_done = threading.Event()
 
     # --- lifecycle ------------------------------------------------------------------------
     def start(self) -> None:
@@ -121,12 +138,29 @@ class CapturePipeline:
                 keeps retrying in the background, in state `reconnecting`.
         """
         self.started_at_ns = self._clock_ns()
+        if self.workers is not None:
+            # Workers first: a recording starts playing when the source opens, and its first
+            # frames must not pass while the workers are still importing.
+            self.workers.start()
+            problem = self.workers.wait_ready(self.config.worker_start_timeout_s)
+            if problem:
+                log.warning("%s: filter and align run in this process instead (slower)", problem)
+                self.workers.close()
+                self.workers = None
         try:
             self._connect()
         except SourceUnavailable as exc:
             self._set_state(RECONNECTING, str(exc))
+        except SourceError:
+            if self.workers is not None:
+                self.workers.close()
+            raise
         self._warmup_end = time.monotonic() + self.config.warmup_s
-        for target, name in ((self._capture_loop, "capture"), (self._filter_loop, "filter"), (self._align_loop, "align")):
+        if self.workers is not None:
+            stages = ((self._capture_loop, "capture"), (self._dispatch_loop, "dispatch"), (self._result_loop, "results"))
+        else:
+            stages = ((self._capture_loop, "capture"), (self._filter_loop, "filter"), (self._align_loop, "align"))
+        for target, name in stages:
             t = threading.Thread(target=target, name=f"rs-{name}", daemon=True)
             t.start()
             self._threads.append(t)
@@ -136,6 +170,8 @@ class CapturePipeline:
         for t in self._threads:
             t.join(5.0)
         self._threads.clear()
+        if self.workers is not None:
+            self.workers.close()
         if self.source is not None:
             self.source.close()
             self.source = None
@@ -168,6 +204,7 @@ class CapturePipeline:
         self.source = self._open_source()
         self.info = self.source.info
         self.clock.reset()
+        self._geometry_stale = True  # a reopened camera may differ: workers are reconfigured
 
     def _reconnect(self) -> bool:
         """Retry opening with exponential backoff until it works or stop() is called."""
@@ -233,14 +270,18 @@ class CapturePipeline:
             return
         if time.monotonic() < self._warmup_end:
             self._set_state(WARMING_UP, f"{self.warmup_remaining_s():.0f} s of warm-up left")
-            for c in self.counters.values():
-                c.on_skipped()
+            self._skip_all()
             return
         if self.state != STREAMING:
             self._set_state(STREAMING, "")
         stamp = self.clock.map(depth.get_timestamp(), self._clock_ns())
+        geometry = None
+        if self.workers is not None and self._geometry_stale:
+            # Read here, on the thread that closes sources: the frame's sensor is surely alive.
+            geometry = StreamGeometry.from_frames(frames)
+            self._geometry_stale = False
         frames.keep()
-        self._offer(self._filter_q, (stamp, time.perf_counter(), frames))
+        self._offer(self._filter_q, (stamp, time.perf_counter(), frames, geometry))
 
     def _offer(self, q: queue.Queue, item) -> None:
         """Put without blocking; if full, discard the oldest waiting frame (counted as skipped)."""
@@ -253,22 +294,20 @@ class CapturePipeline:
                     q.get_nowait()
                 except queue.Empty:
                     continue
-                for c in self.counters.values():
-                    c.on_skipped()
+                self._skip_all()
 
     def _filter_loop(self) -> None:
         while True:
             item = self._filter_q.get()
             if item is None:
                 break
-            stamp, t0, frames = item
+            stamp, t0, frames, _ = item
             try:
                 filtered = self.chain.process(frames).as_frameset()
                 filtered.keep()
             except RuntimeError as exc:
                 log.error("filter chain failed: %s", exc)
-                for c in self.counters.values():
-                    c.on_skipped()
+                self._skip_all()
                 continue
             self._offer(self._align_q, (stamp, t0, frames, filtered))
         self._align_q.put(None)
@@ -283,42 +322,148 @@ class CapturePipeline:
                 out = self._convert(stamp, t0, filtered)
             except RuntimeError as exc:
                 log.error("align failed: %s", exc)
-                for c in self.counters.values():
-                    c.on_skipped()
+                self._skip_all()
                 continue
-            try:
-                self._on_frame(out)
-            except Exception:  # a publishing error must not kill the pipeline
-                log.exception("on_frame callback failed")
-                continue
-            with self._lock:
-                self._proc_ms.append((time.perf_counter() - t0) * 1000.0)
-            self.counters["color"].on_published()
-            self.counters["depth"].on_published()
-            if out.aligned_depth_mm is not None:
-                self.counters["aligned_depth"].on_published()
+            self._deliver(out, t0)
 
     def _convert(self, stamp: int, t0: float, frames) -> CapturedFrame:
         depth = frames.get_depth_frame()
         color = frames.get_color_frame()
         scale = depth.get_units()
-        depth_mm = to_millimetres(np.asanyarray(depth.get_data()), scale)
-        depth_intr = intrinsics_from_rs(depth.get_profile().as_video_stream_profile().get_intrinsics())
         aligned = None
         if self.config.align:
-            aligned_set = self._align.process(frames)
-            aligned = to_millimetres(np.asanyarray(aligned_set.get_depth_frame().get_data()), scale)
-        color_np = np.array(np.asanyarray(color.get_data()), copy=True)
-        color_intr = intrinsics_from_rs(color.get_profile().as_video_stream_profile().get_intrinsics())
+            aligned = np.asanyarray(self._align.process(frames).get_depth_frame().get_data())
+        return self._captured(
+            _Pending.of(stamp, t0, depth, color),
+            np.asanyarray(depth.get_data()),
+            intrinsics_from_rs(depth.get_profile().as_video_stream_profile().get_intrinsics()),
+            aligned,
+            scale,
+            owned=False,  # views of SDK frames
+        )
+
+    # --- the worker-process path ------------------------------------------------------------
+    def _dispatch_loop(self) -> None:
+        """Raw depth into the workers; keeps what is needed to publish the frame when it comes back."""
+        workers = self.workers
+        try:
+            while True:
+                item = self._filter_q.get()
+                if item is None:
+                    break
+                stamp, t0, frames, geometry = item
+                depth, color = frames.get_depth_frame(), frames.get_color_frame()
+                try:
+                    if geometry is not None and geometry != workers.geometry:  # first frame of a connection
+                        workers.configure(geometry)
+                    pending = _Pending.of(stamp, t0, depth, color)
+                    raw = np.asanyarray(depth.get_data())
+                    while not workers.submit(raw, pending.depth_frame_number, pending.hw_timestamp_ms, pending, timeout=0.05):
+                        if self._stop.is_set() or not self._filter_q.empty():  # a newer frame waits: it wins
+                            self._skip_all()
+                            break
+                except (OSError, RuntimeError, ValueError) as exc:  # e.g. no shared memory left
+                    log.error("cannot hand frame %d to the SDK workers: %s", depth.get_frame_number(), exc)
+                    self._skip_all()
+                del frames, depth, color
+        finally:
+            self._dispatch_done.set()
+
+    def _result_loop(self) -> None:
+        """Processed frames back from the workers, delivered in order; replaces workers that die."""
+        workers = self.workers
+        failures = 0
+        while True:
+            try:
+                result = workers.receive(0.2)
+            except WorkerFailed as exc:
+                delay = min(self.config.reconnect_initial_s * 2**failures, self.config.reconnect_max_s)
+                failures += 1
+                log.error("%s; restarting the SDK workers in %.1f s", exc, delay)
+                if self._stop.wait(delay) and self._dispatch_done.is_set():
+                    break
+                for _ in workers.restart():  # frames that were in flight are lost
+                    self._skip_all()
+                continue
+            except ReplayError as exc:
+                log.error("SDK worker failed on a frame: %s", exc)
+                self._skip_all()
+                continue
+            if result is None:
+                if self._dispatch_done.is_set() and workers.in_flight == 0:
+                    break
+                continue
+            failures = 0
+            pending: _Pending = result.tag
+            depth_intr = intrinsics_from_rs(result.depth_geometry.to_rs())
+            out = self._captured(pending, result.depth, depth_intr, result.aligned, pending.depth_units, owned=True)
+            self._deliver(out, pending.t0)
+
+    # --- shared by both paths ---------------------------------------------------------------
+    def _captured(
+        self,
+        p: "_Pending",
+        depth: np.ndarray,
+        depth_intr: Intrinsics,
+        aligned: np.ndarray | None,
+        units: float,
+        *,
+        owned: bool,
+    ) -> CapturedFrame:
+        """The frame to deliver; `owned`: the depth arrays are already private copies (no second copy)."""
         return CapturedFrame(
-            stamp_ns=stamp,
-            color=color_np,
-            color_intrinsics=color_intr,
-            depth_mm=depth_mm,
+            stamp_ns=p.stamp_ns,
+            color=p.color,
+            color_intrinsics=p.color_intrinsics,
+            depth_mm=to_millimetres(depth, units, copy=not owned),
             depth_intrinsics=depth_intr,
-            aligned_depth_mm=aligned,
+            aligned_depth_mm=None if aligned is None else to_millimetres(aligned, units, copy=not owned),
+            depth_frame_number=p.depth_frame_number,
+            color_frame_number=p.color_frame_number,
+            hw_timestamp_ms=p.hw_timestamp_ms,
+            processing_ms=(time.perf_counter() - p.t0) * 1000.0,
+        )
+
+    def _deliver(self, out: CapturedFrame, t0: float) -> None:
+        try:
+            self._on_frame(out)
+        except Exception:  # a publishing error must not kill the pipeline
+            log.exception("on_frame callback failed")
+            return
+        with self._lock:
+            self._proc_ms.append((time.perf_counter() - t0) * 1000.0)
+        self.counters["color"].on_published()
+        self.counters["depth"].on_published()
+        if out.aligned_depth_mm is not None:
+            self.counters["aligned_depth"].on_published()
+
+    def _skip_all(self) -> None:
+        for c in self.counters.values():
+            c.on_skipped()
+
+
+@dataclass
+class _Pending:
+    """What a frame needs to be published besides the processed depth (colour is copied out of the SDK)."""
+
+    stamp_ns: int
+    t0: float
+    color: np.ndarray
+    color_intrinsics: Intrinsics
+    depth_units: float
+    depth_frame_number: int
+    color_frame_number: int
+    hw_timestamp_ms: float
+
+    @classmethod
+    def of(cls, stamp_ns: int, t0: float, depth, color) -> "_Pending":
+        return cls(
+            stamp_ns=stamp_ns,
+            t0=t0,
+            color=np.array(np.asanyarray(color.get_data()), copy=True),
+            color_intrinsics=intrinsics_from_rs(color.get_profile().as_video_stream_profile().get_intrinsics()),
+            depth_units=depth.get_units(),
             depth_frame_number=depth.get_frame_number(),
             color_frame_number=color.get_frame_number(),
             hw_timestamp_ms=depth.get_timestamp(),
-            processing_ms=(time.perf_counter() - t0) * 1000.0,
         )

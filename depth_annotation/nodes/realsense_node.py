@@ -114,6 +114,7 @@ class RealSenseNode(Node):
             "align_depth": d("align_depth", True, "publish depth aligned to colour (SDK align block)"),
             "publish_depth": d("publish_depth", True, "also publish the unaligned depth stream"),
             "disparity_domain": d("disparity_domain", True, "run spatial/temporal filters on disparity (librealsense recommendation)"),
+            "sdk_processes": d("sdk_processes", True, "run the SDK filter and align blocks in worker processes (uses every core; off: threads of this process)"),
             "warmup_s": d("warmup_s", -1.0, "seconds before frames are published as data (-1: 30 for a device, 0 otherwise)", low=-1.0, high=600.0),
             "output_dir": d("output_dir", "captures", "directory for <session_id>/capture_metadata.json"),
             "session_id": d("session_id", "", "session directory name (empty: UTC start time)"),
@@ -167,6 +168,7 @@ class RealSenseNode(Node):
             align=p["align_depth"],
             filters=filters,
             disparity_domain=p["disparity_domain"],
+            sdk_processes=p["sdk_processes"],
             warmup_s=p["warmup_s"],
             frame_timeout_ms=p["frame_timeout_ms"],
             reconnect_max_s=p["reconnect_max_backoff_s"],
@@ -286,6 +288,10 @@ class RealSenseNode(Node):
             session_id=self.session_id, info=pl.info, filters=pl.chain.settings, align=pl.config.align,
             warmup_s=pl.config.warmup_s, counters=pl.counters, started_ns=pl.started_at_ns,
             stopped_ns=self._stopped_ns, temperatures=temps,
+            sdk_work={
+                "sdk_work_in": "processes" if pl.workers is not None else "threads",
+                "sdk_worker_restarts": pl.workers.restarts if pl.workers is not None else 0,
+            },
             extra={
                 "camera_info_overrides": {k: v.to_dict() for k, v in self._override.items()},
                 "reconnects": pl.reconnects,
