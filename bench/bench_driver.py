@@ -43,8 +43,8 @@ def _sdk_cost(profile: Profile) -> tuple[float, float]:
     return (t1 - t0) / n * 1000.0, (t2 - t1) / n * 1000.0
 
 
-def _cpu_s(procs: list[psutil.Process]) -> float:
-    """CPU seconds of the given processes (user + system)."""
+def cpu_seconds(procs: list[psutil.Process]) -> float:
+    """CPU seconds of the given processes (user + system); ones that have exited count 0."""
     total = 0.0
     for p in procs:
         try:
@@ -70,11 +70,11 @@ def run() -> list[dict]:
         pipe.start()
         time.sleep(1.0)  # let the first frames through
         procs = [me, *me.children(recursive=True)]
-        n0, c0, t0 = len(published), _cpu_s(procs), time.perf_counter()
+        n0, c0, t0 = len(published), cpu_seconds(procs), time.perf_counter()
         sent0 = pipe.counters["depth"].received + pipe.counters["depth"].dropped
         skipped0 = pipe.counters["depth"].skipped
         time.sleep(SECONDS)
-        n1, c1, t1 = len(published), _cpu_s(procs), time.perf_counter()
+        n1, c1, t1 = len(published), cpu_seconds(procs), time.perf_counter()
         d = pipe.counters["depth"]
         sent = d.received + d.dropped - sent0
         pipe.stop()

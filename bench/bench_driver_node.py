@@ -14,21 +14,11 @@ import time
 from pathlib import Path
 
 import psutil
+from bench_driver import cpu_seconds
 
 REPO = Path(__file__).resolve().parents[1]
 SECONDS = float(os.environ.get("BENCH_DRIVER_SECONDS", "8"))
 CASES = (("640x480x30", True), ("1280x720x30", True), ("1280x720x30", False))
-
-
-def _cpu_s(procs: list[psutil.Process]) -> float:
-    total = 0.0
-    for p in procs:
-        try:
-            t = p.cpu_times()
-            total += t.user + t.system
-        except psutil.NoSuchProcess:
-            pass
-    return total
 
 
 def _one(profile: str, processes: bool, node, image_type, qos) -> dict:
@@ -62,11 +52,11 @@ def _one(profile: str, processes: bool, node, image_type, qos) -> dict:
         root = psutil.Process(proc.pid)
         node_procs = [root, *root.children(recursive=True)]
         me = psutil.Process()
-        a0, c0, n0, s0, t0 = got["aligned"], got["color"], _cpu_s(node_procs), _cpu_s([me]), time.perf_counter()
+        a0, c0, n0, s0, t0 = got["aligned"], got["color"], cpu_seconds(node_procs), cpu_seconds([me]), time.perf_counter()
         end = time.monotonic() + SECONDS
         while time.monotonic() < end:
             rclpy.spin_once(node, timeout_sec=0.05)
-        a1, c1, n1, s1, t1 = got["aligned"], got["color"], _cpu_s(node_procs), _cpu_s([me]), time.perf_counter()
+        a1, c1, n1, s1, t1 = got["aligned"], got["color"], cpu_seconds(node_procs), cpu_seconds([me]), time.perf_counter()
     finally:
         for s in subs:
             node.destroy_subscription(s)
