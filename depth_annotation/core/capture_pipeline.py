@@ -126,6 +126,7 @@ class CapturePipeline:
         workers = SdkWorkers(config.filters, disparity_domain=config.disparity_domain, align=config.align)
         self.workers = workers if config.sdk_processes and workers.needed else None
         self._geometry_stale = True
+        self._lossless = False  # set per source in _connect
         self._dispatch_done = threading.Event()
 
     # --- lifecycle ------------------------------------------------------------------------
@@ -203,6 +204,7 @@ class CapturePipeline:
     def _connect(self) -> None:
         self.source = self._open_source()
         self.info = self.source.info
+        self._lossless = not getattr(self.source, "real_time", True)
         self.clock.reset()
         self._geometry_stale = True  # a reopened camera may differ: workers are reconfigured
 
@@ -284,7 +286,21 @@ class CapturePipeline:
         self._offer(self._filter_q, (stamp, time.perf_counter(), frames, geometry))
 
     def _offer(self, q: queue.Queue, item) -> None:
-        """Put without blocking; if full, discard the oldest waiting frame (counted as skipped)."""
+        """Hand a frame to the next stage.
+
+        From a live source: without blocking; if the stage is full, discard the oldest
+        waiting frame (counted as skipped). From a recording played as fast as we read it
+        (not real time): wait for room, so no frame of the file is skipped.
+        """
+        if self._lossless:
+            while not self._stop.is_set():
+                try:
+                    q.put(item, timeout=0.1)
+                    return
+                except queue.Full:
+                    continue
+            self._skip_all()
+            return
         while True:
             try:
                 q.put_nowait(item)
@@ -359,7 +375,8 @@ class CapturePipeline:
                     pending = _Pending.of(stamp, t0, depth, color)
                     raw = np.asanyarray(depth.get_data())
                     while not workers.submit(raw, pending.depth_frame_number, pending.hw_timestamp_ms, pending, timeout=0.05):
-                        if self._stop.is_set() or not self._filter_q.empty():  # a newer frame waits: it wins
+                        newer_waits = not self._lossless and not self._filter_q.empty()  # a newer live frame wins
+                        if self._stop.is_set() or newer_waits:
                             self._skip_all()
                             break
                 except (OSError, RuntimeError, ValueError) as exc:  # e.g. no shared memory left

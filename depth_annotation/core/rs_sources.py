@@ -101,6 +101,8 @@ def _stream_info(frames_profile_depth, frames_profile_color) -> tuple[Intrinsics
 class SyntheticSource:
     """The synthetic camera behind an SDK syncer."""
 
+    real_time = True  # frames come at the camera's rate whether we keep up or not
+
     def __init__(self, color: Profile, depth: Profile, *, seed: int = 0, motion: bool = False, poses: int = 30,
                  faults: SyntheticFaults | None = None, record_to: str | None = None) -> None:
         faults = faults or SyntheticFaults()
@@ -138,6 +140,8 @@ class SyntheticSource:
 
 class _PipelineSource:
     """Device and recording sources share rs.pipeline."""
+
+    real_time = True
 
     pipeline: "rs.pipeline"
     profile: "rs.pipeline_profile"
@@ -272,6 +276,7 @@ class RecordingSource(_PipelineSource):
             raise SourceError(f"cannot play {path}: {exc}") from None
         self.playback = self.profile.get_device().as_playback()
         self.playback.set_real_time(real_time)
+        self.real_time = real_time  # False: the file waits for us, so the pipeline must not skip frames
         c = self.profile.get_stream(rs.stream.color).as_video_stream_profile()
         d = self.profile.get_stream(rs.stream.depth).as_video_stream_profile()
         self.info = self._describe(

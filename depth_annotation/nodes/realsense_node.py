@@ -107,7 +107,7 @@ class RealSenseNode(Node):
             "source": d("source", "synthetic", "where frames come from", choices=SOURCES),
             "serial_no": d("serial_no", "", "device serial number to open (empty: the first one found)"),
             "bag_path": d("bag_path", "", "RealSense recording (.bag / .db3) to play when source=bag"),
-            "bag_real_time": d("bag_real_time", True, "play the recording at its recorded rate"),
+            "bag_real_time": d("bag_real_time", True, "play the recording at its recorded rate (false: as fast as the pipeline goes, skipping no frame)"),
             "camera_name": d("camera_name", "camera", "prefix of the TF frame ids (<name>_color_optical_frame, ...)"),
             "color_profile": d("color_profile", "640x480x30", "colour stream WIDTHxHEIGHTxFPS"),
             "depth_profile": d("depth_profile", "640x480x30", "depth stream WIDTHxHEIGHTxFPS"),
