@@ -11,9 +11,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from depth_annotation.core import bag_io
-from depth_annotation.core import chunk_codecs
-from depth_annotation.core.chunk_codecs import CODECS
+from depth_annotation.core import bag_io, chunk_codecs
 from depth_annotation.core.exporter import DEFAULT_TOPICS, ExportOptions, export_bags
 from depth_annotation.core.images import image_to_array
 from depth_annotation.core.synthetic_bag import write_synthetic_bag
@@ -58,7 +56,7 @@ def run() -> list[dict]:
         rows.append({"case": "baseline: h5py gzip-4 write, one core", "frames/s": base_fps, "MB/s (raw)": base_fps * RAW_MB,
                      "x real time": base_fps / 30, "x baseline": 1.0, "file MB": (tmp / "baseline.h5").stat().st_size / 1e6})
         # gzip twice: zlib-ng (what the exporter uses) and the stdlib zlib the baseline's HDF5 uses.
-        cases = [("gzip", True), ("gzip", False)] + [(c, True) for c in CODECS if c != "gzip"]
+        cases = [("gzip", True), ("gzip", False)] + [(c, True) for c in chunk_codecs.CODECS if c != "gzip"]
         for codec, zlib_ng in cases:
             chunk_codecs.USE_ZLIB_NG = zlib_ng
             out = tmp / f"ds_{codec}"

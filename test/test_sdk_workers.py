@@ -20,10 +20,8 @@ from depth_annotation.core.capture_pipeline import CaptureConfig, CapturePipelin
 from depth_annotation.core.rs_filters import FilterChain, FilterSettings, default_settings
 from depth_annotation.core.rs_replay import ReplayError, SoftwareReplay, StreamGeometry, VideoGeometry
 from depth_annotation.core.rs_sources import SyntheticSource
-from depth_annotation.core.rs_synthetic import Profile
 from depth_annotation.core.sdk_workers import SdkWorkers
-
-VGA = Profile(640, 480, 30)
+from test_capture_pipeline import VGA, Collector
 
 
 def with_decimation():
@@ -98,17 +96,9 @@ def test_replay_rejects_a_wrong_shape(framesets):
         replay.close()
 
 
-class Collector(list):
-    def wait_for(self, n, timeout):
-        deadline = time.monotonic() + timeout
-        while len(self) < n and time.monotonic() < deadline:
-            time.sleep(0.02)
-        return len(self) >= n
-
-
 def test_a_killed_worker_is_replaced_and_frames_keep_coming(caplog):
     out = Collector()
-    pipe = CapturePipeline(lambda: SyntheticSource(VGA, VGA), CaptureConfig(reconnect_initial_s=0.2), out.append)
+    pipe = CapturePipeline(lambda: SyntheticSource(VGA, VGA), CaptureConfig(reconnect_initial_s=0.2), out)
     pipe.start()
     try:
         assert pipe.workers is not None
@@ -118,29 +108,29 @@ def test_a_killed_worker_is_replaced_and_frames_keep_coming(caplog):
             deadline = time.monotonic() + 20
             while pipe.workers.restarts == 0 and time.monotonic() < deadline:
                 time.sleep(0.05)
-            n = len(out)
-            assert out.wait_for(n + 20, 20), f"{len(out) - n} frames after the restart"
+            n = len(out.frames)
+            assert out.wait_for(n + 20, 20), f"{len(out.frames) - n} frames after the restart"
     finally:
         pipe.stop()
     assert pipe.workers.restarts == 1
     assert "SDK filter worker exited with code -9" in caplog.text
-    stamps = [f.stamp_ns for f in out]
+    stamps = [f.stamp_ns for f in out.frames]
     assert all(b > a for a, b in zip(stamps, stamps[1:]))
     c = pipe.counters["depth"]
-    assert c.published == len(out) and c.published + c.skipped <= c.received
+    assert c.published == len(out.frames) and c.published + c.skipped <= c.received
     assert c.dropped == 0
 
 
 def test_workers_that_do_not_start_in_time_fall_back_to_threads(caplog):
     out = Collector()
-    pipe = CapturePipeline(lambda: SyntheticSource(VGA, VGA), CaptureConfig(worker_start_timeout_s=0.0), out.append)
+    pipe = CapturePipeline(lambda: SyntheticSource(VGA, VGA), CaptureConfig(worker_start_timeout_s=0.0), out)
     with caplog.at_level(logging.WARNING):
         pipe.start()
     try:
         assert pipe.workers is None
         assert "filter and align run in this process instead" in caplog.text
         assert out.wait_for(5, 20)
-        assert out[-1].aligned_depth_mm is not None
+        assert out.frames[-1].aligned_depth_mm is not None
     finally:
         pipe.stop()
 

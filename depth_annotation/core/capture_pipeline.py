@@ -345,7 +345,6 @@ class CapturePipeline:
     def _convert(self, stamp: int, t0: float, frames) -> CapturedFrame:
         depth = frames.get_depth_frame()
         color = frames.get_color_frame()
-        scale = depth.get_units()
         aligned = None
         if self.config.align:
             aligned = np.asanyarray(self._align.process(frames).get_depth_frame().get_data())
@@ -354,7 +353,6 @@ class CapturePipeline:
             np.asanyarray(depth.get_data()),
             intrinsics_from_rs(depth.get_profile().as_video_stream_profile().get_intrinsics()),
             aligned,
-            scale,
             owned=False,  # views of SDK frames
         )
 
@@ -413,7 +411,7 @@ class CapturePipeline:
             failures = 0
             pending: _Pending = result.tag
             depth_intr = intrinsics_from_rs(result.depth_geometry.to_rs())
-            out = self._captured(pending, result.depth, depth_intr, result.aligned, pending.depth_units, owned=True)
+            out = self._captured(pending, result.depth, depth_intr, result.aligned, owned=True)
             self._deliver(out, pending.t0)
 
     # --- shared by both paths ---------------------------------------------------------------
@@ -423,18 +421,17 @@ class CapturePipeline:
         depth: np.ndarray,
         depth_intr: Intrinsics,
         aligned: np.ndarray | None,
-        units: float,
         *,
         owned: bool,
     ) -> CapturedFrame:
-        """The frame to deliver; `owned`: the depth arrays are already private copies (no second copy)."""
+        """The frame to deliver (depth in `p.depth_units`); `owned`: the depth arrays are already private copies."""
         return CapturedFrame(
             stamp_ns=p.stamp_ns,
             color=p.color,
             color_intrinsics=p.color_intrinsics,
-            depth_mm=to_millimetres(depth, units, copy=not owned),
+            depth_mm=to_millimetres(depth, p.depth_units, copy=not owned),
             depth_intrinsics=depth_intr,
-            aligned_depth_mm=None if aligned is None else to_millimetres(aligned, units, copy=not owned),
+            aligned_depth_mm=None if aligned is None else to_millimetres(aligned, p.depth_units, copy=not owned),
             depth_frame_number=p.depth_frame_number,
             color_frame_number=p.color_frame_number,
             hw_timestamp_ms=p.hw_timestamp_ms,

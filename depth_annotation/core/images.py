@@ -110,8 +110,9 @@ def image_to_rgb(msg: Any, *, copy: bool = True) -> np.ndarray:
     """
     if msg.encoding not in ("rgb8", "bgr8"):
         raise ImageConversionError(f"colour images must be rgb8 or bgr8, got {msg.encoding!r}")
-    arr = image_to_array(msg, copy=copy)
-    return arr[..., ::-1].copy() if msg.encoding == "bgr8" else arr
+    if msg.encoding == "bgr8":  # the channel flip makes the copy
+        return image_to_array(msg, copy=False)[..., ::-1].copy()
+    return image_to_array(msg, copy=copy)
 
 
 def array_to_fields(array: np.ndarray, encoding: str) -> ImageFields:

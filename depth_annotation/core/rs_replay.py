@@ -134,7 +134,6 @@ class SoftwareReplay:
             sensor.open(profile)
             sensor.start(q)
         self._blank_color = None
-        self._pending_color = None
         self._composed: list = []
         self._compose = rs.processing_block(self._compose_with_color)
         self._compose.start(self._composed.append)
@@ -160,7 +159,6 @@ class SoftwareReplay:
             self._blank_color = self._inject(
                 self._color_sensor, self.color_profile, self._color_q, blank, g.color_bpp, 0, 0.0
             )
-        self._pending_color = self._blank_color
         self._compose.invoke(depth)
         return self._composed.pop().as_frameset()
 
@@ -171,10 +169,10 @@ class SoftwareReplay:
                 sensor.close()
             except RuntimeError:
                 pass
-        self._blank_color = self._pending_color = None
+        self._blank_color = None
 
     def _compose_with_color(self, frame: "rs.frame", source: "rs.frame_source") -> None:
-        source.frame_ready(source.allocate_composite_frame([frame, self._pending_color]))
+        source.frame_ready(source.allocate_composite_frame([frame, self._blank_color]))
 
     def _inject(self, sensor, profile, q, pixels: np.ndarray, bpp: int, frame_number: int, timestamp_ms: float):
         f = rs.software_video_frame()

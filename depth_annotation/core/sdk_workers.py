@@ -146,11 +146,14 @@ def _stage_main(stage: str, filters: list[FilterSettings], disparity_domain: boo
 
     outbox.send(("ready", stage))  # imports done: the parent starts capturing
 
+    def drop_replays() -> None:
+        for old, _ in replays.values():
+            old.close()
+        replays.clear()
+
     def replay_for(depth: VideoGeometry):
         if depth not in replays:
-            for old, _ in replays.values():
-                old.close()
-            replays.clear()
+            drop_replays()
             replays[depth] = (SoftwareReplay(geometry.with_depth(depth)), rs.align(rs.stream.color))
         return replays[depth]
 
@@ -172,9 +175,7 @@ def _stage_main(stage: str, filters: list[FilterSettings], disparity_domain: boo
             if pool is not None:
                 pool.close()
             pool = SlotPool.attach(layout)
-            for old, _ in replays.values():
-                old.close()
-            replays.clear()
+            drop_replays()
             chain = FilterChain(filters, disparity_domain=disparity_domain) if stage == FILTER else None
             outbox.send(msg)
             continue

@@ -22,8 +22,8 @@ from std_srvs.srv import Trigger
 
 from depth_annotation.msg import DepthQuality
 
-from ..core.chunk_codecs import CODECS
 from ..core.bag_io import stamp_of
+from ..core.chunk_codecs import CODECS
 from ..core.exporter import DEFAULT_TOPICS, ExportOptions, ExportSession
 from ..core.hdf5_writer import ExportError
 from ..core.images import ImageConversionError

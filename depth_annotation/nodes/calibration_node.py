@@ -22,8 +22,8 @@ import json
 import sys
 import threading
 from collections import OrderedDict
-from typing import Callable
 from pathlib import Path
+from typing import Callable
 
 import cv2
 import numpy as np
