@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -179,7 +181,20 @@ def _cmd_export(args: argparse.Namespace) -> int:
                              codec=args.codec, level=args.level, every_k=args.every, exclude_flagged=not args.keep_flagged,
                              depth_range_m=(args.depth_min, args.depth_max), overwrite=args.overwrite, seed=args.seed,
                              ratios=ratios, taxonomy=taxonomy)
-        report = export_bags(bags, opts, progress=not args.quiet)
+        # Ctrl-C raises KeyboardInterrupt as usual and also sets a flag the export polls per
+        # message: a KeyboardInterrupt raised inside a finalizer or a library's cleanup is
+        # swallowed by Python (CI once saw an interrupted export finish with exit 0).
+        interrupted = threading.Event()
+
+        def on_sigint(signum, frame):
+            interrupted.set()
+            raise KeyboardInterrupt
+
+        previous = signal.signal(signal.SIGINT, on_sigint)
+        try:
+            report = export_bags(bags, opts, progress=not args.quiet, stop_requested=interrupted.is_set)
+        finally:
+            signal.signal(signal.SIGINT, previous)
     except (bag_io.BagError, ExportError, ImageConversionError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -195,7 +195,8 @@ def find_capture_metadata(bag: Path) -> dict[str, Any] | None:
     return None
 
 
-def _export_one(session: ExportSession, reader, bag: Path, scene: str, opts: ExportOptions, metadata) -> None:
+def _export_one(session: ExportSession, reader, bag: Path, scene: str, opts: ExportOptions, metadata,
+                stop_requested: Callable[[], bool]) -> None:
     required = [opts.topics["depth"], opts.topics["color"], opts.topics["info"]]
     bag_io.require_topics(reader, required)
     have = bag_io.topics(reader)
@@ -211,6 +212,8 @@ def _export_one(session: ExportSession, reader, bag: Path, scene: str, opts: Exp
     read = 0
     try:
         for topic, _, msg in bag_io.messages(reader, wanted):
+            if stop_requested():
+                raise KeyboardInterrupt
             session.add(stream_of[topic], bag_io.stamp_of(msg), msg)
             read += 1
     except (ExportError, ImageConversionError):
@@ -220,9 +223,11 @@ def _export_one(session: ExportSession, reader, bag: Path, scene: str, opts: Exp
     session.end_episode()
 
 
-def export_bags(bags: list[tuple[Path, str]], opts: ExportOptions, *, progress: bool = True) -> dict[str, Any]:
+def export_bags(bags: list[tuple[Path, str]], opts: ExportOptions, *, progress: bool = True,
+                stop_requested: Callable[[], bool] = lambda: False) -> dict[str, Any]:
     """Export (bag, scene_id) pairs into one dataset. Problems reading a bag are recorded in the
-    report's `problems`; the caller decides whether they fail the run."""
+    report's `problems`; the caller decides whether they fail the run. `stop_requested` is polled
+    per message: True aborts like KeyboardInterrupt (the partial file is removed)."""
     from tqdm import tqdm
 
     session = ExportSession(opts)
@@ -240,7 +245,7 @@ def export_bags(bags: list[tuple[Path, str]], opts: ExportOptions, *, progress: 
                     session.problems.append(str(exc))
                     continue
                 metadata = metadata or find_capture_metadata(Path(bag))
-                _export_one(session, reader, Path(bag), scene, opts, metadata)
+                _export_one(session, reader, Path(bag), scene, opts, metadata, stop_requested)
         bar.close()
         return session.commit(capture_metadata=metadata)
     except BaseException:
