@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import time
 
-import numpy as np
-
-from depth_annotation.core.board import BoardDetector, BoardSpec
-from depth_annotation.core.board_render import render_board, varied_board_poses
-from depth_annotation.core.calibration import calibrate_intrinsics
-from depth_annotation.core.synthetic import default_intrinsics
+from depth_annotation.calibration import (
+    BoardDetector,
+    BoardSpec,
+    calibrate_intrinsics,
+    render_board,
+    varied_board_poses,
+)
+from depth_annotation.common import default_intrinsics
 
 
 def run() -> list[dict]:
@@ -19,7 +21,9 @@ def run() -> list[dict]:
         det = BoardDetector(spec)
         for w, h in ((640, 480), (1280, 720)):
             intr = default_intrinsics(w, h)
-            images = [render_board(spec, intr, p, noise_sigma=1.0).image for p in varied_board_poses(spec, intr, 6, seed=2)]
+            images = [
+                render_board(spec, intr, p, noise_sigma=1.0).image for p in varied_board_poses(spec, intr, 6, seed=2)
+            ]
             t0 = time.perf_counter()
             n = 0
             while time.perf_counter() - t0 < 2.0:

@@ -13,10 +13,14 @@ import time
 import psutil
 import pyrealsense2 as rs
 
-from depth_annotation.core.capture_pipeline import CaptureConfig, CapturePipeline
-from depth_annotation.core.rs_filters import FilterChain, default_settings
-from depth_annotation.core.rs_sources import SyntheticSource
-from depth_annotation.core.rs_synthetic import Profile
+from depth_annotation.capture import (
+    CaptureConfig,
+    CapturePipeline,
+    FilterChain,
+    Profile,
+    SyntheticSource,
+    default_settings,
+)
 
 SECONDS = float(os.environ.get("BENCH_DRIVER_SECONDS", "8"))
 
@@ -66,7 +70,9 @@ def run() -> list[dict]:
         filt_ms, align_ms = _sdk_cost(profile)
         published = []
         config = CaptureConfig(sdk_processes=processes)
-        pipe = CapturePipeline(lambda: SyntheticSource(profile, profile), config, lambda f: published.append(f.processing_ms))
+        pipe = CapturePipeline(
+            lambda: SyntheticSource(profile, profile), config, lambda f: published.append(f.processing_ms)
+        )
         pipe.start()
         time.sleep(1.0)  # let the first frames through
         procs = [me, *me.children(recursive=True)]
@@ -79,18 +85,20 @@ def run() -> list[dict]:
         sent = d.received + d.dropped - sent0
         pipe.stop()
         lat = sorted(published[n0:n1]) or [0.0]
-        rows.append({
-            "resolution": f"{w}x{h}@30",
-            "SDK work in": "processes" if pipe.workers is not None else "threads",
-            "SDK filters ms": filt_ms,
-            "SDK align ms": align_ms,
-            "SDK total ms": filt_ms + align_ms,
-            "published fps": (n1 - n0) / (t1 - t0),
-            "published %": 100.0 * (n1 - n0) / max(sent, 1),
-            "sensor drops": d.dropped,
-            "skipped (behind)": d.skipped - skipped0,
-            "latency p50 ms": lat[len(lat) // 2],
-            "latency p95 ms": lat[int(len(lat) * 0.95)],
-            "CPU % (of 1 core)": 100.0 * (c1 - c0) / (t1 - t0),
-        })
+        rows.append(
+            {
+                "resolution": f"{w}x{h}@30",
+                "SDK work in": "processes" if pipe.workers is not None else "threads",
+                "SDK filters ms": filt_ms,
+                "SDK align ms": align_ms,
+                "SDK total ms": filt_ms + align_ms,
+                "published fps": (n1 - n0) / (t1 - t0),
+                "published %": 100.0 * (n1 - n0) / max(sent, 1),
+                "sensor drops": d.dropped,
+                "skipped (behind)": d.skipped - skipped0,
+                "latency p50 ms": lat[len(lat) // 2],
+                "latency p95 ms": lat[int(len(lat) * 0.95)],
+                "CPU % (of 1 core)": 100.0 * (c1 - c0) / (t1 - t0),
+            }
+        )
     return rows

@@ -26,16 +26,30 @@ def _one(profile: str, processes: bool, node, image_type, qos) -> dict:
 
     ns = f"/bench_drv_{os.getpid()}"
     proc = subprocess.Popen(
-        [str(REPO / ".venv" / "bin" / "realsense_node"), "--ros-args", "-r", f"__ns:={ns}",
-         "-p", f"color_profile:={profile}", "-p", f"depth_profile:={profile}",
-         "-p", f"sdk_processes:={str(processes).lower()}", "-p", "output_dir:=/tmp/bench_driver_node"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        [
+            str(REPO / ".venv" / "bin" / "realsense_node"),
+            "--ros-args",
+            "-r",
+            f"__ns:={ns}",
+            "-p",
+            f"color_profile:={profile}",
+            "-p",
+            f"depth_profile:={profile}",
+            "-p",
+            f"sdk_processes:={str(processes).lower()}",
+            "-p",
+            "output_dir:=/tmp/bench_driver_node",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
     )
     got = {"color": 0, "aligned": 0}
 
     def counter(key):
         def cb(_msg):
             got[key] += 1
+
         return cb
 
     subs = [
@@ -52,11 +66,23 @@ def _one(profile: str, processes: bool, node, image_type, qos) -> dict:
         root = psutil.Process(proc.pid)
         node_procs = [root, *root.children(recursive=True)]
         me = psutil.Process()
-        a0, c0, n0, s0, t0 = got["aligned"], got["color"], cpu_seconds(node_procs), cpu_seconds([me]), time.perf_counter()
+        a0, c0, n0, s0, t0 = (
+            got["aligned"],
+            got["color"],
+            cpu_seconds(node_procs),
+            cpu_seconds([me]),
+            time.perf_counter(),
+        )
         end = time.monotonic() + SECONDS
         while time.monotonic() < end:
             rclpy.spin_once(node, timeout_sec=0.05)
-        a1, c1, n1, s1, t1 = got["aligned"], got["color"], cpu_seconds(node_procs), cpu_seconds([me]), time.perf_counter()
+        a1, c1, n1, s1, t1 = (
+            got["aligned"],
+            got["color"],
+            cpu_seconds(node_procs),
+            cpu_seconds([me]),
+            time.perf_counter(),
+        )
     finally:
         for s in subs:
             node.destroy_subscription(s)
@@ -78,11 +104,13 @@ def _one(profile: str, processes: bool, node, image_type, qos) -> dict:
 
 
 def run() -> list[dict]:
-    os.environ.update({
-        "ROS_DOMAIN_ID": str(150 + os.getpid() % 50),
-        "ROS_AUTOMATIC_DISCOVERY_RANGE": "SYSTEM_DEFAULT",
-        "FASTDDS_DEFAULT_PROFILES_FILE": str(REPO / "config" / "dds" / "loopback_large_data.xml"),
-    })
+    os.environ.update(
+        {
+            "ROS_DOMAIN_ID": str(150 + os.getpid() % 50),
+            "ROS_AUTOMATIC_DISCOVERY_RANGE": "SYSTEM_DEFAULT",
+            "FASTDDS_DEFAULT_PROFILES_FILE": str(REPO / "config" / "dds" / "loopback_large_data.xml"),
+        }
+    )
     import rclpy
     from rclpy.qos import QoSProfile, ReliabilityPolicy
     from sensor_msgs.msg import Image

@@ -11,10 +11,15 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from depth_annotation.core import bag_io, chunk_codecs
-from depth_annotation.core.exporter import DEFAULT_TOPICS, ExportOptions, export_bags
-from depth_annotation.core.images import image_to_array
-from depth_annotation.core.synthetic_bag import write_synthetic_bag
+from depth_annotation.common import image_to_array
+from depth_annotation.dataset import (
+    DEFAULT_TOPICS,
+    ExportOptions,
+    bag_io,
+    chunk_codecs,
+    export_bags,
+    write_synthetic_bag,
+)
 
 FRAMES = int(os.environ.get("BENCH_EXPORT_FRAMES", "150"))
 W, H = 640, 480
@@ -35,8 +40,12 @@ def _read(bag: Path) -> tuple[float, list]:
 def _h5py_single_core(pairs: list, path: Path) -> float:
     t0 = time.perf_counter()
     with h5py.File(path, "w") as f:
-        d = f.create_dataset("depth", (len(pairs), H, W), np.uint16, chunks=(1, H, W), compression="gzip", compression_opts=4)
-        c = f.create_dataset("color", (len(pairs), H, W, 3), np.uint8, chunks=(1, H, W, 3), compression="gzip", compression_opts=4)
+        d = f.create_dataset(
+            "depth", (len(pairs), H, W), np.uint16, chunks=(1, H, W), compression="gzip", compression_opts=4
+        )
+        c = f.create_dataset(
+            "color", (len(pairs), H, W, 3), np.uint8, chunks=(1, H, W, 3), compression="gzip", compression_opts=4
+        )
         for i, (depth, color) in enumerate(pairs):
             d[i] = depth
             c[i] = color
@@ -50,23 +59,48 @@ def run() -> list[dict]:
         bag = tmp / "bag"
         write_synthetic_bag(bag, frames=FRAMES, width=W, height=H, storage="mcap")
         read_fps, pairs = _read(bag)
-        rows.append({"case": "rosbags read + decode (depth, colour)", "frames/s": read_fps, "MB/s (raw)": read_fps * RAW_MB,
-                     "x real time": read_fps / 30, "x baseline": float("nan"), "file MB": float("nan")})
+        rows.append(
+            {
+                "case": "rosbags read + decode (depth, colour)",
+                "frames/s": read_fps,
+                "MB/s (raw)": read_fps * RAW_MB,
+                "x real time": read_fps / 30,
+                "x baseline": float("nan"),
+                "file MB": float("nan"),
+            }
+        )
         base_fps = _h5py_single_core(pairs, tmp / "baseline.h5")
-        rows.append({"case": "baseline: h5py gzip-4 write, one core", "frames/s": base_fps, "MB/s (raw)": base_fps * RAW_MB,
-                     "x real time": base_fps / 30, "x baseline": 1.0, "file MB": (tmp / "baseline.h5").stat().st_size / 1e6})
+        rows.append(
+            {
+                "case": "baseline: h5py gzip-4 write, one core",
+                "frames/s": base_fps,
+                "MB/s (raw)": base_fps * RAW_MB,
+                "x real time": base_fps / 30,
+                "x baseline": 1.0,
+                "file MB": (tmp / "baseline.h5").stat().st_size / 1e6,
+            }
+        )
         # gzip twice: zlib-ng (what the exporter uses) and the stdlib zlib the baseline's HDF5 uses.
         cases = [("gzip", True), ("gzip", False)] + [(c, True) for c in chunk_codecs.CODECS if c != "gzip"]
         for codec, zlib_ng in cases:
             chunk_codecs.USE_ZLIB_NG = zlib_ng
             out = tmp / f"ds_{codec}"
             t0 = time.perf_counter()
-            report = export_bags([(bag, "bench")], ExportOptions(out_dir=out, codec=codec, every_k=10**9), progress=False)
+            report = export_bags(
+                [(bag, "bench")], ExportOptions(out_dir=out, codec=codec, every_k=10**9), progress=False
+            )
             fps = report["frames"] / (time.perf_counter() - t0)
             label = codec + ("" if codec != "gzip" else " (zlib-ng)" if zlib_ng else " (stdlib zlib)")
-            rows.append({"case": f"depth-annotation export --codec {label}", "frames/s": fps,
-                         "MB/s (raw)": fps * RAW_MB, "x real time": fps / 30, "x baseline": fps / base_fps,
-                         "file MB": (out / "export" / "dataset.h5").stat().st_size / 1e6})
+            rows.append(
+                {
+                    "case": f"depth-annotation export --codec {label}",
+                    "frames/s": fps,
+                    "MB/s (raw)": fps * RAW_MB,
+                    "x real time": fps / 30,
+                    "x baseline": fps / base_fps,
+                    "file MB": (out / "export" / "dataset.h5").stat().st_size / 1e6,
+                }
+            )
             shutil.rmtree(out)
         chunk_codecs.USE_ZLIB_NG = True
     return rows

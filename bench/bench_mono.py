@@ -7,10 +7,9 @@ import time
 
 import numpy as np
 
-from depth_annotation.core.mono_metric import MetricAligner
-from depth_annotation.core.scale_fit import fit_scale_shift
-from depth_annotation.core.mono_model import DepthAnything, MonoModelConfig, save_tiny_model, small_sized_model
-from depth_annotation.core.synthetic import SyntheticScene, default_intrinsics, orbit_pose
+from depth_annotation.calibration import fit_scale_shift
+from depth_annotation.common import SyntheticScene, default_intrinsics, orbit_pose
+from depth_annotation.mono import DepthAnything, MetricAligner, MonoModelConfig, save_tiny_model, small_sized_model
 
 
 def _fit_ms() -> dict:
@@ -29,9 +28,18 @@ def _fit_ms() -> dict:
         fit_scale_shift(d[::2, ::2].ravel(), sensor[::2, ::2].ravel())
         fits.append((time.perf_counter() - t0) * 1000)
     return [
-        {"case": "scale/shift fit alone, 640x480", "device": "cpu", "median ms": float(np.median(fits)), "best ms": float(np.min(fits))},
-        {"case": "sensor_fit align 640x480 (fit + metric depth + held-out score)", "device": "cpu",
-         "median ms": float(np.median(runs)), "best ms": float(np.min(runs))},
+        {
+            "case": "scale/shift fit alone, 640x480",
+            "device": "cpu",
+            "median ms": float(np.median(fits)),
+            "best ms": float(np.min(fits)),
+        },
+        {
+            "case": "sensor_fit align 640x480 (fit + metric depth + held-out score)",
+            "device": "cpu",
+            "median ms": float(np.median(runs)),
+            "best ms": float(np.min(runs)),
+        },
     ]
 
 
@@ -47,8 +55,13 @@ def _infer(model_dir, device: str, fp16: bool, batch: int, label: str, n: int) -
     if device.startswith("cuda"):
         m.torch.cuda.synchronize()
     dt = (time.perf_counter() - t0) / n
-    return {"case": f"{label} ({m.parameters / 1e6:.2f} M) 518 px, batch {batch}", "device": f"{device} {'fp16' if m.dtype == m.torch.float16 else 'fp32'}",
-            "median ms": dt * 1000 / batch, "best ms": float("nan"), "images/s": batch / dt}
+    return {
+        "case": f"{label} ({m.parameters / 1e6:.2f} M) 518 px, batch {batch}",
+        "device": f"{device} {'fp16' if m.dtype == m.torch.float16 else 'fp32'}",
+        "median ms": dt * 1000 / batch,
+        "best ms": float("nan"),
+        "images/s": batch / dt,
+    }
 
 
 def run() -> list[dict]:
@@ -65,5 +78,7 @@ def run() -> list[dict]:
                 for batch in (1, 8):
                     rows.append(_infer(small, "cuda", fp16, batch, "Small-sized random", 20))
         else:
-            rows.append({"case": "Small-sized on GPU: no CUDA device on this machine", "device": "-", "median ms": float("nan")})
+            rows.append(
+                {"case": "Small-sized on GPU: no CUDA device on this machine", "device": "-", "median ms": float("nan")}
+            )
     return rows

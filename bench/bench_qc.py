@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-from depth_annotation.core.coverage import CoverageAnalyzer
-from depth_annotation.core.synthetic import SyntheticScene, default_intrinsics, orbit_pose
+from depth_annotation.common import SyntheticScene, default_intrinsics, orbit_pose
+from depth_annotation.qc import CoverageAnalyzer
 
 REPO = Path(__file__).resolve().parents[1]
 FEED_SECONDS = float(os.environ.get("BENCH_QC_SECONDS", "6"))
@@ -38,11 +37,28 @@ def _core_ms(frames: list[np.ndarray]) -> tuple[float, float]:
 
 def _node_rate(frames: list[np.ndarray], fps: float) -> dict:
     """Feed the real node from this process; count DepthQuality replies."""
-    env = dict(os.environ, ROS_DOMAIN_ID=str(150 + os.getpid() % 50), ROS_AUTOMATIC_DISCOVERY_RANGE="SYSTEM_DEFAULT",
-               FASTDDS_DEFAULT_PROFILES_FILE=str(REPO / "config" / "dds" / "loopback_large_data.xml"))
-    os.environ.update({k: env[k] for k in ("ROS_DOMAIN_ID", "ROS_AUTOMATIC_DISCOVERY_RANGE", "FASTDDS_DEFAULT_PROFILES_FILE")})
-    proc = subprocess.Popen([str(REPO / ".venv" / "bin" / "coverage_qc_node"), "--ros-args", "-r", "__ns:=/bench",
-                             "-p", "report_dir:=/tmp/bench_qc"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    env = dict(
+        os.environ,
+        ROS_DOMAIN_ID=str(150 + os.getpid() % 50),
+        ROS_AUTOMATIC_DISCOVERY_RANGE="SYSTEM_DEFAULT",
+        FASTDDS_DEFAULT_PROFILES_FILE=str(REPO / "config" / "dds" / "loopback_large_data.xml"),
+    )
+    os.environ.update(
+        {k: env[k] for k in ("ROS_DOMAIN_ID", "ROS_AUTOMATIC_DISCOVERY_RANGE", "FASTDDS_DEFAULT_PROFILES_FILE")}
+    )
+    proc = subprocess.Popen(
+        [
+            str(REPO / ".venv" / "bin" / "coverage_qc_node"),
+            "--ros-args",
+            "-r",
+            "__ns:=/bench",
+            "-p",
+            "report_dir:=/tmp/bench_qc",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     import rclpy
     from rclpy.qos import QoSProfile, ReliabilityPolicy
     from sensor_msgs.msg import Image
@@ -53,8 +69,11 @@ def _node_rate(frames: list[np.ndarray], fps: float) -> dict:
     rclpy.init()
     node = rclpy.create_node("qc_bench_feeder")
     try:
-        pub = node.create_publisher(Image, "/bench/aligned_depth_to_color/image_raw",
-                                    QoSProfile(depth=30, reliability=ReliabilityPolicy.BEST_EFFORT))
+        pub = node.create_publisher(
+            Image,
+            "/bench/aligned_depth_to_color/image_raw",
+            QoSProfile(depth=30, reliability=ReliabilityPolicy.BEST_EFFORT),
+        )
         got: list[float] = []
         node.create_subscription(DepthQuality, "/bench/depth_quality", lambda m: got.append(time.perf_counter()), 1000)
         deadline = time.monotonic() + 30
@@ -73,7 +92,12 @@ def _node_rate(frames: list[np.ndarray], fps: float) -> dict:
         end = time.monotonic() + 3
         while len(got) < n_sent and time.monotonic() < end:
             rclpy.spin_once(node, timeout_sec=0.05)
-        return {"sent": n_sent, "feed fps": n_sent / sent_s, "analysed": len(got), "analysed %": 100.0 * len(got) / n_sent}
+        return {
+            "sent": n_sent,
+            "feed fps": n_sent / sent_s,
+            "analysed": len(got),
+            "analysed %": 100.0 * len(got) / n_sent,
+        }
     finally:
         node.destroy_node()
         rclpy.shutdown()

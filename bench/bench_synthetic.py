@@ -6,7 +6,7 @@ import time
 
 import numpy as np
 
-from depth_annotation.core.synthetic import SyntheticScene, default_intrinsics, orbit_pose
+from depth_annotation.common import SyntheticScene, default_intrinsics, orbit_pose
 
 
 def _time(fn, n: int) -> float:

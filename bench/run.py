@@ -38,7 +38,7 @@ def _fmt(v) -> str:
 
 
 def main(argv: list[str]) -> int:
-    names = argv or sorted(p.stem[len("bench_"):] for p in HERE.glob("bench_*.py"))
+    names = argv or sorted(p.stem[len("bench_") :] for p in HERE.glob("bench_*.py"))
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
     for name in names:
         mod = importlib.import_module(f"bench_{name}")

@@ -3,6 +3,7 @@
 `core/` holds ROS-free algorithms (numpy in, numpy out); `nodes/` holds thin rclpy
 shells over them; `cli.py` runs the same core offline.
 """
+
 # The package is split across two directories in a development checkout: the
 # source tree, and the rosidl-generated `msg`/`srv` installed into site-packages.
 from pkgutil import extend_path

@@ -1,14 +1,15 @@
 """Monocular depth on the camera's colour stream, fitted per frame against its aligned depth.
 
-    ros2 launch depth_annotation mono_depth.launch.py model:=/models/Depth-Anything-V2-Small-hf device:=cuda
+ros2 launch depth_annotation mono_depth.launch.py model:=/models/Depth-Anything-V2-Small-hf device:=cuda
 """
 
-from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
 from launch_ros.parameter_descriptions import ParameterValue
 from launch_ros.substitutions import FindPackageShare
+
+from launch import LaunchDescription
 
 PACKAGE = "depth_annotation"
 
@@ -16,21 +17,34 @@ PACKAGE = "depth_annotation"
 def generate_launch_description() -> LaunchDescription:
     args = [
         DeclareLaunchArgument("camera_namespace", default_value="camera", description="namespace of the camera topics"),
-        DeclareLaunchArgument("model", default_value="depth-anything/Depth-Anything-V2-Small-hf",
-                              description="hub id (pre-filled cache) or local directory of a Depth Anything checkpoint"),
+        DeclareLaunchArgument(
+            "model",
+            default_value="depth-anything/Depth-Anything-V2-Small-hf",
+            description="hub id (pre-filled cache) or local directory of a Depth Anything checkpoint",
+        ),
         DeclareLaunchArgument("device", default_value="cpu", description="cpu, cuda or cuda:N"),
-        DeclareLaunchArgument("metric_mode", default_value="sensor_fit", choices=["scale_file", "sensor_fit", "metric_model"],
-                              description="how relative depth becomes metric"),
+        DeclareLaunchArgument(
+            "metric_mode",
+            default_value="sensor_fit",
+            choices=["scale_file", "sensor_fit", "metric_model"],
+            description="how relative depth becomes metric",
+        ),
         DeclareLaunchArgument("scale_file", default_value="", description="calibration JSON with mono_scale"),
     ]
     mono = Node(
-        package=PACKAGE, executable="mono_depth_node", name="mono_depth_node",
-        namespace=LaunchConfiguration("camera_namespace"), output="screen",
-        parameters=[PathJoinSubstitution([FindPackageShare(PACKAGE), "config", "mono_depth.yaml"]), {
-            "model": ParameterValue(LaunchConfiguration("model"), value_type=str),
-            "device": LaunchConfiguration("device"),
-            "metric_mode": LaunchConfiguration("metric_mode"),
-            "scale_file": ParameterValue(LaunchConfiguration("scale_file"), value_type=str),
-        }],
+        package=PACKAGE,
+        executable="mono_depth_node",
+        name="mono_depth_node",
+        namespace=LaunchConfiguration("camera_namespace"),
+        output="screen",
+        parameters=[
+            PathJoinSubstitution([FindPackageShare(PACKAGE), "config", "mono_depth.yaml"]),
+            {
+                "model": ParameterValue(LaunchConfiguration("model"), value_type=str),
+                "device": LaunchConfiguration("device"),
+                "metric_mode": LaunchConfiguration("metric_mode"),
+                "scale_file": ParameterValue(LaunchConfiguration("scale_file"), value_type=str),
+            },
+        ],
     )
     return LaunchDescription(args + [mono])

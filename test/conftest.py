@@ -25,11 +25,13 @@ os.environ.setdefault("RCUTILS_COLORIZED_OUTPUT", "0")
 # 640x480 frames delivered), so tests use an XML profile instead: UDP on loopback
 # only, unicast discovery to 127.0.0.1, shared memory with a 32 MB segment (98 %).
 os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "SYSTEM_DEFAULT"
-os.environ["FASTDDS_DEFAULT_PROFILES_FILE"] = str(Path(__file__).resolve().parents[1] / "config" / "dds" / "loopback_large_data.xml")
+os.environ["FASTDDS_DEFAULT_PROFILES_FILE"] = str(
+    Path(__file__).resolve().parents[1] / "config" / "dds" / "loopback_large_data.xml"
+)
 os.environ.pop("FASTDDS_BUILTIN_TRANSPORTS", None)
 os.environ.pop("FASTRTPS_DEFAULT_PROFILES_FILE", None)
 
-from ros_harness import WATCHED, NodeProcess, start_node, start_process  # noqa: E402
+from ros_harness import WATCHED, NodeProcess, start_node, start_process
 
 
 class RosFixture:

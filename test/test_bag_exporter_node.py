@@ -5,34 +5,53 @@ import subprocess
 
 import h5py
 import numpy as np
-
-from depth_annotation.core import bag_io
-from depth_annotation.core.exporter import DEFAULT_TOPICS
-from depth_annotation.core.synthetic_bag import write_synthetic_bag
 from ros_harness import VENV_BIN, wait_until
+
+from depth_annotation.dataset import DEFAULT_TOPICS, bag_io, write_synthetic_bag
 
 W, H = 320, 240
 
 
 def cli(*args, timeout=180):
-    return subprocess.run([str(VENV_BIN / "depth-annotation"), *map(str, args)], capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [str(VENV_BIN / "depth-annotation"), *map(str, args)], capture_output=True, text=True, timeout=timeout
+    )
 
 
 def test_live_export_matches_offline(procs, tmp_path):
     bag = tmp_path / "bag"
     write_synthetic_bag(bag, frames=20, width=W, height=H, storage="mcap", hole_frames=frozenset({4}))
-    assert cli("export", "--quiet", bag, "--out", tmp_path / "offline", "--scene", f"{bag}=live", "--every", "5").returncode == 0
+    assert (
+        cli(
+            "export", "--quiet", bag, "--out", tmp_path / "offline", "--scene", f"{bag}=live", "--every", "5"
+        ).returncode
+        == 0
+    )
 
-    exporter = procs.node("bag_exporter_node", params={"out_dir": str(tmp_path / "live"), "scene_id": "live", "every_k": 5})
+    exporter = procs.node(
+        "bag_exporter_node", params={"out_dir": str(tmp_path / "live"), "scene_id": "live", "every_k": 5}
+    )
     wait_until(lambda: "exporting" in exporter.output(), 30)
     played = cli("play", bag, "--rate", "0.5")
     assert played.returncode == 0, played.stderr
     assert "published 81 messages" in played.stdout  # 20 x (color, depth, info, quality) + tf_static
     assert exporter.stop(timeout=60) == 0, exporter.output()
 
-    with h5py.File(tmp_path / "offline" / "export" / "dataset.h5") as off, h5py.File(tmp_path / "live" / "export" / "dataset.h5") as live:
+    with (
+        h5py.File(tmp_path / "offline" / "export" / "dataset.h5") as off,
+        h5py.File(tmp_path / "live" / "export" / "dataset.h5") as live,
+    ):
         a, b = off["episode_0"], live["episode_0"]
-        for name in ("depth", "color", "timestamps_ns", "camera_intrinsics", "K", "D", "qc/status", "qc/valid_fraction"):
+        for name in (
+            "depth",
+            "color",
+            "timestamps_ns",
+            "camera_intrinsics",
+            "K",
+            "D",
+            "qc/status",
+            "qc/valid_fraction",
+        ):
             assert np.array_equal(a[name][:], b[name][:]), name
         assert a["depth"].compression == b["depth"].compression
     off_tasks = json.loads((tmp_path / "offline" / "annotation" / "label_studio_tasks.json").read_text())
@@ -44,8 +63,10 @@ def test_record_play_round_trip(procs, tmp_path):
     src = tmp_path / "src"
     frames = write_synthetic_bag(src, frames=15, width=W, height=H, storage="sqlite3")
     topics = [DEFAULT_TOPICS["depth"], DEFAULT_TOPICS["color"], DEFAULT_TOPICS["info"]]
-    rec = procs.command([str(VENV_BIN / "depth-annotation"), "record", *topics, "--out", str(tmp_path / "rec"),
-                         "--duration", "8"], "recorder")
+    rec = procs.command(
+        [str(VENV_BIN / "depth-annotation"), "record", *topics, "--out", str(tmp_path / "rec"), "--duration", "8"],
+        "recorder",
+    )
     wait_until(lambda: False, 2.0)  # let the recorder subscribe before the replay starts
     played = cli("play", src, "--rate", "0.5")
     assert played.returncode == 0, played.stderr
@@ -56,7 +77,7 @@ def test_record_play_round_trip(procs, tmp_path):
         depth_conn = next(c for c in r.connections if c.topic == DEFAULT_TOPICS["depth"])
         assert depth_conn.ext.offered_qos_profiles[0].reliability.name == "BEST_EFFORT"  # QoS preserved
         got = [m for _, _, m in bag_io.messages(r, [DEFAULT_TOPICS["depth"]])]
-    from depth_annotation.core.images import image_to_array
+    from depth_annotation.common import image_to_array
 
     assert [m.header.stamp.sec * 10**9 + m.header.stamp.nanosec for m in got] == [s for s, _ in frames]
     assert all(np.array_equal(image_to_array(m), f.depth_mm) for m, (_, f) in zip(got, frames))

@@ -3,9 +3,8 @@
 import numpy as np
 import pytest
 
-from depth_annotation.core.board import BoardDetector, BoardError, BoardSpec
-from depth_annotation.core.board_render import board_pose, render_board
-from depth_annotation.core.camera import Intrinsics
+from depth_annotation.calibration import BoardDetector, BoardError, BoardSpec, place_board, render_board
+from depth_annotation.common import Intrinsics
 
 INTR = Intrinsics(640, 480, 600.0, 603.0, 322.5, 237.8, d=(-0.15, 0.08, 0.001, -0.0007, -0.01))
 POSES = [(0, 0, 0, 0.45), (28, -12, 8, 0.5), (-15, 30, -20, 0.55)]
@@ -17,7 +16,10 @@ def test_detected_corners_match_projection(kind, tilt):
     spec = BoardSpec(kind=kind, squares_x=7, squares_y=5)
     tx, ty, roll, dist = tilt
     view = render_board(
-        spec, INTR, board_pose(spec, dist, tilt_x_deg=tx, tilt_y_deg=ty, roll_deg=roll), noise_sigma=1.0,
+        spec,
+        INTR,
+        place_board(spec, dist, tilt_x_deg=tx, tilt_y_deg=ty, roll_deg=roll),
+        noise_sigma=1.0,
         rng=np.random.default_rng(0),
     )
     assert view.visible.all()
@@ -32,7 +34,7 @@ def test_detected_corners_match_projection(kind, tilt):
 def test_distortion_is_rendered():
     """The same pose without distortion puts the corners measurably elsewhere."""
     spec = BoardSpec()
-    pose = board_pose(spec, 0.4, offset_m=(0.08, 0.05))
+    pose = place_board(spec, 0.4, offset_m=(0.08, 0.05))
     pinhole = Intrinsics(640, 480, 600.0, 603.0, 322.5, 237.8)
     a = render_board(spec, INTR, pose).corners_px
     b = render_board(spec, pinhole, pose).corners_px
@@ -41,7 +43,7 @@ def test_distortion_is_rendered():
 
 def test_board_seen_from_behind_is_not_visible():
     spec = BoardSpec()
-    view = render_board(spec, INTR, board_pose(spec, 0.5, tilt_x_deg=180))
+    view = render_board(spec, INTR, place_board(spec, 0.5, tilt_x_deg=180))
     assert not view.visible.any()
 
 

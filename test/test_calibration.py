@@ -4,18 +4,20 @@ import cv2
 import numpy as np
 import pytest
 
-from depth_annotation.core.board import BoardDetector, BoardSpec
-from depth_annotation.core.board_render import render_board, varied_board_poses
-from depth_annotation.core.calibration import (
+from depth_annotation.calibration import (
+    BoardDetector,
+    BoardSpec,
     ViewSelector,
     board_mask,
-    board_pose,
     calibrate_intrinsics,
     calibrate_stereo,
+    estimate_board_pose,
     expected_plane_depth,
+    render_board,
+    varied_board_poses,
     verify_depth,
 )
-from depth_annotation.core.camera import Extrinsics, Intrinsics, rotation_from_euler_xyz
+from depth_annotation.common import Extrinsics, Intrinsics, rotation_from_euler_xyz
 
 TRUE = Intrinsics(640, 480, 600.0, 604.0, 322.5, 237.8, d=(-0.13, 0.07, 0.0012, -0.0008, -0.02))
 N_VIEWS = 22
@@ -59,7 +61,10 @@ def test_too_few_views_fail_cleanly(board_views):
 def test_rms_gate_names_the_worst_views(board_views):
     spec, views = board_views
     dets = [d for _, d in views]
-    bad = dets[5].__class__(dets[5].corners_px + np.random.default_rng(0).normal(0, 4, dets[5].corners_px.shape).astype(np.float32), dets[5].ids)
+    bad = dets[5].__class__(
+        dets[5].corners_px + np.random.default_rng(0).normal(0, 4, dets[5].corners_px.shape).astype(np.float32),
+        dets[5].ids,
+    )
     dets = dets[:5] + [bad] + dets[6:]
     gated = calibrate_intrinsics(dets, spec, (640, 480), min_views=20, reject_outliers=False)
     assert not gated.success and "exceeds 0.5 px" in gated.message and "view 5" in gated.message
@@ -87,8 +92,12 @@ def test_stereo_baseline_and_rotation():
     spec = BoardSpec()
     left = Intrinsics(640, 480, 600.0, 600.0, 320.0, 240.0, d=(-0.05, 0.01, 0, 0, 0))
     right = Intrinsics(640, 480, 610.0, 609.0, 318.0, 242.0, d=(-0.04, 0.01, 0, 0, 0))
-    true = Extrinsics(rotation_from_euler_xyz(np.radians(0.4), np.radians(-1.2), np.radians(0.3)),
-                      np.array([-0.055, 0.0012, 0.0008]), "left", "right")
+    true = Extrinsics(
+        rotation_from_euler_xyz(np.radians(0.4), np.radians(-1.2), np.radians(0.3)),
+        np.array([-0.055, 0.0012, 0.0008]),
+        "left",
+        "right",
+    )
     det = BoardDetector(spec)
     pairs = []
     for i, pose in enumerate(varied_board_poses(spec, left, 14, seed=7, distance_m=(0.45, 0.8), margin_px=60)):
@@ -114,7 +123,7 @@ def test_depth_verification_reports_injected_bias(bias):
     intr = Intrinsics(640, 480, 606.0, 606.0, 321.5, 240.3)
     true_pose = varied_board_poses(spec, intr, 1, seed=11, distance_m=(0.6, 0.6))[0]
     view = render_board(spec, intr, true_pose, noise_sigma=1.0)
-    pose = board_pose(BoardDetector(spec).detect(view.image), spec, intr)  # PnP, as the node does
+    pose = estimate_board_pose(BoardDetector(spec).detect(view.image), spec, intr)  # PnP, as the node does
     mask = board_mask(spec, intr, true_pose, inset_squares=0.0)
     depth = np.zeros((480, 640), np.uint16)
     z = expected_plane_depth(intr, true_pose, mask)

@@ -9,10 +9,8 @@ from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, Image
 from std_srvs.srv import Trigger
 
-from depth_annotation.core.board import BoardSpec
-from depth_annotation.core.board_render import render_board, varied_board_poses
-from depth_annotation.core.calibration import board_mask, expected_plane_depth
-from depth_annotation.core.camera import Intrinsics
+from depth_annotation.calibration import BoardSpec, board_mask, expected_plane_depth, render_board, varied_board_poses
+from depth_annotation.common import Intrinsics
 from depth_annotation.nodes.messages import camera_info_msg, image_msg, make_header
 from depth_annotation.srv import Calibrate, CalibrateMonoScale, VerifyDepth
 
@@ -28,17 +26,28 @@ def call(ros, client, request, timeout=30):
 
 
 def test_calibrate_verify_and_mono_scale_over_services(ros, procs, tmp_path):
-    procs.node("calibration_node", namespace="camera", params={
-        "dataset_dir": str(tmp_path), "detect_rate_hz": 100.0, "min_mono_frames": 8, "verify_frames": 5,
-    })
+    procs.node(
+        "calibration_node",
+        namespace="camera",
+        params={
+            "dataset_dir": str(tmp_path),
+            "detect_rate_hz": 100.0,
+            "min_mono_frames": 8,
+            "verify_frames": 5,
+        },
+    )
     node = ros.node("board_waver")
     pub_img = node.create_publisher(Image, "/camera/color/image_raw", QOS)
     pub_info = node.create_publisher(CameraInfo, "/camera/color/camera_info", QOS)
     pub_depth = node.create_publisher(Image, "/camera/aligned_depth_to_color/image_raw", QOS)
     pub_rel = node.create_publisher(Image, "/camera/mono/disparity", QOS)
     published_info: list[CameraInfo] = []
-    node.create_subscription(CameraInfo, "/camera/camera_info", published_info.append,
-                             QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL))
+    node.create_subscription(
+        CameraInfo,
+        "/camera/camera_info",
+        published_info.append,
+        QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL),
+    )
     calibrate = node.create_client(Calibrate, "/camera/calibrate")
 
     early = call(ros, calibrate, Calibrate.Request())
@@ -50,7 +59,9 @@ def test_calibrate_verify_and_mono_scale_over_services(ros, procs, tmp_path):
     stamp = 1_000_000_000
     for i, pose in enumerate(varied_board_poses(spec, TRUE, 30, seed=1)):
         gray = render_board(spec, TRUE, pose, noise_sigma=1.0, rng=np.random.default_rng(i)).image
-        msg = image_msg(cv2.cvtColor(gray, cv2.COLOR_GRAY2RGB), "rgb8", make_header(stamp, "camera_color_optical_frame"))
+        msg = image_msg(
+            cv2.cvtColor(gray, cv2.COLOR_GRAY2RGB), "rgb8", make_header(stamp, "camera_color_optical_frame")
+        )
         for _ in range(2):  # best effort: send twice, the node keeps one
             pub_img.publish(msg)
             ros.spin_until(lambda: False, timeout=0.06)

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from depth_annotation.core.camera import (
+from depth_annotation.common import (
     CameraModelError,
     Extrinsics,
     Intrinsics,
@@ -19,6 +19,7 @@ INTR = Intrinsics(640, 480, 606.1, 605.3, 321.4, 240.2, "plumb_bob", (0.1, -0.2,
 
 def test_camera_info_round_trip_through_real_message():
     from sensor_msgs.msg import CameraInfo
+
     from depth_annotation.nodes.messages import camera_info_msg, make_header
 
     msg = camera_info_msg(INTR, make_header(5, "camera_color_optical_frame"))

@@ -7,18 +7,24 @@ import cv2
 import numpy as np
 import pytest
 
-from depth_annotation.core.capture_pipeline import (
+from depth_annotation.capture import (
     RECONNECTING,
     STOPPED,
     STREAMING,
     CaptureConfig,
     CapturePipeline,
+    FilterChain,
+    FilterConfigError,
+    FilterSettings,
+    Profile,
+    RecordingSource,
+    SourceError,
+    SyntheticCamera,
+    SyntheticFaults,
+    SyntheticSource,
+    default_settings,
 )
-from depth_annotation.core.rs_filters import FilterConfigError, FilterChain, FilterSettings, default_settings
-from depth_annotation.core.rs_sources import RecordingSource, SourceError, SyntheticSource
-from depth_annotation.core.rs_synthetic import DEFAULT_DEPTH_TO_COLOR, Profile, SyntheticCamera, SyntheticFaults
-from depth_annotation.core.synthetic import SyntheticScene, orbit_pose
-from depth_annotation.core.taxonomy import LABEL_IDS
+from depth_annotation.common import DEFAULT_DEPTH_TO_COLOR, LABEL_IDS, SyntheticScene, orbit_pose
 
 VGA = Profile(640, 480, 30)
 
@@ -54,7 +60,9 @@ def run(n_frames, *, timeout=30.0, faults=None, **config):
     pipe = CapturePipeline(lambda: SyntheticSource(VGA, VGA, seed=0, faults=faults), CaptureConfig(**config), out)
     pipe.start()
     try:
-        assert out.wait_for(n_frames, timeout), f"only {len(out.frames)} frames in {timeout} s ({pipe.state}: {pipe.message})"
+        assert out.wait_for(n_frames, timeout), (
+            f"only {len(out.frames)} frames in {timeout} s ({pipe.state}: {pipe.message})"
+        )
     finally:
         pipe.stop()
     return pipe, out.frames
@@ -208,8 +216,17 @@ def test_missing_recording_and_bad_profiles_fail_clearly(tmp_path):
 
 
 def test_filter_chain_order_and_validation():
-    chain = FilterChain([FilterSettings("hole_filling", True), FilterSettings("decimation", True), *default_settings()[1:3]])
-    assert chain.names == ["decimation", "depth_to_disparity", "spatial", "temporal", "disparity_to_depth", "hole_filling"]
+    chain = FilterChain(
+        [FilterSettings("hole_filling", True), FilterSettings("decimation", True), *default_settings()[1:3]]
+    )
+    assert chain.names == [
+        "decimation",
+        "depth_to_disparity",
+        "spatial",
+        "temporal",
+        "disparity_to_depth",
+        "hole_filling",
+    ]
     assert FilterChain(no_filters()).names == []
     with pytest.raises(FilterConfigError, match=r"temporal.filter_smooth_alpha=1.5 is outside \[0.0, 1.0\]"):
         FilterSettings("temporal", True, {"filter_smooth_alpha": 1.5}).validate()

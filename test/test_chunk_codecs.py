@@ -7,10 +7,17 @@ import zlib
 import numpy as np
 import pytest
 
-from depth_annotation.core import chunk_codecs
-from depth_annotation.core.chunk_codecs import CODECS, CodecError, open_h5, resolve_codec
-from depth_annotation.core.hdf5_writer import EpisodeMeta, ExportError, Hdf5DatasetWriter
-from depth_annotation.core.synthetic import default_intrinsics
+from depth_annotation.common import default_intrinsics
+from depth_annotation.dataset import (
+    CODECS,
+    CodecError,
+    EpisodeMeta,
+    ExportError,
+    Hdf5DatasetWriter,
+    chunk_codecs,
+    open_h5,
+    resolve_codec,
+)
 
 H, W, T = 48, 64, 5
 
@@ -80,9 +87,11 @@ def test_blosc_chunks_are_blosc_buffers_and_need_the_filter_to_read(tmp_path):
         _, chunk = f["episode_0/depth"].id.read_direct_chunk((1, 0, 0))
     assert blosc.decompress(chunk) == depth[1].tobytes()
     # A reader without the filter cannot decode it; with hdf5plugin imported it can.
-    probe = ("import sys, h5py\n"
-             "if sys.argv[2] == 'plugin': import hdf5plugin\n"
-             "print(int(h5py.File(sys.argv[1], 'r')['episode_0/depth'][1].sum()))\n")
+    probe = (
+        "import sys, h5py\n"
+        "if sys.argv[2] == 'plugin': import hdf5plugin\n"
+        "print(int(h5py.File(sys.argv[1], 'r')['episode_0/depth'][1].sum()))\n"
+    )
     (tmp_path / "no_plugins").mkdir()
     env = {"HDF5_PLUGIN_PATH": str(tmp_path / "no_plugins")}
     bare = subprocess.run([sys.executable, "-c", probe, str(path), "bare"], capture_output=True, text=True, env=env)

@@ -5,15 +5,27 @@ import subprocess
 
 import cv2
 import numpy as np
-
 from ros_harness import VENV_BIN
 
 
 def test_synth_writes_frames_and_ground_truth(tmp_path):
     out = tmp_path / "synth"
     res = subprocess.run(
-        [str(VENV_BIN / "depth-annotation"), "synth", "--out", str(out), "--frames", "2", "--width", "320", "--height", "240"],
-        capture_output=True, text=True, timeout=120,
+        [
+            str(VENV_BIN / "depth-annotation"),
+            "synth",
+            "--out",
+            str(out),
+            "--frames",
+            "2",
+            "--width",
+            "320",
+            "--height",
+            "240",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert res.returncode == 0, res.stderr
     summary = json.loads((out / "summary.json").read_text())
@@ -25,5 +37,7 @@ def test_synth_writes_frames_and_ground_truth(tmp_path):
     intr = json.loads((out / "intrinsics.json").read_text())
     assert intr["width"] == 320
 
-    again = subprocess.run([str(VENV_BIN / "depth-annotation"), "synth", "--out", str(out)], capture_output=True, text=True)
+    again = subprocess.run(
+        [str(VENV_BIN / "depth-annotation"), "synth", "--out", str(out)], capture_output=True, text=True
+    )
     assert again.returncode == 2 and "not empty" in again.stderr  # never overwrites silently

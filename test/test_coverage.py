@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from depth_annotation.core.coverage import (
+from depth_annotation.qc import (
     FLAGGED,
     FRAME_GAP,
     GOOD,

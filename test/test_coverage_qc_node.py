@@ -1,7 +1,6 @@
 """Multi-process: synthetic driver -> coverage_qc_node; and bad input straight to the QC node."""
 
 import json
-import time
 
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
@@ -19,10 +18,15 @@ HOLES = [30, 31, 45, 60, *range(120, 3600, 60)]
 
 
 def test_injected_holes_are_flagged_and_stamps_match(ros, procs, tmp_path):
-    procs.node("realsense_node", namespace="camera", params={
-        "output_dir": str(tmp_path / "cap"), "synthetic_hole_frames": str(HOLES),
-        "temporal_filter.holes_fill": 0,  # persistency would paint the injected holes over
-    })
+    procs.node(
+        "realsense_node",
+        namespace="camera",
+        params={
+            "output_dir": str(tmp_path / "cap"),
+            "synthetic_hole_frames": str(HOLES),
+            "temporal_filter.holes_fill": 0,  # persistency would paint the injected holes over
+        },
+    )
     procs.node("coverage_qc_node", namespace="camera", params={"report_dir": str(tmp_path / "qc")})
     node = ros.node("qc_observer")
     depth_valid: dict[int, float] = {}
@@ -33,7 +37,9 @@ def test_injected_holes_are_flagged_and_stamps_match(ros, procs, tmp_path):
         depth_valid[stamp_to_ns(m.header.stamp)] = float((a > 0).mean())
 
     node.create_subscription(Image, "/camera/aligned_depth_to_color/image_raw", on_depth, BEST_EFFORT)
-    node.create_subscription(DepthQuality, "/camera/depth_quality", lambda m: quality.__setitem__(stamp_to_ns(m.header.stamp), m), 100)
+    node.create_subscription(
+        DepthQuality, "/camera/depth_quality", lambda m: quality.__setitem__(stamp_to_ns(m.header.stamp), m), 100
+    )
 
     def holed_seen() -> bool:
         return any(depth_valid[s] < 0.7 for s in set(depth_valid) & set(quality))

@@ -4,14 +4,17 @@ import json
 import subprocess
 
 import h5py
-
 from ros_harness import VENV_BIN
 
 
 def test_demo_short_end_to_end(tmp_path):
     out = tmp_path / "demo"
-    res = subprocess.run([str(VENV_BIN / "depth-annotation"), "demo", "--short", "--out", str(out)],
-                         capture_output=True, text=True, timeout=300)
+    res = subprocess.run(
+        [str(VENV_BIN / "depth-annotation"), "demo", "--short", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     assert "| calibration" in res.stdout and "dataset checks                 | passed" in res.stdout
     summary = json.loads((out / "demo_summary.json").read_text())
@@ -30,13 +33,31 @@ def test_demo_short_end_to_end(tmp_path):
     assert json.loads((out / "dataset" / "dataset_info.json").read_text())["schema_version"] == 1
     assert (out / "dataset" / "preview.png").stat().st_size > 10_000
 
-    check = subprocess.run([str(VENV_BIN / "depth-annotation"), "check", str(out / "dataset")], capture_output=True, text=True)
+    check = subprocess.run(
+        [str(VENV_BIN / "depth-annotation"), "check", str(out / "dataset")], capture_output=True, text=True
+    )
     assert check.returncode == 0 and "dataset OK" in check.stdout
     png = tmp_path / "view.png"
-    view = subprocess.run([str(VENV_BIN / "depth-annotation"), "view", str(out / "dataset" / "export" / "dataset.h5"),
-                           "--frame", "3", "--out", str(png)], capture_output=True, text=True, timeout=120)
+    view = subprocess.run(
+        [
+            str(VENV_BIN / "depth-annotation"),
+            "view",
+            str(out / "dataset" / "export" / "dataset.h5"),
+            "--frame",
+            "3",
+            "--out",
+            str(png),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert view.returncode == 0, view.stderr
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    bad = subprocess.run([str(VENV_BIN / "depth-annotation"), "view", str(out / "dataset" / "export" / "dataset.h5"),
-                          "--episode", "7"], capture_output=True, text=True, timeout=120)
+    bad = subprocess.run(
+        [str(VENV_BIN / "depth-annotation"), "view", str(out / "dataset" / "export" / "dataset.h5"), "--episode", "7"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert bad.returncode == 2 and "no episode_7" in bad.stderr

@@ -34,12 +34,16 @@ def test_cli_help_runs_from_venv_bin():
 
 
 def test_interfaces_import_outside_the_checkout(tmp_path):
-    code = "from depth_annotation.msg import DepthQuality; from depth_annotation.srv import Calibrate; " \
-           "import depth_annotation.core.images as m; print(m.__file__)"
-    res = subprocess.run([str(VENV_BIN / "python"), "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=60)
+    code = (
+        "from depth_annotation.msg import DepthQuality; from depth_annotation.srv import Calibrate; "
+        "import depth_annotation.common.images as m; print(m.__file__)"
+    )
+    res = subprocess.run(
+        [str(VENV_BIN / "python"), "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=60
+    )
     assert res.returncode == 0, res.stderr
     # the Python code comes from this checkout (no stale copy in site-packages)
-    assert Path(res.stdout.strip()).resolve() == REPO / "depth_annotation" / "core" / "images.py"
+    assert Path(res.stdout.strip()).resolve() == REPO / "depth_annotation" / "common" / "images.py"
 
 
 def test_package_xml_is_format_3_interface_package():

@@ -5,34 +5,37 @@ import os
 import signal
 import subprocess
 import time
-from pathlib import Path
 
 import h5py
 import numpy as np
 import pytest
-
-from depth_annotation.core import bag_io
-from depth_annotation.core.dataset_info import assign_splits
-from depth_annotation.core.exporter import DEFAULT_TOPICS
-from depth_annotation.core.rs_synthetic import DEFAULT_DEPTH_TO_COLOR
-from depth_annotation.core.synthetic import default_intrinsics
-from depth_annotation.core.synthetic_bag import write_synthetic_bag
 from ros_harness import REPO, VENV_BIN
+
+from depth_annotation.common import DEFAULT_DEPTH_TO_COLOR, default_intrinsics
+from depth_annotation.dataset import DEFAULT_TOPICS, assign_splits, bag_io, write_synthetic_bag
 
 W, H = 320, 240
 
 
 def export(*args, timeout=300):
-    return subprocess.run([str(VENV_BIN / "depth-annotation"), "export", "--quiet", *map(str, args)],
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [str(VENV_BIN / "depth-annotation"), "export", "--quiet", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 @pytest.fixture(scope="module")
 def bags(tmp_path_factory):
     root = tmp_path_factory.mktemp("bags")
     truth = {
-        "a1": write_synthetic_bag(root / "a1", frames=12, width=W, height=H, seed=1, storage="mcap", hole_frames=frozenset({3})),
-        "a2": write_synthetic_bag(root / "a2", frames=8, width=W, height=H, seed=1, storage="sqlite3", start_ns=1_800_000_000_000_000_000),
+        "a1": write_synthetic_bag(
+            root / "a1", frames=12, width=W, height=H, seed=1, storage="mcap", hole_frames=frozenset({3})
+        ),
+        "a2": write_synthetic_bag(
+            root / "a2", frames=8, width=W, height=H, seed=1, storage="sqlite3", start_ns=1_800_000_000_000_000_000
+        ),
         "b": write_synthetic_bag(root / "b", frames=10, width=W, height=H, seed=2, storage="mcap", with_quality=False),
     }
     return root, truth
@@ -40,8 +43,23 @@ def bags(tmp_path_factory):
 
 def test_export_equals_source_exactly(bags, tmp_path):
     root, truth = bags
-    res = export(root / "a1", root / "a2", root / "b", "--out", tmp_path / "ds", "--scene", f"{root / 'a1'}=tableA",
-                 "--scene", f"{root / 'a2'}=tableA", "--scene", f"{root / 'b'}=tableB", "--every", "3", "--split", "0.5,0.5,0")
+    res = export(
+        root / "a1",
+        root / "a2",
+        root / "b",
+        "--out",
+        tmp_path / "ds",
+        "--scene",
+        f"{root / 'a1'}=tableA",
+        "--scene",
+        f"{root / 'a2'}=tableA",
+        "--scene",
+        f"{root / 'b'}=tableB",
+        "--every",
+        "3",
+        "--split",
+        "0.5,0.5,0",
+    )
     assert res.returncode == 0, res.stderr
     with h5py.File(tmp_path / "ds" / "export" / "dataset.h5", "r") as f:
         for idx, name in enumerate(("a1", "a2", "b")):
@@ -49,7 +67,9 @@ def test_export_equals_source_exactly(bags, tmp_path):
             frames = truth[name]
             assert g["depth"].shape == (len(frames), H, W) and g["depth"].dtype == np.uint16
             assert g["color"].shape == (len(frames), H, W, 3) and g["color"].dtype == np.uint8
-            assert g["depth"].chunks == (1, H, W) and g["depth"].compression == "gzip" and g["depth"].compression_opts == 4
+            assert (
+                g["depth"].chunks == (1, H, W) and g["depth"].compression == "gzip" and g["depth"].compression_opts == 4
+            )
             for i, (stamp, fr) in enumerate(frames):
                 assert np.array_equal(g["depth"][i], fr.depth_mm)
                 assert np.array_equal(g["color"][i], fr.color)
@@ -106,12 +126,24 @@ assert not bad, bad[:1]
 print(json.dumps({"controls": sorted(controls), "labels": sorted(controls["segmentation"].labels), "tasks": len(tasks)}))
 """
     ann = tmp_path / "ds" / "annotation"
-    res = subprocess.run([str(REPO / ".venv-labelstudio" / "bin" / "python"), "-c", script, ann / "label_config.xml",
-                          ann / "label_studio_tasks.json"], capture_output=True, text=True, timeout=120)
+    res = subprocess.run(
+        [
+            str(REPO / ".venv-labelstudio" / "bin" / "python"),
+            "-c",
+            script,
+            ann / "label_config.xml",
+            ann / "label_studio_tasks.json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert res.returncode == 0, res.stderr
     out = json.loads(res.stdout)
     assert out["controls"] == ["keypoints", "outlines", "segmentation"]
-    assert out["labels"] == sorted(["table_surface", "target_object", "distractor_object", "gripper", "robot_arm", "background"])
+    assert out["labels"] == sorted(
+        ["table_surface", "target_object", "distractor_object", "gripper", "robot_arm", "background"]
+    )
     assert out["tasks"] == 3
 
 
@@ -127,14 +159,21 @@ def test_missing_topic_lists_what_the_bag_has(bags, tmp_path):
     root, _ = bags
     res = export(root / "a1", "--out", tmp_path / "ds", "--color-topic", "/camera/rgb")
     assert res.returncode == 2
-    assert "/camera/rgb not in the bag; it has: /camera/aligned_depth_to_color/camera_info [sensor_msgs/msg/CameraInfo]" in res.stderr
+    assert (
+        "/camera/rgb not in the bag; it has: /camera/aligned_depth_to_color/camera_info [sensor_msgs/msg/CameraInfo]"
+        in res.stderr
+    )
 
 
 def test_metre_depth_resolution_mismatch_and_empty_bag(tmp_path):
     intr = default_intrinsics(64, 48)
     metres = tmp_path / "metres"
     with bag_io.BagWriter(metres) as w:
-        for key, t in (("depth", "sensor_msgs/msg/Image"), ("color", "sensor_msgs/msg/Image"), ("info", "sensor_msgs/msg/CameraInfo")):
+        for key, t in (
+            ("depth", "sensor_msgs/msg/Image"),
+            ("color", "sensor_msgs/msg/Image"),
+            ("info", "sensor_msgs/msg/CameraInfo"),
+        ):
             w.add_topic(DEFAULT_TOPICS[key], t)
         for i in range(3):
             s = 10**9 + i * 33_333_333
@@ -150,7 +189,11 @@ def test_metre_depth_resolution_mismatch_and_empty_bag(tmp_path):
 
     mismatch = tmp_path / "mismatch"
     with bag_io.BagWriter(mismatch) as w:
-        for key, t in (("depth", "sensor_msgs/msg/Image"), ("color", "sensor_msgs/msg/Image"), ("info", "sensor_msgs/msg/CameraInfo")):
+        for key, t in (
+            ("depth", "sensor_msgs/msg/Image"),
+            ("color", "sensor_msgs/msg/Image"),
+            ("info", "sensor_msgs/msg/CameraInfo"),
+        ):
             w.add_topic(DEFAULT_TOPICS[key], t)
         w.write(DEFAULT_TOPICS["depth"], 1, bag_io.image(np.ones((48, 64), np.uint16), "16UC1", 1, "cam"))
         w.write(DEFAULT_TOPICS["color"], 1, bag_io.image(np.zeros((96, 128, 3), np.uint8), "rgb8", 1, "cam"))
@@ -161,11 +204,18 @@ def test_metre_depth_resolution_mismatch_and_empty_bag(tmp_path):
 
     empty = tmp_path / "empty"
     with bag_io.BagWriter(empty) as w:
-        for key, t in (("depth", "sensor_msgs/msg/Image"), ("color", "sensor_msgs/msg/Image"), ("info", "sensor_msgs/msg/CameraInfo")):
+        for key, t in (
+            ("depth", "sensor_msgs/msg/Image"),
+            ("color", "sensor_msgs/msg/Image"),
+            ("info", "sensor_msgs/msg/CameraInfo"),
+        ):
             w.add_topic(DEFAULT_TOPICS[key], t)
     res = export(empty, "--out", tmp_path / "e")
     assert res.returncode == 2 and "empty bag" in res.stderr
-    assert export(tmp_path / "nope", "--out", tmp_path / "n").stderr.strip() == f"error: bag not found: {tmp_path / 'nope'}"
+    assert (
+        export(tmp_path / "nope", "--out", tmp_path / "n").stderr.strip()
+        == f"error: bag not found: {tmp_path / 'nope'}"
+    )
 
 
 def test_truncated_bag_exports_what_is_readable(bags, tmp_path):
@@ -192,8 +242,11 @@ def test_killed_export_leaves_no_final_file_and_rerun_completes(tmp_path):
     bag = tmp_path / "long"
     write_synthetic_bag(bag, frames=150, width=640, height=480, storage="mcap")
     out = tmp_path / "ds"
-    proc = subprocess.Popen([str(VENV_BIN / "depth-annotation"), "export", "--quiet", str(bag), "--out", str(out)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [str(VENV_BIN / "depth-annotation"), "export", "--quiet", str(bag), "--out", str(out)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     partial = out / "export" / "dataset.h5.partial"
     deadline = time.monotonic() + 60
     while not partial.exists() and time.monotonic() < deadline:
@@ -218,8 +271,12 @@ def test_sigint_removes_the_partial_file(tmp_path):
     bag = tmp_path / "long"
     write_synthetic_bag(bag, frames=120, width=640, height=480, storage="mcap")
     out = tmp_path / "ds"
-    proc = subprocess.Popen([str(VENV_BIN / "depth-annotation"), "export", "--quiet", str(bag), "--out", str(out)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [str(VENV_BIN / "depth-annotation"), "export", "--quiet", str(bag), "--out", str(out)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     partial = out / "export" / "dataset.h5.partial"
     deadline = time.monotonic() + 60
     while not partial.exists() and time.monotonic() < deadline:

@@ -2,8 +2,7 @@
 
 import pytest
 
-from depth_annotation.core.frame_accounting import StreamCounter
-from depth_annotation.core.hw_clock import HardwareClockMapper
+from depth_annotation.capture import HardwareClockMapper, StreamCounter
 
 
 def test_gaps_are_counted_exactly():
@@ -35,8 +34,10 @@ def test_published_and_skipped_add_up():
 def test_stamps_keep_hardware_spacing():
     m = HardwareClockMapper()
     host = 1_000_000_000_000
-    stamps = [m.map(100.0 + 33.333 * i, host + int(i * 33.333e6) + jitter) for i, jitter in
-              enumerate([5_000_000, 1_000_000, 9_000_000, 2_000_000, 7_000_000])]
+    stamps = [
+        m.map(100.0 + 33.333 * i, host + int(i * 33.333e6) + jitter)
+        for i, jitter in enumerate([5_000_000, 1_000_000, 9_000_000, 2_000_000, 7_000_000])
+    ]
     diffs = [b - a for a, b in zip(stamps, stamps[1:])]
     # host jitter (1-9 ms) does not reach the stamps once anchored at the least-latency frame
     assert all(d > 0 for d in diffs)

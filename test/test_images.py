@@ -5,7 +5,7 @@ import sys
 import numpy as np
 import pytest
 
-from depth_annotation.core.images import (
+from depth_annotation.common import (
     ENCODINGS,
     ImageConversionError,
     ImageFields,
@@ -40,6 +40,7 @@ def test_round_trip_is_exact(encoding):
 @pytest.mark.parametrize("encoding", ["16UC1", "32FC1"])
 def test_round_trip_through_real_sensor_msgs_image(encoding):
     from sensor_msgs.msg import Image
+
     from depth_annotation.nodes.messages import image_array, image_msg, make_header
 
     arr = sample(encoding, 48, 64)

@@ -8,17 +8,14 @@ services connect and that every override key is a parameter the node declares.
 
 import ast
 import json
-import time
 from pathlib import Path
 
-import pytest
 from rcl_interfaces.srv import ListParameters
-from rclpy.qos import QoSProfile, ReliabilityPolicy
+from ros_harness import REPO, VENV_BIN, WATCHED
 
-from depth_annotation.core.mono_model import save_tiny_model
+from depth_annotation.mono import save_tiny_model
 from depth_annotation.msg import DepthQuality, MonoFitQuality
 from depth_annotation.srv import Calibrate
-from ros_harness import REPO, VENV_BIN, WATCHED
 
 LAUNCH = REPO / "launch"
 
@@ -41,8 +38,13 @@ def launch_nodes(path: Path) -> list[dict]:
     """Node(...) calls: package, executable, name, params files (by file name) and override keys."""
     out = []
     tree = ast.parse(path.read_text())
-    names = {t.id: a.value.value for a in tree.body if isinstance(a, ast.Assign) and isinstance(a.value, ast.Constant)
-             for t in a.targets if isinstance(t, ast.Name)}
+    names = {
+        t.id: a.value.value
+        for a in tree.body
+        if isinstance(a, ast.Assign) and isinstance(a.value, ast.Constant)
+        for t in a.targets
+        if isinstance(t, ast.Name)
+    }
     for call in ast.walk(tree):
         if isinstance(call, ast.Call) and getattr(call.func, "id", None) == "Node":
             kw = {k.arg: k.value for k in call.keywords}
@@ -51,16 +53,30 @@ def launch_nodes(path: Path) -> list[dict]:
                 if isinstance(item, ast.Dict):
                     keys += [_const(k) for k in item.keys]
                 else:
-                    files += [n.value for n in ast.walk(item) if isinstance(n, ast.Constant) and str(n.value).endswith(".yaml")]
-            out.append({"package": _const(kw.get("package"), names), "executable": _const(kw.get("executable"), names),
-                        "name": _const(kw.get("name"), names), "params_files": files, "overrides": keys})
+                    files += [
+                        n.value
+                        for n in ast.walk(item)
+                        if isinstance(n, ast.Constant) and str(n.value).endswith(".yaml")
+                    ]
+            out.append(
+                {
+                    "package": _const(kw.get("package"), names),
+                    "executable": _const(kw.get("executable"), names),
+                    "name": _const(kw.get("name"), names),
+                    "params_files": files,
+                    "overrides": keys,
+                }
+            )
     return out
 
 
 def declared_args(path: Path) -> set[str]:
     tree = ast.parse(path.read_text())
-    return {_const(c.args[0]) for c in ast.walk(tree)
-            if isinstance(c, ast.Call) and getattr(c.func, "id", None) == "DeclareLaunchArgument"}
+    return {
+        _const(c.args[0])
+        for c in ast.walk(tree)
+        if isinstance(c, ast.Call) and getattr(c.func, "id", None) == "DeclareLaunchArgument"
+    }
 
 
 def test_launch_files_reference_real_executables_and_params_files():
@@ -72,7 +88,9 @@ def test_launch_files_reference_real_executables_and_params_files():
         for node in launch_nodes(path):
             assert node["package"] == "depth_annotation", path
             assert node["executable"] in eps, node
-            assert (VENV_BIN / node["executable"]).exists() and (REPO / ".venv" / "lib" / "depth_annotation" / node["executable"]).exists()
+            assert (VENV_BIN / node["executable"]).exists() and (
+                REPO / ".venv" / "lib" / "depth_annotation" / node["executable"]
+            ).exists()
             assert node["params_files"], f"{node['executable']} in {path.name} has no params file"
             for f in node["params_files"]:
                 assert (REPO / "config" / f).exists(), f
@@ -82,8 +100,13 @@ def test_launch_files_reference_real_executables_and_params_files():
             if f'"{included}"' in text:
                 assert included in files
     assert seen == {"realsense_node", "coverage_qc_node", "calibration_node", "mono_depth_node", "bag_exporter_node"}
-    assert {"source", "serial_no", "camera_namespace", "enable_mono", "output_dir"} <= declared_args(files["full.launch.py"])
-    assert "install(DIRECTORY launch config msg srv DESTINATION share/${PROJECT_NAME})" in (REPO / "CMakeLists.txt").read_text()
+    assert {"source", "serial_no", "camera_namespace", "enable_mono", "output_dir"} <= declared_args(
+        files["full.launch.py"]
+    )
+    assert (
+        "install(DIRECTORY launch config msg srv DESTINATION share/${PROJECT_NAME})"
+        in (REPO / "CMakeLists.txt").read_text()
+    )
 
 
 def _overrides(path: str, executable: str) -> list[str]:
@@ -95,14 +118,32 @@ def test_full_node_set_runs_with_the_launch_params(ros, procs, tmp_path):
     tiny = save_tiny_model(tmp_path / "tiny")
     cfg = REPO / "config"
     # the same nodes, params files and overrides full.launch.py starts (enable_mono, enable_export)
-    procs.node("bag_exporter_node", params_file=cfg / "exporter.yaml",
-                          params={"out_dir": str(out / "live_export"), "scene_id": "launch_test"})
-    procs.node("realsense_node", namespace="camera", params_file=cfg / "realsense.yaml",
-               params={"source": "synthetic", "serial_no": "''", "bag_path": "''", "output_dir": str(out / "captures")})
-    procs.node("coverage_qc_node", namespace="camera", params_file=cfg / "coverage_qc.yaml", params={"report_dir": str(out / "qc")})
-    procs.node("calibration_node", namespace="camera", params_file=cfg / "calibration.yaml", params={"dataset_dir": str(out)})
-    procs.node("mono_depth_node", namespace="camera", params_file=cfg / "mono_depth.yaml",
-               params={"model": str(tiny), "device": "cpu", "metric_mode": "sensor_fit", "scale_file": "''"})
+    procs.node(
+        "bag_exporter_node",
+        params_file=cfg / "exporter.yaml",
+        params={"out_dir": str(out / "live_export"), "scene_id": "launch_test"},
+    )
+    procs.node(
+        "realsense_node",
+        namespace="camera",
+        params_file=cfg / "realsense.yaml",
+        params={"source": "synthetic", "serial_no": "''", "bag_path": "''", "output_dir": str(out / "captures")},
+    )
+    procs.node(
+        "coverage_qc_node",
+        namespace="camera",
+        params_file=cfg / "coverage_qc.yaml",
+        params={"report_dir": str(out / "qc")},
+    )
+    procs.node(
+        "calibration_node", namespace="camera", params_file=cfg / "calibration.yaml", params={"dataset_dir": str(out)}
+    )
+    procs.node(
+        "mono_depth_node",
+        namespace="camera",
+        params_file=cfg / "mono_depth.yaml",
+        params={"model": str(tiny), "device": "cpu", "metric_mode": "sensor_fit", "scale_file": "''"},
+    )
 
     node = ros.node("launch_observer")
     quality, fits = [], []
@@ -110,16 +151,19 @@ def test_full_node_set_runs_with_the_launch_params(ros, procs, tmp_path):
     node.create_subscription(MonoFitQuality, "/camera/mono/fit_quality", fits.append, 50)
     calibrate = node.create_client(Calibrate, "/camera/calibrate")
     # Under load a frame's depth can be lost (best effort), so wait for fits, not for the last one to be fitted.
-    assert ros.spin_until(lambda: len(quality) > 30 and any(f.fitted for f in fits) and calibrate.service_is_ready(),
-                          timeout=90), [(f.fitted, f.fit_pixels) for f in fits]  # fitted against the driver's aligned depth
+    assert ros.spin_until(
+        lambda: len(quality) > 30 and any(f.fitted for f in fits) and calibrate.service_is_ready(), timeout=90
+    ), [(f.fitted, f.fit_pixels) for f in fits]  # fitted against the driver's aligned depth
     # the exporter is subscribed to what the driver publishes
     # QC, calibration (depth check), mono (sensor fit) and the exporter all listen to the driver's aligned depth
     assert node.count_subscribers("/camera/aligned_depth_to_color/image_raw") >= 4
-    for executable, ns, launch_file in (("realsense_node", "/camera", "capture.launch.py"),
-                                        ("coverage_qc_node", "/camera", "capture.launch.py"),
-                                        ("calibration_node", "/camera", "capture.launch.py"),
-                                        ("mono_depth_node", "/camera", "mono_depth.launch.py"),
-                                        ("bag_exporter_node", "", "export.launch.py")):
+    for executable, ns, launch_file in (
+        ("realsense_node", "/camera", "capture.launch.py"),
+        ("coverage_qc_node", "/camera", "capture.launch.py"),
+        ("calibration_node", "/camera", "capture.launch.py"),
+        ("mono_depth_node", "/camera", "mono_depth.launch.py"),
+        ("bag_exporter_node", "", "export.launch.py"),
+    ):
         client = node.create_client(ListParameters, f"{ns}/{executable}/list_parameters")
         assert ros.spin_until(client.service_is_ready, timeout=20), executable
         fut = client.call_async(ListParameters.Request())

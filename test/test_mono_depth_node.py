@@ -3,13 +3,12 @@
 import time
 
 import numpy as np
-import pytest
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 
-from depth_annotation.core.mono_model import save_tiny_model
-from depth_annotation.core.synthetic import SyntheticScene, default_intrinsics, orbit_pose
+from depth_annotation.common import SyntheticScene, default_intrinsics, orbit_pose
+from depth_annotation.mono import save_tiny_model
 from depth_annotation.msg import MonoFitQuality
 from depth_annotation.nodes.messages import image_msg, make_header, stamp_to_ns
 
@@ -28,14 +27,23 @@ def test_outputs_match_input_and_backlog_stays_at_one(ros, procs, tmp_path):
     # For each depth output: how long before it arrived had its input been sent, measured against the
     # newest input sent by then (latency behind the live stream).
     behind: list[float] = []
-    node.create_subscription(Image, "/camera/mono/depth", lambda m: behind.append(
-        newest_sent[0] - sent[stamp_to_ns(m.header.stamp)]) if stamp_to_ns(m.header.stamp) in sent else None, QOS)
+    node.create_subscription(
+        Image,
+        "/camera/mono/depth",
+        lambda m: (
+            behind.append(newest_sent[0] - sent[stamp_to_ns(m.header.stamp)])
+            if stamp_to_ns(m.header.stamp) in sent
+            else None
+        ),
+        QOS,
+    )
     newest_sent = [0.0]
     fits: list[MonoFitQuality] = []
     node.create_subscription(MonoFitQuality, "/camera/mono/fit_quality", fits.append, 50)
     diags: list = []
-    node.create_subscription(DiagnosticArray, "/diagnostics", lambda m: diags.extend(
-        s for s in m.status if "mono_depth_node" in s.name), 50)
+    node.create_subscription(
+        DiagnosticArray, "/diagnostics", lambda m: diags.extend(s for s in m.status if "mono_depth_node" in s.name), 50
+    )
 
     intr = default_intrinsics(320, 240)
     frame = SyntheticScene(0).render(intr, orbit_pose(0.0))

@@ -5,7 +5,7 @@ import time
 import numpy as np
 import pytest
 
-from depth_annotation.core.mono_model import DepthAnything, MonoModelConfig, MonoModelError, save_tiny_model
+from depth_annotation.mono import DepthAnything, MonoModelConfig, MonoModelError, save_tiny_model
 
 
 @pytest.fixture(scope="module")

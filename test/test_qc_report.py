@@ -4,8 +4,7 @@ import json
 
 import numpy as np
 
-from depth_annotation.core.coverage import CoverageAnalyzer, CoverageConfig
-from depth_annotation.core.qc_report import QCSession
+from depth_annotation.qc import CoverageAnalyzer, CoverageConfig, QCSession
 
 
 def test_report_json_and_html(tmp_path):

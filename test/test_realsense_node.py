@@ -1,26 +1,25 @@
 """realsense_node as a real process on the synthetic camera, observed from this process over DDS."""
 
 import json
-import time
 
 import numpy as np
 import pytest
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from ros_harness import WATCHED
 from sensor_msgs.msg import CameraInfo, Image
 from sensor_msgs.srv import SetCameraInfo
 from tf2_msgs.msg import TFMessage
 
+from depth_annotation.common import DEFAULT_DEPTH_TO_COLOR
 from depth_annotation.msg import CaptureStatus
-from depth_annotation.core.rs_synthetic import DEFAULT_DEPTH_TO_COLOR
-
-from ros_harness import WATCHED
 
 NS = "/camera"
 
 
 def test_streams_topics_tf_and_status(ros, procs, tmp_path):
     node_proc = procs.node(
-        "realsense_node", namespace="camera",
+        "realsense_node",
+        namespace="camera",
         params={"output_dir": str(tmp_path), "session_id": "s1", "synthetic_drop_frames": "[40, 41]"},
     )
     node = ros.node("observer")
@@ -30,12 +29,17 @@ def test_streams_topics_tf_and_status(ros, procs, tmp_path):
     tfs: list[TFMessage] = []
     node.create_subscription(Image, f"{NS}/color/image_raw", images["color"].append, qos_profile_sensor_data)
     node.create_subscription(Image, f"{NS}/depth/image_raw", images["depth"].append, qos_profile_sensor_data)
-    node.create_subscription(Image, f"{NS}/aligned_depth_to_color/image_raw", images["aligned"].append, qos_profile_sensor_data)
+    node.create_subscription(
+        Image, f"{NS}/aligned_depth_to_color/image_raw", images["aligned"].append, qos_profile_sensor_data
+    )
     node.create_subscription(CameraInfo, f"{NS}/color/camera_info", infos["color"].append, qos_profile_sensor_data)
-    node.create_subscription(CameraInfo, f"{NS}/aligned_depth_to_color/camera_info", infos["aligned"].append, qos_profile_sensor_data)
+    node.create_subscription(
+        CameraInfo, f"{NS}/aligned_depth_to_color/camera_info", infos["aligned"].append, qos_profile_sensor_data
+    )
     node.create_subscription(CaptureStatus, f"{NS}/status", status.append, 10)
-    node.create_subscription(TFMessage, "/tf_static", tfs.append,
-                             QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL))
+    node.create_subscription(
+        TFMessage, "/tf_static", tfs.append, QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+    )
 
     assert ros.spin_until(lambda: len(images["aligned"]) >= 60 and len(status) >= 2, timeout=60), node_proc.output()
 
@@ -68,7 +72,16 @@ def test_streams_topics_tf_and_status(ros, procs, tmp_path):
     assert node_proc.stop() == 0
     meta = json.loads((tmp_path / "s1" / "capture_metadata.json").read_text())
     assert meta["final"] is True and meta["stop_time_utc"]
-    for key in ("serial_number", "firmware_version", "product", "profiles", "depth_scale_m", "intrinsics", "extrinsics", "exposure"):
+    for key in (
+        "serial_number",
+        "firmware_version",
+        "product",
+        "profiles",
+        "depth_scale_m",
+        "intrinsics",
+        "extrinsics",
+        "exposure",
+    ):
         assert key in meta["sensor"], key
     assert meta["processing"]["filters"]["temporal"]["filter_smooth_alpha"] == pytest.approx(0.4)
     assert meta["processing"]["filters"]["spatial"]["filter_magnitude"] == 2
@@ -80,12 +93,15 @@ def test_streams_topics_tf_and_status(ros, procs, tmp_path):
 
 
 def test_subscriber_in_another_process_gets_95_percent_at_30fps(ros, procs, tmp_path):
-    node_proc = procs.node("realsense_node", namespace="camera", params={"output_dir": str(tmp_path), "publish_depth": False})
+    node_proc = procs.node(
+        "realsense_node", namespace="camera", params={"output_dir": str(tmp_path), "publish_depth": False}
+    )
     node = ros.node("counter")
     got: set = set()
     status: list[CaptureStatus] = []
     node.create_subscription(
-        Image, f"{NS}/aligned_depth_to_color/image_raw",
+        Image,
+        f"{NS}/aligned_depth_to_color/image_raw",
         lambda m: got.add((m.header.stamp.sec, m.header.stamp.nanosec)),
         QoSProfile(depth=10, reliability=ReliabilityPolicy.BEST_EFFORT),
     )

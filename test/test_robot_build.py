@@ -25,8 +25,13 @@ def test_colcon_style_build_and_install(tmp_path):
     build.mkdir()
     env = dict(os.environ, AMENT_PREFIX_PATH=str(REPO / ".venv"), CMAKE_PREFIX_PATH=str(REPO / ".venv"))
     steps = [
-        ["cmake", str(src), f"-DCMAKE_INSTALL_PREFIX={prefix}", f"-DPython3_EXECUTABLE={VENV_BIN / 'python'}",
-         "-DBUILD_TESTING=OFF"],
+        [
+            "cmake",
+            str(src),
+            f"-DCMAKE_INSTALL_PREFIX={prefix}",
+            f"-DPython3_EXECUTABLE={VENV_BIN / 'python'}",
+            "-DBUILD_TESTING=OFF",
+        ],
         ["make", f"-j{os.cpu_count() or 2}"],
         ["make", "install"],
     ]
@@ -35,7 +40,7 @@ def test_colcon_style_build_and_install(tmp_path):
         assert res.returncode == 0, f"{cmd[0]} failed:\n{res.stdout[-3000:]}\n{res.stderr[-3000:]}"
 
     site = prefix / "lib" / "python3.11" / "site-packages" / "depth_annotation"
-    assert (site / "core" / "images.py").exists() and (site / "nodes" / "messages.py").exists()
+    assert (site / "common" / "images.py").exists() and (site / "nodes" / "messages.py").exists()
     assert (site / "msg" / "_depth_quality.py").exists() and (site / "srv" / "_calibrate.py").exists()
     assert not (prefix / "bin").exists()  # robots get launchers in lib/<pkg> only
     launcher = prefix / "lib" / "depth_annotation" / "depth-annotation"
@@ -47,11 +52,15 @@ def test_colcon_style_build_and_install(tmp_path):
     # The installed tree alone imports: code and interfaces from the prefix, not the checkout.
     code = (
         "import sys; sys.path[:] = [p for p in sys.path if p not in ('', %r)]; "
-        "import depth_annotation.core.images as m; from depth_annotation.msg import DepthQuality; "
+        "import depth_annotation.common.images as m; from depth_annotation.msg import DepthQuality; "
         "print(m.__file__)" % str(REPO)
     )
     res = subprocess.run(
-        [str(VENV_BIN / "python"), "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=60,
+        [str(VENV_BIN / "python"), "-c", code],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
         env=dict(os.environ, PYTHONPATH=str(site.parent)),
     )
     assert res.returncode == 0, res.stderr

@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from depth_annotation.core.mono_metric import MetricAligner, MetricConfigError, load_scale_file
-from depth_annotation.core.scale_fit import ScaleFitError, evaluate, fit_scale_shift
-from depth_annotation.core.synthetic import SyntheticScene, default_intrinsics, orbit_pose
+from depth_annotation.calibration import ScaleFitError, evaluate, fit_scale_shift
+from depth_annotation.common import SyntheticScene, default_intrinsics, orbit_pose
+from depth_annotation.mono import MetricAligner, MetricConfigError, load_scale_file
 
 
 @pytest.fixture(scope="module")

@@ -15,18 +15,28 @@ import numpy as np
 import psutil
 import pyrealsense2 as rs
 import pytest
-
-from depth_annotation.core.capture_pipeline import CaptureConfig, CapturePipeline
-from depth_annotation.core.rs_filters import FilterChain, FilterSettings, default_settings
-from depth_annotation.core.rs_replay import ReplayError, SoftwareReplay, StreamGeometry, VideoGeometry
-from depth_annotation.core.rs_sources import SyntheticSource
-from depth_annotation.core.sdk_workers import SdkWorkers
 from test_capture_pipeline import VGA, Collector
+
+from depth_annotation.capture import (
+    CaptureConfig,
+    CapturePipeline,
+    FilterChain,
+    FilterSettings,
+    ReplayError,
+    SdkWorkers,
+    SoftwareReplay,
+    StreamGeometry,
+    SyntheticSource,
+    VideoGeometry,
+    default_settings,
+)
 
 
 def with_decimation():
-    return [FilterSettings(s.name, True if s.name in ("decimation", "hole_filling") else s.enabled, s.options)
-            for s in default_settings()]
+    return [
+        FilterSettings(s.name, True if s.name in ("decimation", "hole_filling") else s.enabled, s.options)
+        for s in default_settings()
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -52,15 +62,19 @@ def in_process(framesets, settings):
         filtered = chain.process(fs).as_frameset()
         depth = filtered.get_depth_frame()
         aligned = align.process(filtered).get_depth_frame()
-        results.append((
-            np.array(np.asanyarray(depth.get_data())),
-            VideoGeometry.from_profile(depth.get_profile()),
-            np.array(np.asanyarray(aligned.get_data())),
-        ))
+        results.append(
+            (
+                np.array(np.asanyarray(depth.get_data())),
+                VideoGeometry.from_profile(depth.get_profile()),
+                np.array(np.asanyarray(aligned.get_data())),
+            )
+        )
     return results
 
 
-@pytest.mark.parametrize("settings", [default_settings(), with_decimation()], ids=["spatial+temporal", "decimation+hole_filling"])
+@pytest.mark.parametrize(
+    "settings", [default_settings(), with_decimation()], ids=["spatial+temporal", "decimation+hole_filling"]
+)
 def test_workers_match_the_sdk_in_process_bit_for_bit(framesets, settings):
     expected = in_process(framesets, settings)
     workers = SdkWorkers(settings, disparity_domain=True, align=True)
@@ -70,7 +84,9 @@ def test_workers_match_the_sdk_in_process_bit_for_bit(framesets, settings):
         workers.configure(StreamGeometry.from_frames(framesets[0]))
         for i, fs in enumerate(framesets):  # in order: the temporal filter's state must match too
             depth = fs.get_depth_frame()
-            assert workers.submit(np.asanyarray(depth.get_data()), depth.get_frame_number(), depth.get_timestamp(), i, timeout=5)
+            assert workers.submit(
+                np.asanyarray(depth.get_data()), depth.get_frame_number(), depth.get_timestamp(), i, timeout=5
+            )
             got = None
             deadline = time.monotonic() + 10
             while got is None and time.monotonic() < deadline:
@@ -138,8 +154,8 @@ def test_workers_that_do_not_start_in_time_fall_back_to_threads(caplog):
 PARENT = textwrap.dedent(
     """
     import sys, time
-    from depth_annotation.core.rs_filters import default_settings
-    from depth_annotation.core.sdk_workers import SdkWorkers
+    from depth_annotation.capture.filters import default_settings
+    from depth_annotation.capture.sdk_workers import SdkWorkers
     w = SdkWorkers(default_settings(), disparity_domain=True, align=True)
     w.start()
     assert w.wait_ready(30) is None

@@ -4,15 +4,16 @@ import numpy as np
 import open3d as o3d
 import pytest
 
-from depth_annotation.core.camera import Intrinsics, look_at
-from depth_annotation.core.synthetic import (
+from depth_annotation.common import (
+    LABEL_IDS,
     MIN_RANGE_M,
     DepthNoiseModel,
+    Intrinsics,
     SyntheticScene,
     default_intrinsics,
+    look_at,
     orbit_pose,
 )
-from depth_annotation.core.taxonomy import LABEL_IDS
 
 INTR = Intrinsics(320, 240, 300.0, 300.0, 160.0, 120.0)
 

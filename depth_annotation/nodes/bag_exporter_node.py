@@ -20,14 +20,10 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, Image
 from std_srvs.srv import Trigger
 
+from depth_annotation.common import DEFAULT_TAXONOMY, ImageConversionError, default_taxonomy_path, load_taxonomy
+from depth_annotation.dataset import CODECS, DEFAULT_TOPICS, ExportError, ExportOptions, ExportSession, stamp_of
 from depth_annotation.msg import DepthQuality
 
-from ..core.bag_io import stamp_of
-from ..core.chunk_codecs import CODECS
-from ..core.exporter import DEFAULT_TOPICS, ExportOptions, ExportSession
-from ..core.hdf5_writer import ExportError
-from ..core.images import ImageConversionError
-from ..core.taxonomy import DEFAULT_TAXONOMY, default_taxonomy_path, load_taxonomy
 from .params import StartupError, declare
 from .runtime import run_node
 
@@ -43,14 +39,21 @@ class BagExporterNode(Node):
         super().__init__(NODE_NAME)
         d = lambda *a, **k: declare(self, *a, **k)  # noqa: E731
         topics = {k: d(f"{k}_topic", v, f"{k} topic to export") for k, v in DEFAULT_TOPICS.items()}
-        out_dir = Path(d("out_dir", "dataset", "dataset directory (export/dataset.h5, dataset_info.json, annotation/)")).expanduser()
+        out_dir = Path(
+            d("out_dir", "dataset", "dataset directory (export/dataset.h5, dataset_info.json, annotation/)")
+        ).expanduser()
         self.scene_id = d("scene_id", "live", "scene id of the episodes recorded by this run")
-        self.episode_gap_ns = int(1e9 * d("episode_gap_s", 3.0, "no depth for this long ends the episode", low=0.1, high=3600.0))
+        self.episode_gap_ns = int(
+            1e9 * d("episode_gap_s", 3.0, "no depth for this long ends the episode", low=0.1, high=3600.0)
+        )
         tax_path = d("taxonomy", "", "taxonomy YAML (default config/taxonomy.yaml)") or default_taxonomy_path()
         try:
             opts = ExportOptions(
-                out_dir=out_dir, topics=topics,
-                tolerance_ns=int(1e6 * d("tolerance_ms", 1000 / 60, "max stamp difference in a frame", low=0.0, high=10000.0)),
+                out_dir=out_dir,
+                topics=topics,
+                tolerance_ns=int(
+                    1e6 * d("tolerance_ms", 1000 / 60, "max stamp difference in a frame", low=0.0, high=10000.0)
+                ),
                 codec=d("codec", "gzip", "chunk compression: " + ", ".join(CODECS), choices=CODECS),
                 level=_level_or_default(d("level", -1, "codec level; -1: the codec's default", low=-1, high=9)),
                 every_k=d("every_k", 10, "annotation: every k-th frame", low=1, high=100000),
@@ -68,7 +71,9 @@ class BagExporterNode(Node):
         self.failed: str | None = None
         # Callbacks only queue messages (releasing the middleware's buffers at once); a worker
         # thread synchronizes and writes, so a slow disk never stalls delivery to other nodes.
-        self._queue: queue.Queue = queue.Queue(maxsize=d("queue_size", 600, "messages buffered ahead of the writer", low=10, high=100000))
+        self._queue: queue.Queue = queue.Queue(
+            maxsize=d("queue_size", 600, "messages buffered ahead of the writer", low=10, high=100000)
+        )
         self.queue_overflows = 0
         qos = QoSProfile(depth=30, reliability=ReliabilityPolicy.BEST_EFFORT)  # matches bag play of sensor-data topics
         for stream, msg_type in (("depth", Image), ("color", Image), ("info", CameraInfo), ("quality", DepthQuality)):
@@ -86,8 +91,9 @@ class BagExporterNode(Node):
             self._queue.put_nowait((stream, msg))
         except queue.Full:
             self.queue_overflows += 1
-            self.get_logger().warning("writer behind: message dropped (raise queue_size or slow the replay)",
-                                      throttle_duration_sec=5.0)
+            self.get_logger().warning(
+                "writer behind: message dropped (raise queue_size or slow the replay)", throttle_duration_sec=5.0
+            )
 
     def _work(self) -> None:
         while True:
@@ -119,10 +125,16 @@ class BagExporterNode(Node):
         if not self._queue.empty():
             return  # still writing what arrived: not a gap yet
         with self._lock:
-            if self._episode_open and self._last_depth_ns and time.monotonic_ns() - self._last_depth_ns > self.episode_gap_ns:
+            if (
+                self._episode_open
+                and self._last_depth_ns
+                and time.monotonic_ns() - self._last_depth_ns > self.episode_gap_ns
+            ):
                 summary = self._end_episode()
                 if summary:
-                    self.get_logger().info(f"episode {summary['episode']} ended after a gap: {summary['frames']} frames")
+                    self.get_logger().info(
+                        f"episode {summary['episode']} ended after a gap: {summary['frames']} frames"
+                    )
 
     def _on_finish(self, req, res):
         with self._lock:
@@ -142,7 +154,9 @@ class BagExporterNode(Node):
                 for ep in self.session.sync_counts:
                     for topic, c in ep["topics"].items():
                         received[topic] = received.get(topic, 0) + c["received"]
-                self.get_logger().warning(f"no synchronized frames: nothing written (messages received: {received or 'none'})")
+                self.get_logger().warning(
+                    f"no synchronized frames: nothing written (messages received: {received or 'none'})"
+                )
                 return
             report = self.session.commit()
         self.get_logger().info(f"dataset written: {report['hdf5']} ({report['frames']} frames)")

@@ -22,8 +22,8 @@ import json
 import sys
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import cv2
 import numpy as np
@@ -35,24 +35,25 @@ from sensor_msgs.srv import SetCameraInfo
 from std_msgs.msg import String
 from std_srvs.srv import Trigger
 
-from depth_annotation.srv import Calibrate, CalibrateMonoScale, CalibrateStereo, VerifyDepth
-
-from ..core import atomic_io
-from ..core.board import BoardDetector, BoardError, BoardSpec
-from ..core.calibration import (
+from depth_annotation.calibration import (
+    BoardDetector,
+    BoardError,
+    BoardSpec,
     CalibrationError,
+    ScaleFitError,
     ViewSelector,
     board_mask,
-    board_pose,
     calibrate_intrinsics,
     calibrate_stereo,
     calibration_document,
+    estimate_board_pose,
     expected_plane_depth,
+    fit_scale_shift,
     verify_depth,
 )
-from ..core.camera import Intrinsics, to_camera_info_yaml
-from ..core.images import ImageConversionError, image_to_array
-from ..core.scale_fit import ScaleFitError, fit_scale_shift
+from depth_annotation.common import ImageConversionError, Intrinsics, atomic_io, image_to_array, to_camera_info_yaml
+from depth_annotation.srv import Calibrate, CalibrateMonoScale, CalibrateStereo, VerifyDepth
+
 from .messages import camera_info_msg, make_header, stamp_to_ns
 from .params import StartupError, declare
 from .runtime import run_node
@@ -101,15 +102,23 @@ class CalibrationNode(Node):
         self.reject_outliers = d("reject_outliers", True, "drop outlier views once and recalibrate")
         self.detect_period = 1.0 / d("detect_rate_hz", 5.0, "board detections per second at most", low=0.1, high=100.0)
         self.min_pairs = d("min_stereo_pairs", 10, "pairs needed for calibrate_stereo", low=3, high=1000)
-        self.stereo_tolerance_ns = int(1e9 * d("stereo_sync_tolerance_s", 0.005, "max stamp difference of a stereo pair", low=0.0, high=1.0))
+        self.stereo_tolerance_ns = int(
+            1e9 * d("stereo_sync_tolerance_s", 0.005, "max stamp difference of a stereo pair", low=0.0, high=1.0)
+        )
         self.min_mono_frames = d("min_mono_frames", 50, "frames needed for calibrate_mono_scale", low=2, high=10000)
         self.verify_frames = d("verify_frames", 10, "frames averaged by verify_depth", low=1, high=1000)
-        self.dataset_dir = Path(d("dataset_dir", "dataset", "calibration results go to <dataset_dir>/calibration/")).expanduser()
+        self.dataset_dir = Path(
+            d("dataset_dir", "dataset", "calibration results go to <dataset_dir>/calibration/")
+        ).expanduser()
         self.camera_name = d("camera_name", "camera_color", "camera name in the YAML and JSON")
         self.push_to_driver = d("push_to_driver", False, "send calibrated intrinsics to the driver's set_camera_info")
         self.selector = ViewSelector(
-            min_sharpness=d("min_sharpness", 20.0, "Laplacian variance below which a view is too blurred", low=0.0, high=1e6),
-            min_distance=d("min_view_distance", 0.1, "how different a new view must be (x, y, size, skew)", low=0.0, high=2.0),
+            min_sharpness=d(
+                "min_sharpness", 20.0, "Laplacian variance below which a view is too blurred", low=0.0, high=1e6
+            ),
+            min_distance=d(
+                "min_view_distance", 0.1, "how different a new view must be (x, y, size, skew)", low=0.0, high=2.0
+            ),
         )
         self.detector = BoardDetector(self.spec)
 
@@ -117,7 +126,9 @@ class CalibrationNode(Node):
         self.views: list[tuple[np.ndarray, object]] = []  # (gray image, detection)
         self.image_size: tuple[int, int] | None = None
         self.pairs: list[tuple[object, object]] = []
-        self.pair_selector = ViewSelector(min_sharpness=self.selector.min_sharpness, min_distance=self.selector.min_distance)
+        self.pair_selector = ViewSelector(
+            min_sharpness=self.selector.min_sharpness, min_distance=self.selector.min_distance
+        )
         self.calibrated: Intrinsics | None = None
         self.factory: Intrinsics | None = None
         self.right_intrinsics: Intrinsics | None = None
@@ -142,12 +153,17 @@ class CalibrationNode(Node):
         self.pub_info = self.create_publisher(CameraInfo, "camera_info", latched)
         self.pub_status = self.create_publisher(String, "status", 10)
         for name, srv, cb in (
-            ("capture_view", Trigger, self._srv_capture), ("reset", Trigger, self._srv_reset),
-            ("calibrate", Calibrate, self._srv_calibrate), ("calibrate_stereo", CalibrateStereo, self._srv_stereo),
-            ("verify_depth", VerifyDepth, self._srv_verify), ("calibrate_mono_scale", CalibrateMonoScale, self._srv_mono),
+            ("capture_view", Trigger, self._srv_capture),
+            ("reset", Trigger, self._srv_reset),
+            ("calibrate", Calibrate, self._srv_calibrate),
+            ("calibrate_stereo", CalibrateStereo, self._srv_stereo),
+            ("verify_depth", VerifyDepth, self._srv_verify),
+            ("calibrate_mono_scale", CalibrateMonoScale, self._srv_mono),
         ):
             self.create_service(srv, name, cb, callback_group=services)
-        self.driver_client = self.create_client(SetCameraInfo, d("driver_service", "set_camera_info", "the driver's SetCameraInfo service"))
+        self.driver_client = self.create_client(
+            SetCameraInfo, d("driver_service", "set_camera_info", "the driver's SetCameraInfo service")
+        )
         self.create_timer(1.0, self._publish_status)
 
     # --- streams ---------------------------------------------------------------------------------
@@ -184,8 +200,10 @@ class CalibrationNode(Node):
             self._latest = (gray, det)
             self._left_recent.put(stamp, (gray, det))
             if self.image_size is not None and size != self.image_size:
-                self.status_text = (f"image size {size[0]}x{size[1]} differs from the {self.image_size[0]}x{self.image_size[1]} "
-                                    "views kept so far: call reset to start over at the new size")
+                self.status_text = (
+                    f"image size {size[0]}x{size[1]} differs from the {self.image_size[0]}x{self.image_size[1]} "
+                    "views kept so far: call reset to start over at the new size"
+                )
                 return
             kept, why = self.selector.consider(gray, det, size)
             if kept:
@@ -195,7 +213,7 @@ class CalibrationNode(Node):
             self._match_stereo(stamp)
             if det is not None and self.intrinsics is not None and self.intrinsics.width == size[0]:
                 try:
-                    self._pose_recent.put(stamp, board_pose(det, self.spec, self.intrinsics))
+                    self._pose_recent.put(stamp, estimate_board_pose(det, self.spec, self.intrinsics))
                 except CalibrationError:
                     return
                 self._match_depth(stamp)
@@ -253,7 +271,9 @@ class CalibrationNode(Node):
             rel = self._rel_recent.pop(stamp)
             intr = self.intrinsics
             if rel.shape != (intr.height, intr.width):
-                self.status_text = f"relative depth is {rel.shape[1]}x{rel.shape[0]}, the camera {intr.width}x{intr.height}"
+                self.status_text = (
+                    f"relative depth is {rel.shape[1]}x{rel.shape[0]}, the camera {intr.width}x{intr.height}"
+                )
                 return
             pose = self._pose_recent[stamp]
             mask = board_mask(self.spec, intr, pose)
@@ -264,8 +284,10 @@ class CalibrationNode(Node):
 
     def _publish_status(self) -> None:
         cov = self.selector.coverage()
-        text = (f"{self.status_text}; coverage x {cov['x']:.2f} y {cov['y']:.2f} size {cov['size']:.2f} skew {cov['skew']:.2f}; "
-                f"stereo pairs {len(self.pairs)}; depth checks {len(self.depth_checks)}; mono frames {len(self.mono_samples)}")
+        text = (
+            f"{self.status_text}; coverage x {cov['x']:.2f} y {cov['y']:.2f} size {cov['size']:.2f} skew {cov['skew']:.2f}; "
+            f"stereo pairs {len(self.pairs)}; depth checks {len(self.depth_checks)}; mono frames {len(self.mono_samples)}"
+        )
         self.pub_status.publish(String(data=text))
 
     # --- services ------------------------------------------------------------------------------------
@@ -303,7 +325,9 @@ class CalibrationNode(Node):
         path = cal_dir / "calibration.json"
         existing = json.loads(path.read_text()) if path.exists() else None
         doc = calibration_document(existing, section, payload, camera=self.camera_name)
-        atomic_io.write_json(cal_dir / "history" / f"{doc['updated_utc'].replace(':', '')}_{section}.json", doc[section])
+        atomic_io.write_json(
+            cal_dir / "history" / f"{doc['updated_utc'].replace(':', '')}_{section}.json", doc[section]
+        )
         return atomic_io.write_json(path, doc)
 
     def _srv_calibrate(self, req: Calibrate.Request, res: Calibrate.Response) -> Calibrate.Response:
@@ -313,8 +337,14 @@ class CalibrationNode(Node):
         spec, min_views = self.spec, int(req.min_views) or self.min_views
         if req.board_type:
             try:
-                spec = BoardSpec(req.board_type, int(req.squares_x), int(req.squares_y), float(req.square_length_m),
-                                 float(req.marker_length_m), req.dictionary or self.spec.dictionary)
+                spec = BoardSpec(
+                    req.board_type,
+                    int(req.squares_x),
+                    int(req.squares_y),
+                    float(req.square_length_m),
+                    float(req.marker_length_m),
+                    req.dictionary or self.spec.dictionary,
+                )
             except BoardError as exc:
                 res.success, res.message = False, f"board override rejected: {exc}"
                 return res
@@ -323,8 +353,14 @@ class CalibrationNode(Node):
         if size is None:
             res.success, res.message = False, f"no views captured yet (need {min_views}); show the board to the camera"
             return res
-        result = calibrate_intrinsics([d for _, d in views], spec, size, min_views=min_views,
-                                      max_rms_px=self.max_rms_px, reject_outliers=self.reject_outliers)
+        result = calibrate_intrinsics(
+            [d for _, d in views],
+            spec,
+            size,
+            min_views=min_views,
+            max_rms_px=self.max_rms_px,
+            reject_outliers=self.reject_outliers,
+        )
         res.success, res.message = result.success, result.message
         res.rms_px = result.rms_px
         res.per_view_error_px = result.per_view_error_px
@@ -338,9 +374,16 @@ class CalibrationNode(Node):
         if not result.success:
             return res  # nothing saved
         self.calibrated = result.intrinsics
-        payload = {"board": spec.to_dict(), "image_size": list(size), "coverage": self.selector.coverage(), **result.to_dict()}
+        payload = {
+            "board": spec.to_dict(),
+            "image_size": list(size),
+            "coverage": self.selector.coverage(),
+            **result.to_dict(),
+        }
         path = self._save("intrinsics", payload)
-        atomic_io.write_text(path.parent / f"{self.camera_name}.yaml", to_camera_info_yaml(result.intrinsics, self.camera_name))
+        atomic_io.write_text(
+            path.parent / f"{self.camera_name}.yaml", to_camera_info_yaml(result.intrinsics, self.camera_name)
+        )
         res.saved_path = str(path)
         self.pub_info.publish(res.camera_info)
         if self.push_to_driver:
@@ -359,9 +402,15 @@ class CalibrationNode(Node):
             return res
         with self._lock:
             pairs = list(self.pairs)
-        result = calibrate_stereo(pairs, self.spec, left, right, min_pairs=int(req.min_pairs) or self.min_pairs,
-                                  max_rms_px=self.max_rms_px)
-        res.success, res.message, res.rms_px, res.pairs_used = result.success, result.message, result.rms_px, result.pairs_used
+        result = calibrate_stereo(
+            pairs, self.spec, left, right, min_pairs=int(req.min_pairs) or self.min_pairs, max_rms_px=self.max_rms_px
+        )
+        res.success, res.message, res.rms_px, res.pairs_used = (
+            result.success,
+            result.message,
+            result.rms_px,
+            result.pairs_used,
+        )
         res.per_view_error_px = result.per_view_error_px
         if result.left_to_right is not None:
             res.r = result.left_to_right.rotation.ravel().tolist()
@@ -379,8 +428,13 @@ class CalibrationNode(Node):
             res.success, res.message = False, "no intrinsics yet: calibrate, or publish color/camera_info"
             return res
         if not checks:
-            res.success, res.message = False, ("no frame with both the board and aligned depth yet: show the board "
-                                               "and publish aligned_depth_to_color/image_raw")
+            res.success, res.message = (
+                False,
+                (
+                    "no frame with both the board and aligned depth yet: show the board "
+                    "and publish aligned_depth_to_color/image_raw"
+                ),
+            )
             return res
         med = lambda key: float(np.median([getattr(c, key) for c in checks]))  # noqa: E731
         res.bias_mm, res.bias_percent, res.spread_mm = med("bias_mm"), med("bias_percent"), med("spread_mm")
@@ -388,18 +442,35 @@ class CalibrationNode(Node):
         res.pixels, res.frames_used = int(med("pixels")), len(checks)
         res.success = True
         res.message = f"depth bias {res.bias_mm:+.1f} mm ({res.bias_percent:+.2f} %) at {res.board_distance_m:.2f} m over {len(checks)} frames"
-        payload = {k: getattr(res, k) for k in ("bias_mm", "bias_percent", "spread_mm", "plane_residual_mm",
-                                                 "pixels", "board_distance_m", "frames_used")}
+        payload = {
+            k: getattr(res, k)
+            for k in (
+                "bias_mm",
+                "bias_percent",
+                "spread_mm",
+                "plane_residual_mm",
+                "pixels",
+                "board_distance_m",
+                "frames_used",
+            )
+        }
         res.saved_path = str(self._save("depth_check", payload))
         return res
 
-    def _srv_mono(self, req: CalibrateMonoScale.Request, res: CalibrateMonoScale.Response) -> CalibrateMonoScale.Response:
+    def _srv_mono(
+        self, req: CalibrateMonoScale.Request, res: CalibrateMonoScale.Response
+    ) -> CalibrateMonoScale.Response:
         need = int(req.min_frames) or self.min_mono_frames
         with self._lock:
             samples = list(self.mono_samples)
         if len(samples) < need:
-            res.success, res.message = False, (f"have {len(samples)} of {need} frames with the board and relative depth; "
-                                               "keep the board in view at several distances")
+            res.success, res.message = (
+                False,
+                (
+                    f"have {len(samples)} of {need} frames with the board and relative depth; "
+                    "keep the board in view at several distances"
+                ),
+            )
             return res
         d = np.concatenate([s[0] for s in samples])
         z = np.concatenate([s[1] for s in samples])
@@ -410,10 +481,25 @@ class CalibrationNode(Node):
             return res
         # per-frame scale with the pooled shift: how stable the scale is across frames
         per_frame = [float(np.median((1.0 / zz - fit.shift) / dd)) for dd, zz in samples if np.all(dd != 0)]
-        spread = float(1.4826 * np.median(np.abs(np.array(per_frame) - fit.scale)) / abs(fit.scale)) if per_frame else float("nan")
-        res.success, res.scale, res.shift, res.scale_spread, res.frames_used = True, fit.scale, fit.shift, spread, len(samples)
+        spread = (
+            float(1.4826 * np.median(np.abs(np.array(per_frame) - fit.scale)) / abs(fit.scale))
+            if per_frame
+            else float("nan")
+        )
+        res.success, res.scale, res.shift, res.scale_spread, res.frames_used = (
+            True,
+            fit.scale,
+            fit.shift,
+            spread,
+            len(samples),
+        )
         res.message = f"1/Z = {fit.scale:.5g} * d_rel + {fit.shift:.5g} over {len(samples)} frames (scale spread {spread * 100:.2f} %)"
-        payload = {**fit.to_dict(), "scale_spread": spread, "frames": len(samples), "reference": "board plane (solvePnP)"}
+        payload = {
+            **fit.to_dict(),
+            "scale_spread": spread,
+            "frames": len(samples),
+            "reference": "board plane (solvePnP)",
+        }
         res.saved_path = str(self._save("mono_scale", payload))
         return res
 

@@ -22,10 +22,9 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import Image
 from std_srvs.srv import Trigger
 
+from depth_annotation.common import ImageConversionError, colorize_depth, image_to_array
 from depth_annotation.msg import DepthQuality
-
-from ..core.colorize import colorize_depth
-from ..core.coverage import (
+from depth_annotation.qc import (
     BAD_ENCODING,
     ERROR,
     FLAGGED,
@@ -36,16 +35,21 @@ from ..core.coverage import (
     CoverageConfig,
     CoverageConfigError,
     FrameQuality,
+    QCSession,
     error_quality,
 )
-from ..core.images import ImageConversionError, image_to_array
-from ..core.qc_report import QCSession
+
 from .messages import image_msg, stamp_to_ns
 from .params import StartupError, declare
 from .runtime import run_node
 
 NODE_NAME = "coverage_qc_node"
-DIAG_LEVEL = {GOOD: DiagnosticStatus.OK, WARN: DiagnosticStatus.WARN, FLAGGED: DiagnosticStatus.WARN, ERROR: DiagnosticStatus.ERROR}
+DIAG_LEVEL = {
+    GOOD: DiagnosticStatus.OK,
+    WARN: DiagnosticStatus.WARN,
+    FLAGGED: DiagnosticStatus.WARN,
+    ERROR: DiagnosticStatus.ERROR,
+}
 
 
 class CoverageQCNode(Node):
@@ -57,7 +61,9 @@ class CoverageQCNode(Node):
             flag_fraction=d("flag_fraction", 0.70, "valid coverage below: FLAGGED", low=0.0, high=1.0),
             range_min_m=d("range_min_m", 0.3, "working range, near end", low=0.0, high=20.0),
             range_max_m=d("range_max_m", 2.0, "working range, far end", low=0.0, high=65.0),
-            min_in_range_fraction=d("min_in_range_fraction", 0.5, "in-range fraction below: out_of_range", low=0.0, high=1.0),
+            min_in_range_fraction=d(
+                "min_in_range_fraction", 0.5, "in-range fraction below: out_of_range", low=0.0, high=1.0
+            ),
             near_m=d("near_m", 0.28, "sensor minimum range: closer valid depth counts as too close", low=0.0, high=5.0),
             max_near_fraction=d("max_near_fraction", 0.02, "too-close fraction above: too_close", low=0.0, high=1.0),
             grid_rows=d("grid_rows", 4, "coverage grid rows", low=1, high=64),
@@ -87,7 +93,9 @@ class CoverageQCNode(Node):
         qos = QoSProfile(depth=30, reliability=ReliabilityPolicy.BEST_EFFORT)
         self.create_subscription(Image, "aligned_depth_to_color/image_raw", self._on_depth, qos)
         self.create_service(Trigger, "write_report", self._on_write_report)
-        self.create_timer(d("diagnostics_period_s", 1.0, "/diagnostics period", low=0.1, high=60.0), self._on_diagnostics)
+        self.create_timer(
+            d("diagnostics_period_s", 1.0, "/diagnostics period", low=0.1, high=60.0), self._on_diagnostics
+        )
 
     def _on_depth(self, msg: Image) -> None:
         stamp = stamp_to_ns(msg.header.stamp)
@@ -112,10 +120,12 @@ class CoverageQCNode(Node):
         if q.status != ERROR and self.pub_overlay.get_subscription_count() > 0:
             depth_mm = arr if msg.encoding != "32FC1" else None
             if depth_mm is None:
-                from ..core.images import depth_to_millimetres
+                from depth_annotation.common import depth_to_millimetres
 
                 depth_mm = depth_to_millimetres(arr, "32FC1")
-            rgb = colorize_depth(depth_mm, min_mm=self.overlay_min_mm, max_mm=self.overlay_max_mm, invalid_rgb=(255, 0, 255))
+            rgb = colorize_depth(
+                depth_mm, min_mm=self.overlay_min_mm, max_mm=self.overlay_max_mm, invalid_rgb=(255, 0, 255)
+            )
             self.pub_overlay.publish(image_msg(rgb, "rgb8", msg.header))
 
     def _publish(self, msg: Image, q: FrameQuality) -> None:
@@ -150,7 +160,11 @@ class CoverageQCNode(Node):
             level, message = DiagnosticStatus.ERROR, self._last_error or "depth frames could not be analysed"
         else:
             flagged = statuses.count(FLAGGED) / len(statuses)
-            level = DiagnosticStatus.WARN if flagged > 0 or statuses.count(WARN) > len(statuses) / 2 else DiagnosticStatus.OK
+            level = (
+                DiagnosticStatus.WARN
+                if flagged > 0 or statuses.count(WARN) > len(statuses) / 2
+                else DiagnosticStatus.OK
+            )
             message = f"mean coverage {np.mean(valid) * 100:.1f} %, {flagged * 100:.0f} % of frames flagged"
         span = (self.recent[-1][0] - self.recent[0][0]) if len(self.recent) > 1 else 0.0
         values = [
@@ -166,8 +180,11 @@ class CoverageQCNode(Node):
         ]
         diag = DiagnosticArray()
         diag.header.stamp = self.get_clock().now().to_msg()
-        diag.status.append(DiagnosticStatus(level=level, name=f"{self.get_fully_qualified_name()}: depth coverage",
-                                            message=message, values=values))
+        diag.status.append(
+            DiagnosticStatus(
+                level=level, name=f"{self.get_fully_qualified_name()}: depth coverage", message=message, values=values
+            )
+        )
         self.pub_diag.publish(diag)
 
     def _on_write_report(self, req: Trigger.Request, res: Trigger.Response) -> Trigger.Response:

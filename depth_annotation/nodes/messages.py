@@ -11,8 +11,7 @@ from builtin_interfaces.msg import Time
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header
 
-from ..core.camera import Intrinsics
-from ..core.images import array_to_fields, image_to_array
+from depth_annotation.common import Intrinsics, array_to_fields, image_to_array
 
 NS_PER_S = 1_000_000_000
 

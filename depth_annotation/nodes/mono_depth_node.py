@@ -22,11 +22,25 @@ from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import Image
 
+from depth_annotation.common import (
+    ImageConversionError,
+    depth_to_metres,
+    depth_to_millimetres,
+    image_to_array,
+    image_to_rgb,
+)
+from depth_annotation.mono import (
+    DEFAULT_MODEL,
+    MODES,
+    DepthAnything,
+    MetricAligner,
+    MetricConfigError,
+    MonoModelConfig,
+    MonoModelError,
+    load_scale_file,
+)
 from depth_annotation.msg import MonoFitQuality
 
-from ..core.images import ImageConversionError, depth_to_metres, depth_to_millimetres, image_to_array, image_to_rgb
-from ..core.mono_metric import MODES, MetricAligner, MetricConfigError, load_scale_file
-from ..core.mono_model import DEFAULT_MODEL, DepthAnything, MonoModelConfig, MonoModelError
 from .messages import image_msg, stamp_to_ns
 from .params import StartupError, declare
 from .runtime import run_node
@@ -52,14 +66,23 @@ class MonoDepthNode(Node):
 
             torch.set_num_threads(threads)
         mode = d("metric_mode", "sensor_fit", "how relative output becomes metric", choices=MODES)
-        scale_file = d("scale_file", "", "calibration JSON with a mono_scale section (scale_file mode; sensor_fit fallback)")
-        self.sync_tolerance_ns = int(1e9 * d("sync_tolerance_s", 0.005, "max stamp difference to a sensor depth frame", low=0.0, high=1.0))
-        self.sensor_wait_s = d("sensor_wait_s", 0.25, "how long a colour frame waits for its sensor depth frame", low=0.0, high=5.0)
+        scale_file = d(
+            "scale_file", "", "calibration JSON with a mono_scale section (scale_file mode; sensor_fit fallback)"
+        )
+        self.sync_tolerance_ns = int(
+            1e9 * d("sync_tolerance_s", 0.005, "max stamp difference to a sensor depth frame", low=0.0, high=1.0)
+        )
+        self.sensor_wait_s = d(
+            "sensor_wait_s", 0.25, "how long a colour frame waits for its sensor depth frame", low=0.0, high=5.0
+        )
         try:
             scale = load_scale_file(scale_file) if scale_file else None
             self.aligner = MetricAligner(
-                mode, scale=scale,
-                holdout_fraction=d("holdout_fraction", 0.2, "pixels kept out of the fit to score it", low=0.01, high=0.9),
+                mode,
+                scale=scale,
+                holdout_fraction=d(
+                    "holdout_fraction", 0.2, "pixels kept out of the fit to score it", low=0.01, high=0.9
+                ),
                 min_depth_m=d("min_depth_m", 0.1, "metric depth below this is invalid", low=0.0, high=100.0),
                 max_depth_m=d("max_depth_m", 10.0, "metric depth above this is invalid", low=0.01, high=1000.0),
             )
@@ -67,7 +90,9 @@ class MonoDepthNode(Node):
         except (MetricConfigError, MonoModelError) as exc:
             raise StartupError(str(exc)) from None
         if mode == "metric_model" and not self.model.is_metric:
-            raise StartupError(f"metric_mode metric_model needs a metric checkpoint; {cfg.model} predicts relative depth")
+            raise StartupError(
+                f"metric_mode metric_model needs a metric checkpoint; {cfg.model} predicts relative depth"
+            )
         if self._untrained(cfg.model):
             self.get_logger().warning(f"{cfg.model} is an UNTRAINED test model: its depth is meaningless")
         self.get_logger().info(
@@ -85,7 +110,9 @@ class MonoDepthNode(Node):
         sensor_qos = QoSProfile(depth=5, reliability=ReliabilityPolicy.BEST_EFFORT)
         self.create_subscription(Image, "color/image_raw", self._on_color, sensor_qos, callback_group=group)
         if mode == "sensor_fit" or scale_file:
-            self.create_subscription(Image, "aligned_depth_to_color/image_raw", self._on_depth, sensor_qos, callback_group=group)
+            self.create_subscription(
+                Image, "aligned_depth_to_color/image_raw", self._on_depth, sensor_qos, callback_group=group
+            )
         else:
             self.sensor_wait_s = 0.0  # no sensor depth is coming
         self.pub_disp = self.create_publisher(Image, "mono/disparity", qos_profile_sensor_data)
@@ -157,7 +184,7 @@ class MonoDepthNode(Node):
             except (ImageConversionError, MonoModelError, MetricConfigError) as exc:
                 self.failed += 1
                 self.get_logger().error(f"frame skipped: {exc}", throttle_duration_sec=5.0)
-            except Exception as exc:  # noqa: BLE001 - a bad frame must not kill the worker
+            except Exception as exc:
                 if self._stop:
                     return
                 self.failed += 1
@@ -176,10 +203,20 @@ class MonoDepthNode(Node):
         self.pub_depth_m.publish(image_msg(np.nan_to_num(depth_m, nan=0.0).astype(np.float32), "32FC1", header))
         self.pub_depth.publish(image_msg(depth_to_millimetres(depth_m, "32FC1"), "16UC1", header))
         self.pub_mask.publish(image_msg(valid.astype(np.uint8) * 255, "mono8", header))
-        q = MonoFitQuality(header=header, mode=rep.mode, fitted=rep.fitted, scale=float(rep.scale), shift=float(rep.shift),
-                           inlier_ratio=float(rep.inlier_ratio), abs_rel=float(rep.abs_rel), delta_1_25=float(rep.delta_1_25),
-                           fit_pixels=rep.fit_pixels, eval_pixels=rep.eval_pixels, inference_ms=float(infer_ms),
-                           fit_ms=float(rep.fit_ms))
+        q = MonoFitQuality(
+            header=header,
+            mode=rep.mode,
+            fitted=rep.fitted,
+            scale=float(rep.scale),
+            shift=float(rep.shift),
+            inlier_ratio=float(rep.inlier_ratio),
+            abs_rel=float(rep.abs_rel),
+            delta_1_25=float(rep.delta_1_25),
+            fit_pixels=rep.fit_pixels,
+            eval_pixels=rep.eval_pixels,
+            inference_ms=float(infer_ms),
+            fit_ms=float(rep.fit_ms),
+        )
         self.pub_fit.publish(q)
         with self._lock:
             self.processed += 1  # counted before _busy clears, so the accounting always adds up
@@ -188,19 +225,28 @@ class MonoDepthNode(Node):
     def _on_diagnostics(self) -> None:
         with self._lock:
             values = {
-                "received": self.received, "processed": self.processed, "dropped": self.dropped, "failed": self.failed,
-                "max_backlog": self.max_backlog, "pending": int(self._pending is not None),
+                "received": self.received,
+                "processed": self.processed,
+                "dropped": self.dropped,
+                "failed": self.failed,
+                "max_backlog": self.max_backlog,
+                "pending": int(self._pending is not None),
                 "in_progress": int(self._busy),
                 "inference_ms_mean": float(np.mean(self._infer_ms)) if self._infer_ms else float("nan"),
             }
         diag = DiagnosticArray()
         diag.header.stamp = self.get_clock().now().to_msg()
         level = DiagnosticStatus.OK if values["processed"] else DiagnosticStatus.WARN
-        diag.status.append(DiagnosticStatus(
-            level=level, name=f"{self.get_fully_qualified_name()}: inference",
-            message=f"{values['processed']} frames, {values['dropped']} dropped (latest-frame-only)",
-            values=[KeyValue(key=k, value=f"{v:.1f}" if isinstance(v, float) else str(v)) for k, v in values.items()],
-        ))
+        diag.status.append(
+            DiagnosticStatus(
+                level=level,
+                name=f"{self.get_fully_qualified_name()}: inference",
+                message=f"{values['processed']} frames, {values['dropped']} dropped (latest-frame-only)",
+                values=[
+                    KeyValue(key=k, value=f"{v:.1f}" if isinstance(v, float) else str(v)) for k, v in values.items()
+                ],
+            )
+        )
         self.pub_diag.publish(diag)
 
     def shutdown(self) -> None:

@@ -23,23 +23,30 @@ from sensor_msgs.msg import CameraInfo, Image
 from sensor_msgs.srv import SetCameraInfo
 from tf2_msgs.msg import TFMessage
 
-from depth_annotation.msg import CaptureStatus, StreamStats
-
-from ..core import atomic_io
-from ..core.camera import Extrinsics, Intrinsics, from_camera_info_yaml, to_camera_info_yaml
-from ..core.capture_metadata import build_metadata, write_metadata
-from ..core.capture_pipeline import (
+from depth_annotation.capture import (
     ERROR,
+    FILTER_ORDER,
+    FILTERS,
     RECONNECTING,
     STREAMING,
     WARMING_UP,
     CaptureConfig,
     CapturedFrame,
     CapturePipeline,
+    ControlSettings,
+    DeviceSource,
+    FilterSettings,
+    Profile,
+    RecordingSource,
+    SourceError,
+    SyntheticFaults,
+    SyntheticSource,
+    build_metadata,
+    write_metadata,
 )
-from ..core.rs_filters import FILTER_ORDER, FILTERS, FilterSettings
-from ..core.rs_sources import ControlSettings, DeviceSource, RecordingSource, SourceError, SyntheticSource
-from ..core.rs_synthetic import Profile, SyntheticFaults
+from depth_annotation.common import Extrinsics, Intrinsics, atomic_io, from_camera_info_yaml, to_camera_info_yaml
+from depth_annotation.msg import CaptureStatus, StreamStats
+
 from .messages import camera_info_msg, image_msg, make_header, stamp_from_ns
 from .params import StartupError, declare
 from .runtime import run_node
@@ -76,7 +83,9 @@ class RealSenseNode(Node):
         latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)
         self.pub_tf_static = self.create_publisher(TFMessage, "/tf_static", latched)
         self.create_service(SetCameraInfo, "set_camera_info", lambda req, res: self._set_camera_info("color", req, res))
-        self.create_service(SetCameraInfo, "depth/set_camera_info", lambda req, res: self._set_camera_info("depth", req, res))
+        self.create_service(
+            SetCameraInfo, "depth/set_camera_info", lambda req, res: self._set_camera_info("depth", req, res)
+        )
         if p["use_saved_camera_info"]:
             self._load_saved_camera_info()
 
@@ -107,43 +116,87 @@ class RealSenseNode(Node):
             "source": d("source", "synthetic", "where frames come from", choices=SOURCES),
             "serial_no": d("serial_no", "", "device serial number to open (empty: the first one found)"),
             "bag_path": d("bag_path", "", "RealSense recording (.bag / .db3) to play when source=bag"),
-            "bag_real_time": d("bag_real_time", True, "play the recording at its recorded rate (false: as fast as the pipeline goes, skipping no frame)"),
+            "bag_real_time": d(
+                "bag_real_time",
+                True,
+                "play the recording at its recorded rate (false: as fast as the pipeline goes, skipping no frame)",
+            ),
             "camera_name": d("camera_name", "camera", "prefix of the TF frame ids (<name>_color_optical_frame, ...)"),
             "color_profile": d("color_profile", "640x480x30", "colour stream WIDTHxHEIGHTxFPS"),
             "depth_profile": d("depth_profile", "640x480x30", "depth stream WIDTHxHEIGHTxFPS"),
             "align_depth": d("align_depth", True, "publish depth aligned to colour (SDK align block)"),
             "publish_depth": d("publish_depth", True, "also publish the unaligned depth stream"),
-            "disparity_domain": d("disparity_domain", True, "run spatial/temporal filters on disparity (librealsense recommendation)"),
-            "sdk_processes": d("sdk_processes", True, "run the SDK filter and align blocks in worker processes (uses every core; off: threads of this process)"),
-            "warmup_s": d("warmup_s", -1.0, "seconds before frames are published as data (-1: 30 for a device, 0 otherwise)", low=-1.0, high=600.0),
+            "disparity_domain": d(
+                "disparity_domain", True, "run spatial/temporal filters on disparity (librealsense recommendation)"
+            ),
+            "sdk_processes": d(
+                "sdk_processes",
+                True,
+                "run the SDK filter and align blocks in worker processes (uses every core; off: threads of this process)",
+            ),
+            "warmup_s": d(
+                "warmup_s",
+                -1.0,
+                "seconds before frames are published as data (-1: 30 for a device, 0 otherwise)",
+                low=-1.0,
+                high=600.0,
+            ),
             "output_dir": d("output_dir", "captures", "directory for <session_id>/capture_metadata.json"),
             "session_id": d("session_id", "", "session directory name (empty: UTC start time)"),
             "auto_exposure": d("auto_exposure", False, "leave auto exposure on (off locks exposure and gain)"),
-            "depth_exposure_us": d("depth_exposure_us", 8500.0, "depth sensor exposure when locked", low=1.0, high=200000.0),
+            "depth_exposure_us": d(
+                "depth_exposure_us", 8500.0, "depth sensor exposure when locked", low=1.0, high=200000.0
+            ),
             "depth_gain": d("depth_gain", 16.0, "depth sensor gain when locked", low=16.0, high=248.0),
-            "color_exposure_us": d("color_exposure_us", 166.0, "colour sensor exposure when locked (device units)", low=1.0, high=10000.0),
+            "color_exposure_us": d(
+                "color_exposure_us", 166.0, "colour sensor exposure when locked (device units)", low=1.0, high=10000.0
+            ),
             "color_gain": d("color_gain", 64.0, "colour sensor gain when locked", low=0.0, high=128.0),
             "emitter_enabled": d("emitter_enabled", True, "IR projector on"),
             "laser_power_mw": d("laser_power_mw", 150.0, "IR projector power", low=0.0, high=360.0),
-            "use_saved_camera_info": d("use_saved_camera_info", True, "publish intrinsics saved by set_camera_info in output_dir/camera_info/"),
+            "use_saved_camera_info": d(
+                "use_saved_camera_info", True, "publish intrinsics saved by set_camera_info in output_dir/camera_info/"
+            ),
             "status_period_s": d("status_period_s", 1.0, "CaptureStatus and /diagnostics period", low=0.1, high=60.0),
-            "metadata_period_s": d("metadata_period_s", 10.0, "how often capture_metadata.json is refreshed", low=1.0, high=3600.0),
-            "frame_timeout_ms": d("frame_timeout_ms", 1000, "wait per frame before counting a timeout", low=50, high=60000),
-            "reconnect_max_backoff_s": d("reconnect_max_backoff_s", 8.0, "longest wait between reconnect attempts", low=0.1, high=300.0),
+            "metadata_period_s": d(
+                "metadata_period_s", 10.0, "how often capture_metadata.json is refreshed", low=1.0, high=3600.0
+            ),
+            "frame_timeout_ms": d(
+                "frame_timeout_ms", 1000, "wait per frame before counting a timeout", low=50, high=60000
+            ),
+            "reconnect_max_backoff_s": d(
+                "reconnect_max_backoff_s", 8.0, "longest wait between reconnect attempts", low=0.1, high=300.0
+            ),
             "synthetic_seed": d("synthetic_seed", 0, "synthetic scene layout and noise seed", low=0, high=2**31 - 1),
             "synthetic_motion": d("synthetic_motion", False, "move the synthetic camera along a smooth orbit"),
-            "synthetic_poses": d("synthetic_poses", 30, "poses ray-cast for a moving synthetic camera", low=2, high=600),
-            "synthetic_drop_frames": d("synthetic_drop_frames", [], "fault injection: hardware frame numbers never delivered"),
-            "synthetic_hole_frames": d("synthetic_hole_frames", [], "fault injection: frames whose depth gets a large central hole"),
-            "synthetic_disconnect_at_frame": d("synthetic_disconnect_at_frame", -1, "fault injection: device vanishes after this frame (-1 off)", low=-1, high=2**31 - 1),
-            "synthetic_disconnect_s": d("synthetic_disconnect_s", 3.0, "fault injection: how long it stays away", low=0.0, high=600.0),
+            "synthetic_poses": d(
+                "synthetic_poses", 30, "poses ray-cast for a moving synthetic camera", low=2, high=600
+            ),
+            "synthetic_drop_frames": d(
+                "synthetic_drop_frames", [], "fault injection: hardware frame numbers never delivered"
+            ),
+            "synthetic_hole_frames": d(
+                "synthetic_hole_frames", [], "fault injection: frames whose depth gets a large central hole"
+            ),
+            "synthetic_disconnect_at_frame": d(
+                "synthetic_disconnect_at_frame",
+                -1,
+                "fault injection: device vanishes after this frame (-1 off)",
+                low=-1,
+                high=2**31 - 1,
+            ),
+            "synthetic_disconnect_s": d(
+                "synthetic_disconnect_s", 3.0, "fault injection: how long it stays away", low=0.0, high=600.0
+            ),
         }
         for name in FILTER_ORDER:
             spec = FILTERS[name]
             p[f"{name}_filter.enable"] = d(f"{name}_filter.enable", spec.enabled, f"{spec.description}")
             for opt in spec.options:
                 default = int(opt.default) if opt.integer else float(opt.default)
-                p[f"{name}_filter.{opt.name}"] = d(f"{name}_filter.{opt.name}", default, opt.description, low=opt.low, high=opt.high)
+                p[f"{name}_filter.{opt.name}"] = d(
+                    f"{name}_filter.{opt.name}", default, opt.description, low=opt.low, high=opt.high
+                )
         for key in ("color_profile", "depth_profile"):
             try:
                 Profile.parse(p[key])
@@ -184,15 +237,23 @@ class RealSenseNode(Node):
                 disconnect_s=p["synthetic_disconnect_s"],
             )
             return lambda: SyntheticSource(
-                color, depth, seed=p["synthetic_seed"], motion=p["synthetic_motion"], poses=p["synthetic_poses"],
+                color,
+                depth,
+                seed=p["synthetic_seed"],
+                motion=p["synthetic_motion"],
+                poses=p["synthetic_poses"],
                 faults=faults,
             )
         if p["source"] == "bag":
             return lambda: RecordingSource(p["bag_path"], real_time=p["bag_real_time"])
         controls = ControlSettings(
-            auto_exposure=p["auto_exposure"], depth_exposure_us=p["depth_exposure_us"], depth_gain=p["depth_gain"],
-            color_exposure_us=p["color_exposure_us"], color_gain=p["color_gain"],
-            emitter_enabled=p["emitter_enabled"], laser_power_mw=p["laser_power_mw"],
+            auto_exposure=p["auto_exposure"],
+            depth_exposure_us=p["depth_exposure_us"],
+            depth_gain=p["depth_gain"],
+            color_exposure_us=p["color_exposure_us"],
+            color_gain=p["color_gain"],
+            emitter_enabled=p["emitter_enabled"],
+            laser_power_mw=p["laser_power_mw"],
         )
         return lambda: DeviceSource(color, depth, serial_no=p["serial_no"], controls=controls)
 
@@ -218,16 +279,24 @@ class RealSenseNode(Node):
             t = TransformStamped()
             t.header.stamp, t.header.frame_id, t.child_frame_id = now, parent, child
             t.transform.translation.x, t.transform.translation.y, t.transform.translation.z = (float(v) for v in xyz)
-            (t.transform.rotation.x, t.transform.rotation.y, t.transform.rotation.z, t.transform.rotation.w) = (float(v) for v in q)
+            (t.transform.rotation.x, t.transform.rotation.y, t.transform.rotation.z, t.transform.rotation.w) = (
+                float(v) for v in q
+            )
             return t
 
         # TF parent->child is the pose of the child in the parent: the colour frame's pose in the
         # depth frame is the inverse of depth_to_color (which maps depth-frame points into colour).
         color_in_depth = depth_to_color.inverse()
-        self.pub_tf_static.publish(TFMessage(transforms=[
-            tf(f"{self.camera_name}_link", self.depth_frame, (0, 0, 0), OPTICAL_ROTATION),
-            tf(self.depth_frame, self.color_frame, color_in_depth.translation, color_in_depth.quaternion_xyzw()),
-        ]))
+        self.pub_tf_static.publish(
+            TFMessage(
+                transforms=[
+                    tf(f"{self.camera_name}_link", self.depth_frame, (0, 0, 0), OPTICAL_ROTATION),
+                    tf(
+                        self.depth_frame, self.color_frame, color_in_depth.translation, color_in_depth.quaternion_xyzw()
+                    ),
+                ]
+            )
+        )
 
     # --- status, diagnostics, metadata ---------------------------------------------------------
     def _on_status_timer(self) -> None:
@@ -250,11 +319,18 @@ class RealSenseNode(Node):
         rates = {}
         for name, c in pl.counters.items():
             rates[name] = c.take_rate()
-            msg.streams.append(StreamStats(
-                name=name, frames_received=c.received, frames_published=c.published, frames_dropped=c.dropped,
-                frames_skipped=c.skipped, last_frame_number=max(c.last_frame_number, 0),
-                last_hw_timestamp_ms=float(c.last_hw_timestamp_ms), fps=float(rates[name]),
-            ))
+            msg.streams.append(
+                StreamStats(
+                    name=name,
+                    frames_received=c.received,
+                    frames_published=c.published,
+                    frames_dropped=c.dropped,
+                    frames_skipped=c.skipped,
+                    last_frame_number=max(c.last_frame_number, 0),
+                    last_hw_timestamp_ms=float(c.last_hw_timestamp_ms),
+                    fps=float(rates[name]),
+                )
+            )
         self.pub_status.publish(msg)
 
         level = DiagnosticStatus.OK
@@ -275,19 +351,30 @@ class RealSenseNode(Node):
             ]
         diag = DiagnosticArray()
         diag.header.stamp = msg.header.stamp
-        diag.status.append(DiagnosticStatus(
-            level=level, name=f"{self.get_fully_qualified_name()}: capture",
-            message=pl.message or pl.state, hardware_id=msg.serial_no, values=values,
-        ))
+        diag.status.append(
+            DiagnosticStatus(
+                level=level,
+                name=f"{self.get_fully_qualified_name()}: capture",
+                message=pl.message or pl.state,
+                hardware_id=msg.serial_no,
+                values=values,
+            )
+        )
         self.pub_diag.publish(diag)
 
     def _write_metadata(self) -> None:
         pl = self.pipeline
         temps = pl.source.temperatures() if pl.source is not None else {}
         data = build_metadata(
-            session_id=self.session_id, info=pl.info, filters=pl.chain.settings, align=pl.config.align,
-            warmup_s=pl.config.warmup_s, counters=pl.counters, started_ns=pl.started_at_ns,
-            stopped_ns=self._stopped_ns, temperatures=temps,
+            session_id=self.session_id,
+            info=pl.info,
+            filters=pl.chain.settings,
+            align=pl.config.align,
+            warmup_s=pl.config.warmup_s,
+            counters=pl.counters,
+            started_ns=pl.started_at_ns,
+            stopped_ns=self._stopped_ns,
+            temperatures=temps,
             sdk_work={
                 "sdk_work_in": "processes" if pl.workers is not None else "threads",
                 "sdk_worker_restarts": pl.workers.restarts if pl.workers is not None else 0,
@@ -314,7 +401,7 @@ class RealSenseNode(Node):
                 try:
                     self._override[stream] = from_camera_info_yaml(path.read_text())
                     self.get_logger().info(f"{stream} intrinsics from {path}")
-                except Exception as exc:  # noqa: BLE001 - a bad file must not stop capture
+                except Exception as exc:
                     self.get_logger().error(f"ignoring {path}: {exc}")
 
     def _set_camera_info(self, stream: str, req: SetCameraInfo.Request, res: SetCameraInfo.Response):
@@ -328,10 +415,12 @@ class RealSenseNode(Node):
                         f"size {intr.width}x{intr.height} does not match the {stream} stream "
                         f"{current.width}x{current.height}"
                     )
-            atomic_io.write_text(self._camera_info_path(stream), to_camera_info_yaml(intr, f"{self.camera_name}_{stream}"))
+            atomic_io.write_text(
+                self._camera_info_path(stream), to_camera_info_yaml(intr, f"{self.camera_name}_{stream}")
+            )
             self._override[stream] = intr
             self._write_metadata()
-        except Exception as exc:  # noqa: BLE001 - report, never crash the driver
+        except Exception as exc:
             res.success, res.status_message = False, str(exc)
             return res
         res.success = True

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
-from typing import Callable
+from collections.abc import Callable
 
 import rclpy
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
@@ -65,7 +65,9 @@ def run_node(factory: Callable[[], Node], args: list[str] | None = None, *, name
             node = factory()
             unknown = undeclared_overrides(node)
             if unknown:
-                raise StartupError(f"unknown parameter(s) {', '.join(unknown)}: not declared by this node (a typo in the params file?)")
+                raise StartupError(
+                    f"unknown parameter(s) {', '.join(unknown)}: not declared by this node (a typo in the params file?)"
+                )
         except StartupError as exc:
             print(f"[{name}] error: {exc}", file=sys.stderr, flush=True)
             return 2

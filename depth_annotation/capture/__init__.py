@@ -1,0 +1,30 @@
+"""From the camera to frames: RealSense SDK sources (device, recording, synthetic software_device),
+the filter chain, align, the capture pipeline with its worker processes, hardware-clock stamps,
+per-stream frame accounting and capture_metadata.json.
+"""
+
+from typing import TYPE_CHECKING
+
+from depth_annotation.common import lazy_exports
+
+if TYPE_CHECKING:
+    from .filters import FILTER_ORDER, FILTERS, FilterChain, FilterConfigError, FilterSettings, default_settings
+    from .frame_accounting import StreamCounter
+    from .hw_clock import HardwareClockMapper
+    from .metadata import build_metadata, write_metadata
+    from .pipeline import (
+        ERROR,
+        RECONNECTING,
+        STOPPED,
+        STREAMING,
+        WARMING_UP,
+        CaptureConfig,
+        CapturedFrame,
+        CapturePipeline,
+    )
+    from .replay import ReplayError, SoftwareReplay, StreamGeometry, VideoGeometry
+    from .sdk_workers import SdkWorkers
+    from .sources import ControlSettings, DeviceSource, RecordingSource, SourceError, SyntheticSource
+    from .synthetic_camera import Profile, SyntheticCamera, SyntheticFaults
+
+__getattr__, __dir__, __all__ = lazy_exports(__name__, __file__)

@@ -1,0 +1,190 @@
+"""The RealSense post-processing chain as data.
+
+Like realsense-ros, the chain is an ordered list of named blocks, each with
+`enable` and its SDK options; unlike it, the order is fixed to the one
+librealsense recommends and cannot be got wrong:
+
+    decimation -> depth-to-disparity -> spatial -> temporal -> disparity-to-depth -> hole_filling
+
+(spatial and temporal smoothing work best in the disparity domain, where stereo
+error is uniform). Defaults come from the guide: temporal smooth_alpha=0.4,
+smooth_delta=20; spatial magnitude=2, smooth_alpha=0.5.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyrealsense2 as rs
+
+FILTER_ORDER = ("decimation", "spatial", "temporal", "hole_filling")
+
+
+class FilterConfigError(ValueError):
+    """An unknown filter or option, or an option value outside its range."""
+
+
+@dataclass(frozen=True)
+class OptionSpec:
+    name: str  # parameter name, realsense-ros style (e.g. filter_smooth_alpha)
+    option: str  # rs.option attribute
+    default: float
+    low: float
+    high: float
+    integer: bool
+    description: str
+
+
+@dataclass(frozen=True)
+class FilterSpec:
+    name: str
+    enabled: bool
+    options: tuple[OptionSpec, ...]
+    description: str
+
+
+FILTERS: dict[str, FilterSpec] = {
+    "decimation": FilterSpec(
+        "decimation",
+        False,
+        (OptionSpec("filter_magnitude", "filter_magnitude", 2, 2, 8, True, "downsampling factor"),),
+        "reduce depth resolution by an integer factor (median of each block)",
+    ),
+    "spatial": FilterSpec(
+        "spatial",
+        True,
+        (
+            OptionSpec("filter_magnitude", "filter_magnitude", 2, 1, 5, True, "filter iterations"),
+            OptionSpec(
+                "filter_smooth_alpha",
+                "filter_smooth_alpha",
+                0.5,
+                0.25,
+                1.0,
+                False,
+                "alpha of the exponential moving average (1 = no filtering)",
+            ),
+            OptionSpec(
+                "filter_smooth_delta",
+                "filter_smooth_delta",
+                20,
+                1,
+                50,
+                True,
+                "step (disparity units) treated as an edge",
+            ),
+            OptionSpec("holes_fill", "holes_fill", 0, 0, 5, True, "hole-filling radius mode (0 = off)"),
+        ),
+        "edge-preserving spatial smoothing",
+    ),
+    "temporal": FilterSpec(
+        "temporal",
+        True,
+        (
+            OptionSpec(
+                "filter_smooth_alpha", "filter_smooth_alpha", 0.4, 0.0, 1.0, False, "weight of the current frame"
+            ),
+            OptionSpec(
+                "filter_smooth_delta",
+                "filter_smooth_delta",
+                20,
+                1,
+                100,
+                True,
+                "step treated as a real change, not noise",
+            ),
+            OptionSpec(
+                "holes_fill", "holes_fill", 3, 0, 8, True, "persistency mode: fill holes from previous frames (0 = off)"
+            ),
+        ),
+        "temporal smoothing over the previous frames (static scenes)",
+    ),
+    "hole_filling": FilterSpec(
+        "hole_filling",
+        False,
+        (OptionSpec("holes_fill", "holes_fill", 1, 0, 2, True, "0 fill from left, 1 farthest neighbour, 2 nearest"),),
+        "fill remaining holes from neighbouring pixels",
+    ),
+}
+
+
+@dataclass
+class FilterSettings:
+    """One block's configuration: whether it runs and its option values."""
+
+    name: str
+    enabled: bool
+    options: dict[str, float] = field(default_factory=dict)
+
+    def validate(self) -> None:
+        spec = FILTERS.get(self.name)
+        if spec is None:
+            raise FilterConfigError(f"unknown filter {self.name!r}; known: {', '.join(FILTER_ORDER)}")
+        known = {o.name: o for o in spec.options}
+        for key, value in self.options.items():
+            opt = known.get(key)
+            if opt is None:
+                raise FilterConfigError(f"{self.name}: unknown option {key!r}; known: {', '.join(known)}")
+            if not opt.low <= value <= opt.high:
+                raise FilterConfigError(f"{self.name}.{key}={value} is outside [{opt.low}, {opt.high}]")
+            if opt.integer and float(value) != int(value):
+                raise FilterConfigError(f"{self.name}.{key} must be an integer, got {value}")
+
+
+def default_settings() -> list[FilterSettings]:
+    """The guide's defaults, in chain order."""
+    return [
+        FilterSettings(name, FILTERS[name].enabled, {o.name: o.default for o in FILTERS[name].options})
+        for name in FILTER_ORDER
+    ]
+
+
+def settings_to_dict(settings: list[FilterSettings]) -> dict[str, Any]:
+    """For capture_metadata.json: {name: {enabled, options...}} in chain order."""
+    return {s.name: {"enabled": s.enabled, **s.options} for s in settings}
+
+
+class FilterChain:
+    """The SDK blocks built from settings; `process` runs them in the recommended order.
+
+    Stateful (the temporal filter remembers previous frames): one chain per
+    stream of frames, fed in order from one thread.
+    """
+
+    def __init__(self, settings: list[FilterSettings], *, disparity_domain: bool = True) -> None:
+        by_name = {s.name: s for s in settings}
+        for s in settings:
+            s.validate()
+        self.settings = [by_name.get(n, FilterSettings(n, False)) for n in FILTER_ORDER]
+        self.blocks: list[tuple[str, Any]] = []
+        enabled = {s.name for s in self.settings if s.enabled}
+        smoothing = disparity_domain and bool(enabled & {"spatial", "temporal"})
+        for s in self.settings:
+            if s.name == "spatial" and smoothing:
+                self.blocks.append(("depth_to_disparity", rs.disparity_transform(True)))
+            if s.enabled:
+                block = _make_block(s.name)
+                for key, value in s.options.items():
+                    block.set_option(getattr(rs.option, key), float(value))
+                self.blocks.append((s.name, block))
+            if s.name == "temporal" and smoothing:
+                self.blocks.append(("disparity_to_depth", rs.disparity_transform(False)))
+
+    @property
+    def names(self) -> list[str]:
+        return [name for name, _ in self.blocks]
+
+    def process(self, frames: rs.frame) -> rs.frame:
+        for _, block in self.blocks:
+            frames = block.process(frames)
+        return frames
+
+
+def _make_block(name: str):
+    return {
+        "decimation": rs.decimation_filter,
+        "spatial": rs.spatial_filter,
+        "temporal": rs.temporal_filter,
+        "hole_filling": rs.hole_filling_filter,
+    }[name]()

@@ -1,0 +1,325 @@
+"""Where RealSense frames come from: a device, a recording, or the synthetic camera.
+
+Each source opens through the real SDK and yields `rs.composite_frame`s (colour +
+depth) from `wait()`; `info` describes the camera (serial, firmware, profiles,
+depth scale, intrinsics, depth-to-colour extrinsics) for the metadata file and
+camera_info. Errors are `SourceError` with one line a person can act on.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import pyrealsense2 as rs
+
+from depth_annotation.common import Extrinsics, Intrinsics
+
+from .synthetic_camera import Profile, SyntheticCamera, SyntheticFaults
+
+log = logging.getLogger(__name__)
+
+MIN_FIRMWARE = (5, 14)
+
+
+class SourceError(RuntimeError):
+    """The source cannot be opened as configured (bad profile, no device, missing file)."""
+
+
+class SourceUnavailable(SourceError):
+    """The device is not there right now (unplugged); worth retrying."""
+
+
+@dataclass
+class ControlSettings:
+    """Exposure and projector controls; None leaves the device's value."""
+
+    auto_exposure: bool = False
+    depth_exposure_us: float | None = 8500.0
+    depth_gain: float | None = 16.0
+    color_exposure_us: float | None = 166.0
+    color_gain: float | None = 64.0
+    emitter_enabled: bool | None = True
+    laser_power_mw: float | None = 150.0
+
+
+@dataclass
+class DeviceInfo:
+    source: str
+    name: str
+    serial: str
+    firmware: str
+    product_line: str
+    depth_scale_m: float
+    color_profile: Profile
+    depth_profile: Profile
+    color_intrinsics: Intrinsics
+    depth_intrinsics: Intrinsics
+    depth_to_color: Extrinsics
+    controls: dict = field(default_factory=dict)  # what was applied, as read back
+    warnings: list[str] = field(default_factory=list)
+
+
+def intrinsics_from_rs(ri: rs.intrinsics) -> Intrinsics:
+    model = {
+        rs.distortion.none: "plumb_bob",
+        rs.distortion.brown_conrady: "plumb_bob",
+        rs.distortion.inverse_brown_conrady: "plumb_bob",
+        rs.distortion.modified_brown_conrady: "plumb_bob",
+    }.get(ri.model, "plumb_bob")
+    coeffs = list(ri.coeffs)[:5] if ri.model != rs.distortion.none else [0.0] * 5
+    return Intrinsics(ri.width, ri.height, ri.fx, ri.fy, ri.ppx, ri.ppy, model, tuple(coeffs))
+
+
+def extrinsics_from_rs(ext: rs.extrinsics, source: str, target: str) -> Extrinsics:
+    r = np.asarray(ext.rotation, dtype=np.float64).reshape(3, 3).T  # column-major in the SDK
+    return Extrinsics(r, np.asarray(ext.translation, dtype=np.float64), source, target)
+
+
+def firmware_warning(firmware: str) -> str | None:
+    try:
+        version = tuple(int(p) for p in firmware.split(".")[:2])
+    except ValueError:
+        return None
+    if version < MIN_FIRMWARE:
+        return f"firmware {firmware} is older than 5.14: update it (rs-fw-update) before recording data"
+    return None
+
+
+def _stream_info(frames_profile_depth, frames_profile_color) -> tuple[Intrinsics, Intrinsics, Extrinsics]:
+    dv = frames_profile_depth.as_video_stream_profile()
+    cv = frames_profile_color.as_video_stream_profile()
+    return (
+        intrinsics_from_rs(cv.get_intrinsics()),
+        intrinsics_from_rs(dv.get_intrinsics()),
+        extrinsics_from_rs(dv.get_extrinsics_to(cv), "depth", "color"),
+    )
+
+
+class SyntheticSource:
+    """The synthetic camera behind an SDK syncer."""
+
+    real_time = True  # frames come at the camera's rate whether we keep up or not
+
+    def __init__(
+        self,
+        color: Profile,
+        depth: Profile,
+        *,
+        seed: int = 0,
+        motion: bool = False,
+        poses: int = 30,
+        faults: SyntheticFaults | None = None,
+        record_to: str | None = None,
+    ) -> None:
+        faults = faults or SyntheticFaults()
+        if not faults.device_present():
+            raise SourceUnavailable("synthetic camera is disconnected (injected fault)")
+        try:
+            self.camera = SyntheticCamera(
+                color, depth, seed=seed, motion=motion, poses=poses, faults=faults, record_to=record_to
+            )
+        except ValueError as exc:
+            raise SourceError(str(exc)) from None
+        self._sync = rs.syncer(4)
+        cam = self.camera
+        c_intr, d_intr, d2c = _stream_info(cam.depth_profile, cam.color_profile)
+        self.info = DeviceInfo(
+            source="synthetic",
+            name="Synthetic RealSense (depth_annotation)",
+            serial=cam.SERIAL,
+            firmware=cam.FIRMWARE,
+            product_line="D400",
+            depth_scale_m=cam.depth_units,
+            color_profile=color,
+            depth_profile=depth,
+            color_intrinsics=c_intr,
+            depth_intrinsics=d_intr,
+            depth_to_color=d2c,
+            controls={"note": "synthetic camera: no exposure controls"},
+        )
+        cam.start(self._sync)
+
+    def wait(self, timeout_ms: int):
+        ok, frames = self._sync.try_wait_for_frames(timeout_ms)
+        return frames if ok else None
+
+    def finished(self) -> bool:
+        return False
+
+    def temperatures(self) -> dict[str, float]:
+        return {}
+
+    def close(self) -> None:
+        self.camera.stop()
+
+
+class _PipelineSource:
+    """Device and recording sources share rs.pipeline."""
+
+    real_time = True
+
+    pipeline: rs.pipeline
+    profile: rs.pipeline_profile
+
+    def wait(self, timeout_ms: int):
+        ok, frames = self.pipeline.try_wait_for_frames(timeout_ms)
+        return frames if ok else None
+
+    def close(self) -> None:
+        try:
+            self.pipeline.stop()
+        except RuntimeError:
+            pass
+
+    def _describe(self, source: str, color: Profile, depth: Profile) -> DeviceInfo:
+        dev = self.profile.get_device()
+
+        def info(key) -> str:
+            return dev.get_info(key) if dev.supports(key) else ""
+
+        c_prof = self.profile.get_stream(rs.stream.color)
+        d_prof = self.profile.get_stream(rs.stream.depth)
+        c_intr, d_intr, d2c = _stream_info(d_prof, c_prof)
+        depth_sensor = dev.first_depth_sensor()
+        firmware = info(rs.camera_info.firmware_version)
+        warnings = [w for w in [firmware_warning(firmware)] if w]
+        return DeviceInfo(
+            source=source,
+            name=info(rs.camera_info.name),
+            serial=info(rs.camera_info.serial_number),
+            firmware=firmware,
+            product_line=info(rs.camera_info.product_line),
+            depth_scale_m=float(depth_sensor.get_depth_scale()),
+            color_profile=color,
+            depth_profile=depth,
+            color_intrinsics=c_intr,
+            depth_intrinsics=d_intr,
+            depth_to_color=d2c,
+            warnings=warnings,
+        )
+
+    def temperatures(self) -> dict[str, float]:
+        out = {}
+        try:
+            sensor = self.profile.get_device().first_depth_sensor()
+            for name, opt in (("asic_c", rs.option.asic_temperature), ("projector_c", rs.option.projector_temperature)):
+                if sensor.supports(opt):
+                    out[name] = float(sensor.get_option(opt))
+        except RuntimeError:
+            pass
+        return out
+
+
+def _supported_profiles(device, stream, fmt) -> list[Profile]:
+    out = set()
+    for sensor in device.query_sensors():
+        for p in sensor.get_stream_profiles():
+            if p.stream_type() == stream and p.format() == fmt:
+                v = p.as_video_stream_profile()
+                out.add(Profile(v.width(), v.height(), p.fps()))
+    return sorted(out, key=lambda p: (p.width, p.height, p.fps))
+
+
+class DeviceSource(_PipelineSource):
+    """A connected RealSense, selected by serial number (or the first one found)."""
+
+    def __init__(
+        self, color: Profile, depth: Profile, *, serial_no: str = "", controls: ControlSettings | None = None
+    ) -> None:
+        ctx = rs.context()
+        devices = list(ctx.query_devices())
+        if serial_no:
+            devices = [d for d in devices if d.get_info(rs.camera_info.serial_number) == serial_no]
+        if not devices:
+            raise SourceUnavailable(f"no RealSense device found{' with serial ' + serial_no if serial_no else ''}")
+        device = devices[0]
+        serial = device.get_info(rs.camera_info.serial_number)
+        for stream, fmt, want, label in (
+            (rs.stream.color, rs.format.rgb8, color, "color"),
+            (rs.stream.depth, rs.format.z16, depth, "depth"),
+        ):
+            supported = _supported_profiles(device, stream, fmt)
+            if want not in supported:
+                raise SourceError(
+                    f"unsupported {label} profile {want} on {serial}; supported: {', '.join(map(str, supported))}"
+                )
+        self.controls = controls or ControlSettings()
+        applied = _apply_controls(device, self.controls)
+        cfg = rs.config()
+        cfg.enable_device(serial)
+        cfg.enable_stream(rs.stream.color, color.width, color.height, rs.format.rgb8, color.fps)
+        cfg.enable_stream(rs.stream.depth, depth.width, depth.height, rs.format.z16, depth.fps)
+        self.pipeline = rs.pipeline(ctx)
+        try:
+            self.profile = self.pipeline.start(cfg)
+        except RuntimeError as exc:
+            raise SourceUnavailable(f"could not start {serial}: {exc}") from None
+        self.info = self._describe("device", color, depth)
+        self.info.controls = applied
+
+    def finished(self) -> bool:
+        return False
+
+
+def _apply_controls(device, c: ControlSettings) -> dict:
+    """Lock exposure / gain (auto exposure off unless asked) and set the projector; read back what stuck."""
+    applied: dict[str, dict[str, float]] = {}
+    for sensor in device.query_sensors():
+        is_depth = sensor.is_depth_sensor()
+        key = "depth" if is_depth else "color"
+        if not is_depth and not any(p.stream_type() == rs.stream.color for p in sensor.get_stream_profiles()):
+            continue
+        wanted = {rs.option.enable_auto_exposure: 1.0 if c.auto_exposure else 0.0}
+        if not c.auto_exposure:
+            exp, gain = (c.depth_exposure_us, c.depth_gain) if is_depth else (c.color_exposure_us, c.color_gain)
+            if exp is not None:
+                wanted[rs.option.exposure] = exp
+            if gain is not None:
+                wanted[rs.option.gain] = gain
+        if is_depth and c.emitter_enabled is not None:
+            wanted[rs.option.emitter_enabled] = 1.0 if c.emitter_enabled else 0.0
+        if is_depth and c.laser_power_mw is not None:
+            wanted[rs.option.laser_power] = c.laser_power_mw
+        applied[key] = {}
+        for opt, value in wanted.items():
+            if sensor.supports(opt):
+                try:
+                    sensor.set_option(opt, value)
+                except RuntimeError as exc:
+                    log.warning("could not set %s.%s=%s: %s", key, opt, value, exc)
+                applied[key][str(opt).split(".")[-1]] = float(sensor.get_option(opt))
+    return applied
+
+
+class RecordingSource(_PipelineSource):
+    """A RealSense recording (.bag, or .db3 from SDK 2.59+) played through the SDK."""
+
+    def __init__(self, path: str, *, real_time: bool = True) -> None:
+        if not os.path.isfile(path):
+            raise SourceError(f"recording not found: {path}")
+        cfg = rs.config()
+        cfg.enable_device_from_file(path, repeat_playback=False)
+        self.pipeline = rs.pipeline()
+        try:
+            self.profile = self.pipeline.start(cfg)
+        except RuntimeError as exc:
+            raise SourceError(f"cannot play {path}: {exc}") from None
+        self.playback = self.profile.get_device().as_playback()
+        self.playback.set_real_time(real_time)
+        self.real_time = real_time  # False: the file waits for us, so the pipeline must not skip frames
+        c = self.profile.get_stream(rs.stream.color).as_video_stream_profile()
+        d = self.profile.get_stream(rs.stream.depth).as_video_stream_profile()
+        self.info = self._describe(
+            "bag", Profile(c.width(), c.height(), c.fps()), Profile(d.width(), d.height(), d.fps())
+        )
+        self.info.controls = {"note": f"recorded: {os.path.basename(path)}"}
+
+    def finished(self) -> bool:
+        return self.playback.current_status() == rs.playback_status.stopped
+
+
+SourceFactory = Callable[[], "SyntheticSource | DeviceSource | RecordingSource"]

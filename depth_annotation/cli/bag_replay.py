@@ -1,0 +1,157 @@
+"""`depth-annotation record` / `play`: rosbag2 (mcap or sqlite3) recording and replay without `ros2 bag`.
+
+Messages are recorded and replayed as serialized CDR bytes (never re-encoded),
+with their receive times and the publishers' reliability and durability, so
+bags interoperate with `ros2 bag record` / `ros2 bag play` both ways.
+"""
+
+from __future__ import annotations
+
+import importlib
+import time
+from pathlib import Path
+
+import rclpy
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+
+from depth_annotation.dataset import bag_io
+from depth_annotation.nodes.runtime import configure_middleware
+
+
+def message_class(msgtype: str):
+    """'sensor_msgs/msg/Image' -> the rclpy class."""
+    pkg, kind, name = msgtype.split("/")
+    return getattr(importlib.import_module(f"{pkg}.{kind}"), name)
+
+
+def _qos_to_rosbags(qos: QoSProfile):
+    from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, QosReliability, QosTime
+
+    zero = QosTime(sec=0, nsec=0)
+    return Qos(
+        history=QosHistory.KEEP_LAST,
+        depth=int(qos.depth or 10),
+        reliability=QosReliability.BEST_EFFORT
+        if qos.reliability == ReliabilityPolicy.BEST_EFFORT
+        else QosReliability.RELIABLE,
+        durability=QosDurability.TRANSIENT_LOCAL
+        if qos.durability == DurabilityPolicy.TRANSIENT_LOCAL
+        else QosDurability.VOLATILE,
+        deadline=zero,
+        lifespan=zero,
+        liveliness=QosLiveliness.AUTOMATIC,
+        liveliness_lease_duration=zero,
+        avoid_ros_namespace_conventions=False,
+    )
+
+
+def _default_qos(topic: str, msgtype: str) -> QoSProfile:
+    if topic == "/tf_static":
+        return QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+    if msgtype in ("sensor_msgs/msg/Image", "sensor_msgs/msg/CameraInfo"):
+        return QoSProfile(depth=100, reliability=ReliabilityPolicy.BEST_EFFORT)
+    return QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
+
+
+def record(
+    out: Path, topics: list[str], *, duration_s: float, storage: str = "mcap", discovery_s: float = 10.0, log=print
+) -> dict[str, int]:
+    """Record `topics` for `duration_s` seconds (after they appear); returns message counts."""
+    configure_middleware()
+    rclpy.init()
+    node = rclpy.create_node("depth_annotation_recorder")
+    counts = {t: 0 for t in topics}
+    try:
+        deadline = time.monotonic() + discovery_s
+        types: dict[str, str] = {}
+        while time.monotonic() < deadline and len(types) < len(topics):
+            for name, tps in node.get_topic_names_and_types():
+                if name in topics and tps:
+                    types[name] = tps[0]
+            rclpy.spin_once(node, timeout_sec=0.1)
+        missing = [t for t in topics if t not in types]
+        if missing:
+            raise bag_io.BagError(f"no publisher for {', '.join(missing)} within {discovery_s:.0f} s")
+        with bag_io.BagWriter(out, storage=storage) as writer:
+            for topic, msgtype in types.items():
+                pubs = node.get_publishers_info_by_topic(topic)
+                qos = pubs[0].qos_profile if pubs else _default_qos(topic, msgtype)
+                writer.add_topic(topic, msgtype, qos=[_qos_to_rosbags(qos)])
+                sub_qos = QoSProfile(depth=200, reliability=qos.reliability, durability=qos.durability)
+
+                def on_raw(data, topic=topic):
+                    writer.write_raw(topic, time.time_ns(), data)
+                    counts[topic] += 1
+
+                node.create_subscription(message_class(msgtype), topic, on_raw, sub_qos, raw=True)
+            log(f"recording {len(types)} topics to {out} for {duration_s:.1f} s")
+            end = time.monotonic() + duration_s
+            while time.monotonic() < end:
+                rclpy.spin_once(node, timeout_sec=0.05)
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return counts
+
+
+def play(
+    bag: Path, *, rate: float = 1.0, topics: list[str] | None = None, wait_subscribers_s: float = 10.0, log=print
+) -> int:
+    """Publish a bag's messages with their recorded spacing (scaled by `rate`) and QoS; returns the count."""
+    if rate <= 0:
+        raise ValueError("rate must be positive")
+    configure_middleware()
+    rclpy.init()
+    node = rclpy.create_node("depth_annotation_player")
+    sent = 0
+    try:
+        with bag_io.open_bag(bag) as reader:
+            conns = [c for c in reader.connections if topics is None or c.topic in topics]
+            pubs = {}
+            for c in conns:
+                recorded = list(getattr(c.ext, "offered_qos_profiles", []) or [])
+                qos = _default_qos(c.topic, c.msgtype)
+                if recorded:
+                    from rosbags.interfaces import QosDurability, QosReliability
+
+                    q = recorded[0]
+                    qos.reliability = (
+                        ReliabilityPolicy.BEST_EFFORT
+                        if q.reliability == QosReliability.BEST_EFFORT
+                        else ReliabilityPolicy.RELIABLE
+                    )
+                    qos.durability = (
+                        DurabilityPolicy.TRANSIENT_LOCAL
+                        if q.durability == QosDurability.TRANSIENT_LOCAL
+                        else DurabilityPolicy.VOLATILE
+                    )
+                if c.topic not in pubs:
+                    pubs[c.topic] = node.create_publisher(message_class(c.msgtype), c.topic, qos)
+            # Wait for subscribers: until every topic has one, or the number of matched topics
+            # has been stable for a second (some topics may have no listener), or the timeout.
+            deadline = time.monotonic() + wait_subscribers_s
+            matched, stable_since = -1, time.monotonic()
+            while time.monotonic() < deadline:
+                n = sum(1 for p in pubs.values() if p.get_subscription_count())
+                if n == len(pubs):
+                    break
+                if n != matched:
+                    matched, stable_since = n, time.monotonic()
+                elif n > 0 and time.monotonic() - stable_since > 1.0:
+                    break
+                rclpy.spin_once(node, timeout_sec=0.05)
+            log(f"playing {bag} at {rate}x: {', '.join(sorted(pubs))}")
+            t0_bag = t0_wall = None
+            for conn, stamp, raw in reader.messages(connections=conns):
+                if t0_bag is None:
+                    t0_bag, t0_wall = stamp, time.monotonic()
+                due = t0_wall + (stamp - t0_bag) / 1e9 / rate
+                while (delay := due - time.monotonic()) > 0:
+                    time.sleep(min(delay, 0.01))
+                pubs[conn.topic].publish(bytes(raw))
+                sent += 1
+            time.sleep(0.5)  # let the last messages leave
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return sent

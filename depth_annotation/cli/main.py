@@ -1,0 +1,399 @@
+"""The `depth-annotation` command: offline entry points over the same core as the nodes."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+
+from depth_annotation.common import atomic_io
+from depth_annotation.dataset import CODECS
+
+
+def _cmd_synth(args: argparse.Namespace) -> int:
+    """Render frames of the synthetic scene to PNG files with their ground truth."""
+    import cv2
+    import numpy as np
+
+    from depth_annotation.common import SyntheticScene, colorize_depth, default_intrinsics, orbit_pose
+
+    out = Path(args.out)
+    if out.exists() and any(out.iterdir()) and not args.overwrite:
+        print(f"error: {out} is not empty (use --overwrite)", file=sys.stderr)
+        return 2
+    for sub in ("rgb", "depth16", "depth_color", "labels"):
+        (out / sub).mkdir(parents=True, exist_ok=True)
+    scene = SyntheticScene(args.seed)
+    intr = default_intrinsics(args.width, args.height)
+    t0 = time.perf_counter()
+    coverage = []
+    for i in range(args.frames):
+        frame = scene.render(intr, orbit_pose(i / args.fps), frame_seed=i)
+        name = f"{i:06d}.png"
+        cv2.imwrite(str(out / "rgb" / name), cv2.cvtColor(frame.color, cv2.COLOR_RGB2BGR))
+        cv2.imwrite(str(out / "depth16" / name), frame.depth_mm)
+        cv2.imwrite(str(out / "depth_color" / name), cv2.cvtColor(colorize_depth(frame.depth_mm), cv2.COLOR_RGB2BGR))
+        cv2.imwrite(str(out / "labels" / name), frame.annotation_labels())
+        coverage.append(float(np.mean(frame.depth_mm > 0)))
+    elapsed = time.perf_counter() - t0
+    atomic_io.write_json(out / "intrinsics.json", intr.to_dict())
+    summary = {
+        "frames": args.frames,
+        "size": [args.width, args.height],
+        "seed": args.seed,
+        "mean_valid_coverage": float(np.mean(coverage)),
+        "render_fps": args.frames / elapsed,
+    }
+    atomic_io.write_json(out / "summary.json", summary)
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    """The README's main job: the node graph on the synthetic camera, calibrated, recorded, exported."""
+    from .demo import run_demo
+
+    try:
+        return run_demo(Path(args.out), short=args.short)
+    except RuntimeError as exc:
+        print(f"demo failed: {exc}", file=sys.stderr)
+        return 1
+
+
+def _cmd_view(args: argparse.Namespace) -> int:
+    """One frame of an exported HDF5 file as a PNG: RGB, colorized depth, QC status, point cloud."""
+    from depth_annotation.dataset import render_h5_frame
+
+    out = Path(args.out) if args.out else Path(args.file).with_suffix(f".ep{args.episode}_f{args.frame}.png")
+    try:
+        path = render_h5_frame(args.file, out, episode=args.episode, frame=args.frame)
+    except (OSError, KeyError, IndexError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(path)
+    return 0
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    from depth_annotation.dataset import check_dataset
+
+    problems = check_dataset(args.dataset)
+    for p in problems:
+        print(f"problem: {p}")
+    print("dataset OK" if not problems else f"{len(problems)} problem(s)")
+    return 0 if not problems else 1
+
+
+def _cmd_mono(args: argparse.Namespace) -> int:
+    """Monocular depth over a folder of images or a bag's colour topic: 16-bit PNG (mm) + the scale used."""
+    import cv2
+    from tqdm import tqdm
+
+    from depth_annotation.common import (
+        ImageConversionError,
+        depth_to_metres,
+        depth_to_millimetres,
+        image_to_array,
+        image_to_rgb,
+    )
+    from depth_annotation.dataset import bag_io
+    from depth_annotation.mono import (
+        DepthAnything,
+        MetricAligner,
+        MetricConfigError,
+        MonoModelConfig,
+        MonoModelError,
+        load_scale_file,
+    )
+
+    out = Path(args.out)
+    if out.exists() and any(out.iterdir()) and not args.overwrite:
+        print(f"error: {out} is not empty (use --overwrite)", file=sys.stderr)
+        return 2
+    mode = "metric_model" if args.metric_model else ("sensor_fit" if args.depth_topic else "scale_file")
+    try:
+        scale = load_scale_file(args.scale_file) if args.scale_file else None
+        aligner = MetricAligner(mode, scale=scale)
+        model = DepthAnything(
+            MonoModelConfig(model=args.model, device=args.device, input_size=args.input_size, offline=not args.online)
+        )
+    except (MetricConfigError, MonoModelError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+    def frames():
+        if args.images:
+            files = sorted(p for p in Path(args.images).iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg"))
+            if not files:
+                raise bag_io.BagError(f"no .png/.jpg images in {args.images}")
+            for f in files:
+                bgr = cv2.imread(str(f), cv2.IMREAD_COLOR)
+                yield f.stem, bgr[..., ::-1].copy(), None
+            return
+        with bag_io.open_bag(args.bag) as reader:
+            wanted = [args.topic] + ([args.depth_topic] if args.depth_topic else [])
+            bag_io.require_topics(reader, wanted)
+            depth_by_stamp = {}
+            pending = []
+            for topic, _, msg in bag_io.messages(reader, wanted):
+                stamp = bag_io.stamp_of(msg)
+                if topic == args.depth_topic:
+                    depth_by_stamp[stamp] = depth_to_metres(image_to_array(msg), msg.encoding)
+                    continue
+                pending.append((str(stamp), image_to_rgb(msg), stamp))
+            for name, rgb, stamp in pending:
+                yield name, rgb, depth_by_stamp.get(stamp)
+
+    (out / "depth").mkdir(parents=True, exist_ok=True)
+    records = []
+    try:
+        for name, rgb, sensor in tqdm(frames(), desc="mono depth", unit="frame"):
+            output, infer_ms = model.predict(rgb)
+            depth_m, _, rep = aligner.align(output, sensor)
+            cv2.imwrite(str(out / "depth" / f"{name}.png"), depth_to_millimetres(depth_m, "32FC1"))
+            records.append(
+                {
+                    "frame": name,
+                    "mode": rep.mode,
+                    "fitted": rep.fitted,
+                    "scale": rep.scale,
+                    "shift": rep.shift,
+                    "abs_rel": rep.abs_rel,
+                    "delta_1_25": rep.delta_1_25,
+                    "inference_ms": infer_ms,
+                }
+            )
+    except (bag_io.BagError, ImageConversionError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    atomic_io.write_json(
+        out / "scale.json",
+        {
+            "schema_version": 1,
+            "model": args.model,
+            "mode": mode,
+            "untrained_model": (Path(args.model) / "UNTRAINED.txt").exists(),
+            "scale_file": args.scale_file,
+            "depth_unit": "millimetre (uint16 PNG), 0 = no depth",
+            "frames": records,
+        },
+    )
+    print(f"wrote {len(records)} depth PNGs to {out / 'depth'} and {out / 'scale.json'}")
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    """rosbag2 -> HDF5 + dataset_info.json + annotation package."""
+    from depth_annotation.common import DEFAULT_TAXONOMY, ImageConversionError, default_taxonomy_path, load_taxonomy
+    from depth_annotation.dataset import DEFAULT_TOPICS, ExportError, ExportOptions, bag_io, export_bags
+
+    scenes = dict(s.split("=", 1) for s in args.scene or [])
+    bags = [(Path(b), scenes.get(b, Path(b).name)) for b in args.bags]
+    topics = dict(DEFAULT_TOPICS)
+    for key in ("depth", "color", "info", "quality"):
+        if getattr(args, f"{key}_topic"):
+            topics[key] = getattr(args, f"{key}_topic")
+    try:
+        tax_path = args.taxonomy or default_taxonomy_path()
+        taxonomy = load_taxonomy(tax_path) if tax_path else DEFAULT_TAXONOMY
+        ratios = tuple(float(x) for x in args.split.split(","))
+        opts = ExportOptions(
+            out_dir=Path(args.out),
+            topics=topics,
+            tolerance_ns=int(args.tolerance_ms * 1e6),
+            codec=args.codec,
+            level=args.level,
+            every_k=args.every,
+            exclude_flagged=not args.keep_flagged,
+            depth_range_m=(args.depth_min, args.depth_max),
+            overwrite=args.overwrite,
+            seed=args.seed,
+            ratios=ratios,
+            taxonomy=taxonomy,
+        )
+        # Ctrl-C raises KeyboardInterrupt as usual and also sets a flag the export polls per
+        # message: a KeyboardInterrupt raised inside a finalizer or a library's cleanup is
+        # swallowed by Python (CI once saw an interrupted export finish with exit 0).
+        interrupted = threading.Event()
+
+        def on_sigint(signum, frame):
+            interrupted.set()
+            raise KeyboardInterrupt
+
+        previous = signal.signal(signal.SIGINT, on_sigint)
+        try:
+            report = export_bags(bags, opts, progress=not args.quiet, stop_requested=interrupted.is_set)
+        finally:
+            signal.signal(signal.SIGINT, previous)
+    except (bag_io.BagError, ExportError, ImageConversionError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: no dataset written (the partial file was removed)", file=sys.stderr)
+        return 130
+    for problem in report["problems"]:
+        print(f"warning: {problem}", file=sys.stderr)
+    print(
+        f"exported {report['frames']} frames in {report['episodes']} episode(s) to {report['hdf5']}; "
+        f"{report['annotation']['tasks']} annotation tasks"
+    )
+    for ep in report["sync"]:
+        counts = ", ".join(
+            f"{k}: {v['matched']}/{v['received']} matched, {v['unmatched']} unmatched, {v['dropped']} dropped"
+            for k, v in ep["topics"].items()
+        )
+        print(f"  {ep['source']}: {counts}")
+    if report["problems"] and not args.allow_partial:
+        print(
+            "error: parts of the input could not be read (see warnings); use --allow-partial to accept", file=sys.stderr
+        )
+        return 1
+    return 0
+
+
+def _cmd_record(args: argparse.Namespace) -> int:
+    from depth_annotation.dataset import BagError
+
+    from .bag_replay import record
+
+    try:
+        counts = record(Path(args.out), args.topics, duration_s=args.duration, storage=args.storage)
+    except BagError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print("recorded: " + ", ".join(f"{t}: {n}" for t, n in counts.items()))
+    return 0
+
+
+def _cmd_play(args: argparse.Namespace) -> int:
+    from depth_annotation.dataset import BagError
+
+    from .bag_replay import play
+
+    try:
+        sent = play(Path(args.bag), rate=args.rate, topics=args.topics)
+    except (BagError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"published {sent} messages")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="depth-annotation", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    sp = sub.add_parser("synth", help="render the synthetic scene to PNGs with ground truth")
+    sp.add_argument("--out", required=True, help="output directory")
+    sp.add_argument("--overwrite", action="store_true", help="write into a non-empty directory")
+    sp.add_argument("--frames", type=int, default=30, help="frames to render (default %(default)s)")
+    sp.add_argument("--width", type=int, default=640)
+    sp.add_argument("--height", type=int, default=480)
+    sp.add_argument("--fps", type=float, default=30.0, help="trajectory time step is 1/fps")
+    sp.add_argument("--seed", type=int, default=0, help="scene layout and noise seed")
+    sp.set_defaults(func=_cmd_synth)
+
+    sp = sub.add_parser("mono", help="monocular metric depth for a folder of images or a bag's colour topic")
+    src = sp.add_mutually_exclusive_group(required=True)
+    src.add_argument("--images", help="folder of .png/.jpg RGB images")
+    src.add_argument("--bag", help="rosbag2 directory or .mcap/.db3 file")
+    sp.add_argument("--topic", default="/camera/color/image_raw", help="colour topic in the bag (default %(default)s)")
+    sp.add_argument("--depth-topic", help="aligned sensor depth topic in the bag: fit scale per frame (sensor_fit)")
+    sp.add_argument("--scale-file", help="calibration JSON with mono_scale (scale_file mode)")
+    sp.add_argument("--metric-model", action="store_true", help="the checkpoint predicts metres (metric_model mode)")
+    sp.add_argument("--model", default="depth-anything/Depth-Anything-V2-Small-hf", help="hub id or local directory")
+    sp.add_argument("--device", default="cpu")
+    sp.add_argument("--input-size", type=int, default=518, help="network input size (0: native resolution)")
+    sp.add_argument("--online", action="store_true", help="allow downloading the model")
+    sp.add_argument("--out", required=True)
+    sp.add_argument("--overwrite", action="store_true")
+    sp.set_defaults(func=_cmd_mono)
+
+    sp = sub.add_parser("export", help="rosbag2 (sqlite3 or mcap) -> HDF5 + dataset_info.json + annotation files")
+    sp.add_argument("bags", nargs="+", help="rosbag2 directories or .mcap/.db3 files (one episode each)")
+    sp.add_argument("--out", required=True, help="dataset directory")
+    sp.add_argument(
+        "--scene", action="append", metavar="BAG=SCENE", help="scene id of a bag (default: its name); repeatable"
+    )
+    sp.add_argument("--depth-topic", help="default /camera/aligned_depth_to_color/image_raw (16UC1 mm or 32FC1 m)")
+    sp.add_argument("--color-topic", help="default /camera/color/image_raw")
+    sp.add_argument("--info-topic", help="default /camera/aligned_depth_to_color/camera_info")
+    sp.add_argument("--quality-topic", help="default /camera/depth_quality (joined when present)")
+    sp.add_argument(
+        "--tolerance-ms",
+        type=float,
+        default=1000 / 60,
+        help="max stamp difference in a frame (default: half a 30 fps period)",
+    )
+    sp.add_argument(
+        "--codec",
+        choices=CODECS,
+        default="gzip",
+        help="chunk compression: gzip (deflate, any HDF5 reader), gzip-fast (same format via ISA-L: ~3x faster, "
+        "a few %% larger), blosc-lz4 / blosc-zstd (fastest; readers need the Blosc filter: "
+        "import hdf5plugin), lzf (h5py only), none",
+    )
+    sp.add_argument(
+        "--level",
+        type=int,
+        default=None,
+        help="codec level (default: gzip 4, gzip-fast 2 of 0-3, blosc-lz4 5, blosc-zstd 1)",
+    )
+    sp.add_argument("--every", type=int, default=10, help="annotation: every k-th frame (default 10)")
+    sp.add_argument(
+        "--keep-flagged",
+        action="store_true",
+        help="annotation: keep QC-flagged frames (marked) instead of excluding them",
+    )
+    sp.add_argument("--depth-min", type=float, default=0.3, help="colorized depth range, metres")
+    sp.add_argument("--depth-max", type=float, default=2.0)
+    sp.add_argument("--split", default="0.8,0.1,0.1", help="train,val,test ratios over scenes")
+    sp.add_argument("--seed", type=int, default=0, help="split seed")
+    sp.add_argument("--taxonomy", help="taxonomy YAML (default config/taxonomy.yaml)")
+    sp.add_argument("--overwrite", action="store_true", help="replace an existing dataset.h5")
+    sp.add_argument("--allow-partial", action="store_true", help="exit 0 even if parts of a bag were unreadable")
+    sp.add_argument("--quiet", action="store_true", help="no progress bar")
+    sp.set_defaults(func=_cmd_export)
+
+    sp = sub.add_parser("record", help="record topics to a rosbag2 (mcap/sqlite3) without ros2 bag")
+    sp.add_argument("topics", nargs="+")
+    sp.add_argument("--out", required=True, help="bag directory to create")
+    sp.add_argument("--duration", type=float, required=True, help="seconds to record")
+    sp.add_argument("--storage", choices=("mcap", "sqlite3"), default="mcap")
+    sp.set_defaults(func=_cmd_record)
+
+    sp = sub.add_parser("play", help="replay a rosbag2 with recorded timing and QoS, without ros2 bag")
+    sp.add_argument("bag")
+    sp.add_argument("--rate", type=float, default=1.0)
+    sp.add_argument("--topics", nargs="*", help="only these topics")
+    sp.set_defaults(func=_cmd_play)
+
+    sp = sub.add_parser("demo", help="run the node graph on the synthetic camera: calibrate, record, export")
+    sp.add_argument("--out", default="out/demo", help="output directory, replaced on each run (default %(default)s)")
+    sp.add_argument("--short", action="store_true", help="shorter recording (CI)")
+    sp.set_defaults(func=_cmd_demo)
+
+    sp = sub.add_parser("view", help="render one frame of an exported HDF5 file to a PNG")
+    sp.add_argument("file")
+    sp.add_argument("--episode", type=int, default=0)
+    sp.add_argument("--frame", type=int, default=0)
+    sp.add_argument("--out", help="PNG path (default: beside the file)")
+    sp.set_defaults(func=_cmd_view)
+
+    sp = sub.add_parser("check", help="run the exporter's consistency checks on a dataset directory")
+    sp.add_argument("dataset")
+    sp.set_defaults(func=_cmd_check)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

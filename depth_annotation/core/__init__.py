@@ -1,1 +1,0 @@
-"""ROS-free core: every algorithm of the suite, on numpy arrays and dataclasses."""

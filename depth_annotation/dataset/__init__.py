@@ -1,0 +1,20 @@
+"""From recordings to an annotation-ready dataset: rosbag2 I/O, stamp synchronisation, the
+crash-safe HDF5 writer and its chunk codecs, the exporter, dataset info and checks, annotation
+PNGs and Label Studio files, and the one-frame view.
+"""
+
+from typing import TYPE_CHECKING
+
+from depth_annotation.common import lazy_exports
+
+if TYPE_CHECKING:
+    from .bag_io import BagError, stamp_of
+    from .check import check_dataset
+    from .chunk_codecs import CODECS, CodecError, open_h5, resolve_codec
+    from .exporter import DEFAULT_TOPICS, ExportOptions, ExportSession, export_bags
+    from .hdf5_writer import EpisodeMeta, ExportError, Hdf5DatasetWriter
+    from .info import assign_splits
+    from .synthetic_bag import write_synthetic_bag
+    from .visualize import render_h5_frame
+
+__getattr__, __dir__, __all__ = lazy_exports(__name__, __file__)

@@ -1,0 +1,98 @@
+"""Annotation-ready files for every k-th frame: RGB, raw 16-bit depth, colorized depth, Label Studio tasks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from depth_annotation.common import Taxonomy, atomic_io, colorize_depth
+
+from .labelstudio import label_config, task
+
+
+def _png(path: Path, image: np.ndarray) -> None:
+    ok, buf = cv2.imencode(".png", image)
+    if not ok:
+        raise OSError(f"PNG encoding failed for {path}")
+    atomic_io.write_bytes(path, buf.tobytes())
+
+
+class AnnotationExporter:
+    """Writes `annotation/{rgb,depth16,depth_color}/<episode>_<stamp>.png` and the Label Studio files."""
+
+    def __init__(
+        self,
+        out_dir: str | Path,
+        taxonomy: Taxonomy,
+        *,
+        every_k: int = 10,
+        exclude_flagged: bool = True,
+        depth_range_m: tuple[float, float] = (0.3, 2.0),
+        url_prefix: str = "/data/local-files/?d=",
+    ) -> None:
+        if every_k < 1:
+            raise ValueError("every_k must be at least 1")
+        self.root = Path(out_dir) / "annotation"
+        self.taxonomy = taxonomy
+        self.every_k, self.exclude_flagged = every_k, exclude_flagged
+        self.depth_range_m = depth_range_m
+        self.url_prefix = url_prefix
+        self.tasks: list[dict] = []
+        self.skipped_flagged = 0
+
+    def consider(
+        self,
+        index: int,
+        *,
+        episode: str,
+        scene_id: str,
+        stamp_ns: int,
+        color_rgb: np.ndarray,
+        depth_mm: np.ndarray,
+        intrinsics: list[float],
+        qc_status: str = "unknown",
+    ) -> bool:
+        """Export frame `index` of an episode if it is a k-th frame (and not flagged, unless kept)."""
+        if index % self.every_k:
+            return False
+        flagged = qc_status == "FLAGGED"
+        if flagged and self.exclude_flagged:
+            self.skipped_flagged += 1
+            return False
+        name = f"{episode}_{stamp_ns}.png"
+        lo, hi = self.depth_range_m
+        _png(self.root / "rgb" / name, cv2.cvtColor(color_rgb, cv2.COLOR_RGB2BGR))
+        _png(self.root / "depth16" / name, depth_mm)
+        _png(
+            self.root / "depth_color" / name,
+            cv2.cvtColor(colorize_depth(depth_mm, min_mm=lo * 1000, max_mm=hi * 1000), cv2.COLOR_RGB2BGR),
+        )
+        rel = lambda sub: f"{self.url_prefix}annotation/{sub}/{name}"  # noqa: E731
+        self.tasks.append(
+            task(
+                image_url=rel("rgb"),
+                depth_url=rel("depth_color"),
+                depth16_url=rel("depth16"),
+                episode=episode,
+                stamp_ns=stamp_ns,
+                qc_status=qc_status,
+                qc_flagged=flagged,
+                intrinsics=[float(v) for v in intrinsics],
+                scene_id=scene_id,
+            )
+        )
+        return True
+
+    def finish(self) -> dict:
+        atomic_io.write_text(
+            self.root / "label_config.xml", label_config(self.taxonomy, depth_range_m=self.depth_range_m)
+        )
+        atomic_io.write_json(self.root / "label_studio_tasks.json", self.tasks)
+        return {
+            "tasks": len(self.tasks),
+            "every_k": self.every_k,
+            "skipped_flagged": self.skipped_flagged,
+            "exclude_flagged": self.exclude_flagged,
+        }
