@@ -8,11 +8,11 @@ from typing import TYPE_CHECKING
 from depth_annotation.common import lazy_exports
 
 if TYPE_CHECKING:
-    from .board import BoardDetector, BoardError, BoardSpec
+    from .board import BoardDetector, BoardSpec
     from .board_render import place_board, render_board, varied_board_poses
-    from .scale_fit import ScaleFitError, ScaleShift, evaluate, fit_scale_shift
+    from .errors import BoardError, CalibrationError, ScaleFitError
+    from .scale_fit import ScaleShift, evaluate, fit_scale_shift
     from .solver import (
-        CalibrationError,
         ViewSelector,
         board_mask,
         calibrate_intrinsics,

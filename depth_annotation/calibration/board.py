@@ -14,11 +14,9 @@ from typing import Any
 import cv2
 import numpy as np
 
+from .errors import BoardError
+
 BOARD_KINDS = ("charuco", "checkerboard")
-
-
-class BoardError(ValueError):
-    """A board definition OpenCV cannot build."""
 
 
 @dataclass(frozen=True)

@@ -21,9 +21,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from depth_annotation.common import mad_sigma, upper_median
 
-class ScaleFitError(ValueError):
-    """Too few usable pixels (or a degenerate set) to fit."""
+from .errors import ScaleFitError
 
 
 @dataclass(frozen=True)
@@ -60,12 +60,6 @@ class FitQuality:
     abs_rel: float
     delta_1_25: float
     n_pixels: int
-
-
-def _median(a: np.ndarray) -> float:
-    """Upper median by partition: the robust statistics here need no interpolation, only speed."""
-    k = a.size // 2
-    return float(np.partition(a, k)[k])
 
 
 def _lstsq(x: np.ndarray, y: np.ndarray, w: np.ndarray | None = None) -> tuple[float, float]:
@@ -123,7 +117,7 @@ def fit_scale_shift(
             continue
         a = (y[i] - y[j]) / (x[i] - x[j])
         b = y[i] - a * x[i]
-        score = _median(np.abs(ys - (a * xs + b)))
+        score = upper_median(np.abs(ys - (a * xs + b)))
         if score < best_score:
             best, best_score = (a, b), score
     if best is None:
@@ -134,7 +128,7 @@ def fit_scale_shift(
     inliers = np.ones(x.size, bool)
     for _ in range(10):
         r = y - (a * x + b)
-        sigma = 1.4826 * _median(np.abs(r - _median(r))) + 1e-12
+        sigma = mad_sigma(r, fast=True) + 1e-12
         u = r / (4.685 * sigma)
         w = np.where(np.abs(u) < 1, (1 - u * u) ** 2, 0.0)
         inliers = w > 0

@@ -15,15 +15,12 @@ from typing import Any
 import cv2
 import numpy as np
 
-from depth_annotation.common import Extrinsics, Intrinsics
+from depth_annotation.common import Extrinsics, Intrinsics, mad_sigma
 
 from .board import BoardDetection, BoardSpec
+from .errors import CalibrationError
 
 SCHEMA_VERSION = 1
-
-
-class CalibrationError(ValueError):
-    """Calibration cannot run (too few views, mismatched sizes, no board)."""
 
 
 # --- view selection ------------------------------------------------------------------------
@@ -190,8 +187,7 @@ def calibrate_intrinsics(
     rejected: list[int] = []
     if reject_outliers and len(usable) > min_views:
         med = float(np.median(errs))
-        mad = float(np.median(np.abs(errs - med)))
-        limit = max(2.0 * med, med + 3.0 * 1.4826 * mad, max_rms_px)
+        limit = max(2.0 * med, med + 3.0 * mad_sigma(errs, med), max_rms_px)
         bad = [usable[i] for i in np.flatnonzero(errs > limit)]
         keep = [i for i in usable if i not in bad]
         if bad and len(keep) >= min_views:
@@ -377,7 +373,7 @@ class DepthCheck:
     message: str
     bias_mm: float  # median(sensor - expected)
     bias_percent: float
-    spread_mm: float  # robust std (1.4826 MAD) of sensor - expected
+    spread_mm: float  # robust std (scaled MAD) of sensor - expected
     plane_residual_mm: float  # RMS distance of the sensor points to their own best-fit plane
     pixels: int
     board_distance_m: float
@@ -415,7 +411,7 @@ def verify_depth(
     sensor = depth_mm[mask].astype(np.float64) / 1000.0
     diff = sensor - expected
     bias = float(np.median(diff))
-    spread = float(1.4826 * np.median(np.abs(diff - bias)))
+    spread = mad_sigma(diff, bias)
     v, u = np.nonzero(mask)
     pts = intr.backproject(u, v, sensor)
     centred = pts - pts.mean(axis=0)

@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING
 from depth_annotation.common import lazy_exports
 
 if TYPE_CHECKING:
-    from .filters import FILTER_ORDER, FILTERS, FilterChain, FilterConfigError, FilterSettings, default_settings
+    from .errors import FilterConfigError, ReplayError, SourceError, SourceUnavailable, WorkerFailed
+    from .filters import FILTER_ORDER, FILTERS, FilterChain, FilterSettings, default_settings
     from .frame_accounting import StreamCounter
     from .hw_clock import HardwareClockMapper
     from .metadata import build_metadata, write_metadata
@@ -22,9 +23,9 @@ if TYPE_CHECKING:
         CapturedFrame,
         CapturePipeline,
     )
-    from .replay import ReplayError, SoftwareReplay, StreamGeometry, VideoGeometry
+    from .replay import SoftwareReplay, StreamGeometry, VideoGeometry
     from .sdk_workers import SdkWorkers
-    from .sources import ControlSettings, DeviceSource, RecordingSource, SourceError, SyntheticSource
+    from .sources import ControlSettings, DeviceSource, RecordingSource, SyntheticSource
     from .synthetic_camera import Profile, SyntheticCamera, SyntheticFaults
 
 __getattr__, __dir__, __all__ = lazy_exports(__name__, __file__)

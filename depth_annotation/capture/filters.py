@@ -18,11 +18,9 @@ from typing import Any
 
 import pyrealsense2 as rs
 
+from .errors import FilterConfigError
+
 FILTER_ORDER = ("decimation", "spatial", "temporal", "hole_filling")
-
-
-class FilterConfigError(ValueError):
-    """An unknown filter or option, or an option value outside its range."""
 
 
 @dataclass(frozen=True)

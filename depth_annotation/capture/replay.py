@@ -19,9 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import pyrealsense2 as rs
 
-
-class ReplayError(RuntimeError):
-    """A frame could not be turned back into an SDK frame (wrong shape, SDK timeout)."""
+from .errors import ReplayError
 
 
 @dataclass(frozen=True)

@@ -38,16 +38,13 @@ from typing import Any
 
 import numpy as np
 
+from .errors import WorkerFailed
 from .filters import FilterChain, FilterSettings
 from .replay import ReplayError, SoftwareReplay, StreamGeometry, VideoGeometry
 
 log = logging.getLogger(__name__)
 
 FILTER, ALIGN = "filter", "align"
-
-
-class WorkerFailed(RuntimeError):
-    """A worker process died; frames in flight are lost (the caller counts them)."""
 
 
 @dataclass(frozen=True)

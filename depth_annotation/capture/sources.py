@@ -18,19 +18,12 @@ import pyrealsense2 as rs
 
 from depth_annotation.common import Extrinsics, Intrinsics
 
+from .errors import SourceError, SourceUnavailable
 from .synthetic_camera import Profile, SyntheticCamera, SyntheticFaults
 
 log = logging.getLogger(__name__)
 
 MIN_FIRMWARE = (5, 14)
-
-
-class SourceError(RuntimeError):
-    """The source cannot be opened as configured (bad profile, no device, missing file)."""
-
-
-class SourceUnavailable(SourceError):
-    """The device is not there right now (unplugged); worth retrying."""
 
 
 @dataclass

@@ -8,9 +8,7 @@ from typing import TYPE_CHECKING
 from .lazy_api import lazy_exports
 
 if TYPE_CHECKING:
-    from .lazy_api import lazy_exports
     from .camera import (
-        CameraModelError,
         Extrinsics,
         Intrinsics,
         from_camera_info_yaml,
@@ -20,9 +18,9 @@ if TYPE_CHECKING:
         to_camera_info_yaml,
     )
     from .colorize import colorize_depth
+    from .errors import CameraModelError, DepthAnnotationError, ImageConversionError, TaxonomyError
     from .images import (
         ENCODINGS,
-        ImageConversionError,
         ImageFields,
         array_to_fields,
         depth_to_metres,
@@ -30,6 +28,10 @@ if TYPE_CHECKING:
         image_to_array,
         image_to_rgb,
     )
+    from .lazy_api import lazy_exports
+    from .qc_status import NO_QC, NO_QC_NAME, QcStatus, status_name
+    from .robust_stats import MAD_TO_SIGMA, mad_sigma, upper_median
+    from .stamp_matching import StampBuffer, nearest_index
     from .synthetic_scene import (
         DEFAULT_DEPTH_TO_COLOR,
         MIN_RANGE_M,

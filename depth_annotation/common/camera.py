@@ -17,14 +17,12 @@ from typing import Any
 
 import numpy as np
 
+from .errors import CameraModelError
+
 SCHEMA_VERSION = 1
 
 # Number of coefficients OpenCV/ROS expect for each distortion model.
 DISTORTION_MODELS = {"plumb_bob": 5, "rational_polynomial": 8, "equidistant": 4}
-
-
-class CameraModelError(ValueError):
-    """Intrinsics or extrinsics that are inconsistent or incomplete."""
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from .errors import ImageConversionError
+
 # encoding -> (numpy dtype, channels)
 ENCODINGS: dict[str, tuple[np.dtype, int]] = {
     "16UC1": (np.dtype(np.uint16), 1),
@@ -27,10 +29,6 @@ ENCODINGS: dict[str, tuple[np.dtype, int]] = {
 }
 
 _HOST_BIG_ENDIAN = sys.byteorder == "big"
-
-
-class ImageConversionError(ValueError):
-    """An Image message that cannot be read as the array it claims to hold."""
 
 
 @dataclass

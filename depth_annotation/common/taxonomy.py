@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .errors import TaxonomyError
+
 TAXONOMY_VERSION = "1.0.0"
 
 
@@ -79,12 +81,12 @@ def load_taxonomy(path: str | Path) -> Taxonomy:
         keypoints = {k: tuple(v) for k, v in (doc.get("keypoints") or {}).items()}
         version = str(doc["taxonomy_version"])
     except (OSError, KeyError, TypeError, ValueError, yaml.YAMLError) as exc:
-        raise ValueError(f"bad taxonomy file {path}: {exc}") from None
+        raise TaxonomyError(f"bad taxonomy file {path}: {exc}") from None
     ids = [l.id for l in labels]
     if len(set(ids)) != len(ids) or len({l.name for l in labels}) != len(labels):
-        raise ValueError(f"bad taxonomy file {path}: label ids and names must be unique")
+        raise TaxonomyError(f"bad taxonomy file {path}: label ids and names must be unique")
     if "void" not in {l.name for l in labels}:
-        raise ValueError(f"bad taxonomy file {path}: a 'void' label (no depth) is required")
+        raise TaxonomyError(f"bad taxonomy file {path}: a 'void' label (no depth) is required")
     return Taxonomy(version, labels, keypoints)
 
 

@@ -8,11 +8,12 @@ from typing import TYPE_CHECKING
 from depth_annotation.common import lazy_exports
 
 if TYPE_CHECKING:
-    from .bag_io import BagError, stamp_of
+    from .bag_io import stamp_of
     from .check import check_dataset
-    from .chunk_codecs import CODECS, CodecError, open_h5, resolve_codec
+    from .chunk_codecs import CODECS, open_h5, resolve_codec
+    from .errors import BagError, CodecError, ExportError
     from .exporter import DEFAULT_TOPICS, ExportOptions, ExportSession, export_bags
-    from .hdf5_writer import EpisodeMeta, ExportError, Hdf5DatasetWriter
+    from .hdf5_writer import EpisodeMeta, Hdf5DatasetWriter
     from .info import assign_splits
     from .synthetic_bag import write_synthetic_bag
     from .visualize import render_h5_frame

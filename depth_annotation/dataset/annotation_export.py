@@ -7,7 +7,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from depth_annotation.common import Taxonomy, atomic_io, colorize_depth
+from depth_annotation.common import NO_QC_NAME, QcStatus, Taxonomy, atomic_io, colorize_depth
 
 from .labelstudio import label_config, task
 
@@ -52,12 +52,12 @@ class AnnotationExporter:
         color_rgb: np.ndarray,
         depth_mm: np.ndarray,
         intrinsics: list[float],
-        qc_status: str = "unknown",
+        qc_status: str = NO_QC_NAME,
     ) -> bool:
         """Export frame `index` of an episode if it is a k-th frame (and not flagged, unless kept)."""
         if index % self.every_k:
             return False
-        flagged = qc_status == "FLAGGED"
+        flagged = qc_status == QcStatus.FLAGGED.name
         if flagged and self.exclude_flagged:
             self.skipped_flagged += 1
             return False

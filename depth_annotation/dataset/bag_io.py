@@ -23,11 +23,9 @@ from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 
 from depth_annotation.common import array_to_fields
 
+from .errors import BagError
+
 PACKAGE = "depth_annotation"
-
-
-class BagError(RuntimeError):
-    """A bag that cannot be opened or lacks what was asked for."""
 
 
 def _msg_dir() -> Path | None:

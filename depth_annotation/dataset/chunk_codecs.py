@@ -20,11 +20,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from .errors import CodecError
+
 USE_ZLIB_NG = True  # gzip chunks with zlib-ng (when installed) rather than the stdlib zlib
-
-
-class CodecError(ValueError):
-    """Unknown codec or a level outside its range; the message lists what is valid."""
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from typing import Any
 
 from depth_annotation.common import (
     DEFAULT_TAXONOMY,
+    NO_QC_NAME,
     Extrinsics,
     ImageConversionError,
     Intrinsics,
@@ -27,6 +28,7 @@ from depth_annotation.common import (
     image_to_array,
     image_to_rgb,
     rotation_from_quaternion,
+    status_name,
 )
 
 from . import bag_io
@@ -41,7 +43,6 @@ DEFAULT_TOPICS = {
     "info": "/camera/aligned_depth_to_color/camera_info",
     "quality": "/camera/depth_quality",
 }
-QC_STATUS = {0: "GOOD", 1: "WARN", 2: "FLAGGED", 3: "ERROR"}
 
 
 @dataclass
@@ -168,7 +169,7 @@ class ExportSession:
             color_rgb=color,
             depth_mm=depth,
             intrinsics=ep.meta.intrinsics.as_vector().tolist(),
-            qc_status=QC_STATUS.get(qc["status"], "unknown") if qc else "unknown",
+            qc_status=status_name(qc["status"]) if qc else NO_QC_NAME,
         )
         self.frames_written += 1
         if self.on_frame is not None:

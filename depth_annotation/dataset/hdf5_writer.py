@@ -46,18 +46,15 @@ from typing import Any
 import h5py
 import numpy as np
 
-from depth_annotation.common import Extrinsics, Intrinsics
+from depth_annotation.common import NO_QC, NO_QC_NAME, Extrinsics, Intrinsics, QcStatus
 from depth_annotation.qc import median_mm
 
 from .chunk_codecs import CodecError, compressor, filter_kwargs, resolve_codec
+from .errors import ExportError
 
 SCHEMA_VERSION = 1
 GROW = 64  # frames added to a dataset's capacity at a time
 SYNC_EVERY = 16  # frames between background flushes of the partial file
-
-
-class ExportError(RuntimeError):
-    """The export cannot proceed (existing output, bad frames); the message says why."""
 
 
 @dataclass
@@ -210,8 +207,8 @@ class EpisodeWriter:
         if known:
             # Frames without a matched DepthQuality get status 255 (unknown), NaN fractions, reasons ["no_qc"].
             qg = g.create_group("qc")
-            qg.attrs["status_values"] = "0 GOOD, 1 WARN, 2 FLAGGED, 3 ERROR, 255 no QC message for this frame"
-            qg.create_dataset("status", data=np.array([r["status"] if r else 255 for r in self.qc_rows], np.uint8))
+            qg.attrs["status_values"] = ", ".join(f"{s.value} {s.name}" for s in QcStatus) + f", {NO_QC} {NO_QC_NAME}"
+            qg.create_dataset("status", data=np.array([r["status"] if r else NO_QC for r in self.qc_rows], np.uint8))
             for key in ("valid_fraction", "roi_valid_fraction"):
                 qg.create_dataset(key, data=np.array([r[key] if r else np.nan for r in self.qc_rows], np.float32))
             qg.create_dataset(
@@ -249,7 +246,7 @@ class EpisodeWriter:
             "depth_max_mm": int(self.depth_max) if self.medians else None,
             "depth_median_mm": float(np.median(self.medians)) if self.medians else None,
             "mean_valid_fraction": float(np.mean(self.valid_fraction)) if self.valid_fraction else None,
-            "qc_flagged": int(sum(1 for r in self.qc_rows if r and r["status"] == 2)),
+            "qc_flagged": int(sum(1 for r in self.qc_rows if r and r["status"] == QcStatus.FLAGGED)),
             "qc_missing": int(sum(1 for r in self.qc_rows if r is None)) if any(self.qc_rows) else None,
         }
 

@@ -18,6 +18,8 @@ import bisect
 from dataclasses import dataclass, field
 from typing import Any
 
+from depth_annotation.common import nearest_index
+
 
 @dataclass
 class StreamCounts:
@@ -108,14 +110,7 @@ class StampSynchronizer:
         del s.stamps[i], s.items[i], s.used[i]
 
     def _nearest(self, s: _Stream, stamp: int) -> int | None:
-        i = bisect.bisect_left(s.stamps, stamp)
-        best, best_d = None, self.tolerance_ns + 1
-        for j in (i - 1, i):
-            if 0 <= j < len(s.stamps):
-                d = abs(s.stamps[j] - stamp)
-                if d < best_d:
-                    best, best_d = j, d
-        return best
+        return nearest_index(s.stamps, stamp, self.tolerance_ns)
 
     def _emit(self, *, final: bool) -> list[SyncedFrame]:
         p = self.streams[self.primary]

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from depth_annotation.common import Intrinsics, colorize_depth
+from depth_annotation.common import Intrinsics, colorize_depth, status_name
 
 
 def render_frame(
@@ -83,7 +83,7 @@ def render_h5_frame(h5_path: str | Path, out_png: str | Path, *, episode: int = 
         intr = Intrinsics(int(g.attrs["width"]), int(g.attrs["height"]), *map(float, k))
         qc = ""
         if "qc" in g:
-            status = {0: "GOOD", 1: "WARN", 2: "FLAGGED", 3: "ERROR"}.get(int(g["qc/status"][frame]), "no QC")
+            status = status_name(int(g["qc/status"][frame]))
             reasons = json.loads(g["qc/reasons"][frame]) if "reasons" in g["qc"] else []
             qc = status + (f" ({', '.join(reasons)})" if reasons else "")
         title = f"{Path(h5_path).name} {name} frame {frame}/{n} stamp {int(g['timestamps_ns'][frame])} scene {g.attrs.get('scene_id', '')}"

@@ -7,7 +7,8 @@ from typing import TYPE_CHECKING
 from depth_annotation.common import lazy_exports
 
 if TYPE_CHECKING:
-    from .metric import MODES, MetricAligner, MetricConfigError, load_scale_file
-    from .model import DEFAULT_MODEL, DepthAnything, MonoModelConfig, MonoModelError, save_tiny_model, small_sized_model
+    from .errors import MetricConfigError, MonoModelError
+    from .metric import MODES, MetricAligner, load_scale_file
+    from .model import DEFAULT_MODEL, DepthAnything, MonoModelConfig, save_tiny_model, small_sized_model
 
 __getattr__, __dir__, __all__ = lazy_exports(__name__, __file__)

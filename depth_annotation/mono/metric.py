@@ -24,11 +24,9 @@ import numpy as np
 
 from depth_annotation.calibration import ScaleFitError, ScaleShift, evaluate, fit_scale_shift
 
+from .errors import MetricConfigError
+
 MODES = ("scale_file", "sensor_fit", "metric_model")
-
-
-class MetricConfigError(ValueError):
-    pass
 
 
 def load_scale_file(path: str | Path) -> ScaleShift:

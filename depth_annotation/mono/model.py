@@ -19,12 +19,10 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import MonoModelError
+
 DEFAULT_MODEL = "depth-anything/Depth-Anything-V2-Small-hf"
 NON_COMMERCIAL_MARKERS = ("-base", "-large", "-giant")
-
-
-class MonoModelError(RuntimeError):
-    """The model cannot be loaded or run as configured; the message says what to do."""
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ import queue
 import sys
 import threading
 import time
+from functools import partial
 from pathlib import Path
 
 from rclpy.node import Node
@@ -37,7 +38,7 @@ def _level_or_default(level: int) -> int | None:
 class BagExporterNode(Node):
     def __init__(self) -> None:
         super().__init__(NODE_NAME)
-        d = lambda *a, **k: declare(self, *a, **k)  # noqa: E731
+        d = partial(declare, self)
         topics = {k: d(f"{k}_topic", v, f"{k} topic to export") for k, v in DEFAULT_TOPICS.items()}
         out_dir = Path(
             d("out_dir", "dataset", "dataset directory (export/dataset.h5, dataset_info.json, annotation/)")

@@ -23,6 +23,7 @@ import sys
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import cv2
@@ -51,7 +52,14 @@ from depth_annotation.calibration import (
     fit_scale_shift,
     verify_depth,
 )
-from depth_annotation.common import ImageConversionError, Intrinsics, atomic_io, image_to_array, to_camera_info_yaml
+from depth_annotation.common import (
+    ImageConversionError,
+    Intrinsics,
+    atomic_io,
+    image_to_array,
+    mad_sigma,
+    to_camera_info_yaml,
+)
 from depth_annotation.srv import Calibrate, CalibrateMonoScale, CalibrateStereo, VerifyDepth
 
 from .messages import camera_info_msg, make_header, stamp_to_ns
@@ -85,7 +93,7 @@ def _gray(msg: Image) -> np.ndarray:
 class CalibrationNode(Node):
     def __init__(self) -> None:
         super().__init__(NODE_NAME)
-        d = lambda *a, **k: declare(self, *a, **k)  # noqa: E731
+        d = partial(declare, self)
         try:
             self.spec = BoardSpec(
                 kind=d("board_type", "charuco", "calibration target", choices=("charuco", "checkerboard")),
@@ -481,11 +489,7 @@ class CalibrationNode(Node):
             return res
         # per-frame scale with the pooled shift: how stable the scale is across frames
         per_frame = [float(np.median((1.0 / zz - fit.shift) / dd)) for dd, zz in samples if np.all(dd != 0)]
-        spread = (
-            float(1.4826 * np.median(np.abs(np.array(per_frame) - fit.scale)) / abs(fit.scale))
-            if per_frame
-            else float("nan")
-        )
+        spread = mad_sigma(per_frame, fit.scale) / abs(fit.scale) if per_frame else float("nan")
         res.success, res.scale, res.shift, res.scale_spread, res.frames_used = (
             True,
             fit.scale,

@@ -13,6 +13,7 @@ from __future__ import annotations
 import sys
 import time
 from collections import deque
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -55,7 +56,7 @@ DIAG_LEVEL = {
 class CoverageQCNode(Node):
     def __init__(self) -> None:
         super().__init__(NODE_NAME)
-        d = lambda *a, **k: declare(self, *a, **k)  # noqa: E731
+        d = partial(declare, self)
         cfg = CoverageConfig(
             good_fraction=d("good_fraction", 0.85, "valid coverage at or above: GOOD", low=0.0, high=1.0),
             flag_fraction=d("flag_fraction", 0.70, "valid coverage below: FLAGGED", low=0.0, high=1.0),

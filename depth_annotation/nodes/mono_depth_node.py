@@ -13,7 +13,7 @@ from __future__ import annotations
 import sys
 import threading
 import time
-from collections import OrderedDict
+from functools import partial
 
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
@@ -24,6 +24,7 @@ from sensor_msgs.msg import Image
 
 from depth_annotation.common import (
     ImageConversionError,
+    StampBuffer,
     depth_to_metres,
     depth_to_millimetres,
     image_to_array,
@@ -51,7 +52,7 @@ NODE_NAME = "mono_depth_node"
 class MonoDepthNode(Node):
     def __init__(self) -> None:
         super().__init__(NODE_NAME)
-        d = lambda *a, **k: declare(self, *a, **k)  # noqa: E731
+        d = partial(declare, self)
         cfg = MonoModelConfig(
             model=d("model", DEFAULT_MODEL, "Hugging Face hub id or local directory of a Depth Anything checkpoint"),
             device=d("device", "cpu", "cpu, cuda or cuda:N"),
@@ -105,7 +106,7 @@ class MonoDepthNode(Node):
         self.max_backlog = 0
         self._busy = False
         self._infer_ms: list[float] = []
-        self._depth = OrderedDict()
+        self._depth: StampBuffer[np.ndarray] = StampBuffer(30)
         group = ReentrantCallbackGroup()
         sensor_qos = QoSProfile(depth=5, reliability=ReliabilityPolicy.BEST_EFFORT)
         self.create_subscription(Image, "color/image_raw", self._on_color, sensor_qos, callback_group=group)
@@ -149,9 +150,7 @@ class MonoDepthNode(Node):
             self.get_logger().error(f"sensor depth ignored: {exc}", throttle_duration_sec=10.0)
             return
         with self._lock:
-            self._depth[stamp_to_ns(msg.header.stamp)] = arr
-            while len(self._depth) > 30:
-                self._depth.popitem(last=False)
+            self._depth.put(stamp_to_ns(msg.header.stamp), arr)
             self._lock.notify_all()
 
     def _sensor_for(self, stamp: int) -> np.ndarray | None:
@@ -160,10 +159,10 @@ class MonoDepthNode(Node):
         deadline = time.monotonic() + self.sensor_wait_s
         with self._lock:
             while True:
-                best = min(self._depth, key=lambda s: abs(s - stamp), default=None)
-                if best is not None and abs(best - stamp) <= self.sync_tolerance_ns:
-                    return self._depth[best]
-                newest = next(reversed(self._depth), None)
+                match = self._depth.nearest(stamp, self.sync_tolerance_ns)
+                if match is not None:
+                    return match[1]
+                newest = self._depth.newest_stamp()
                 remaining = deadline - time.monotonic()
                 if self._stop or remaining <= 0 or (newest is not None and newest > stamp + self.sync_tolerance_ns):
                     return None  # timed out, or depth has moved past this frame (its depth was lost)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
@@ -111,7 +112,7 @@ class RealSenseNode(Node):
 
     # --- parameters -------------------------------------------------------------------------
     def _declare_parameters(self) -> dict:
-        d = lambda *a, **k: declare(self, *a, **k)  # noqa: E731
+        d = partial(declare, self)
         p = {
             "source": d("source", "synthetic", "where frames come from", choices=SOURCES),
             "serial_no": d("serial_no", "", "device serial number to open (empty: the first one found)"),

@@ -22,12 +22,12 @@ if TYPE_CHECKING:
         WARN,
         CoverageAnalyzer,
         CoverageConfig,
-        CoverageConfigError,
         FrameQuality,
         error_quality,
         grid_fractions,
         median_mm,
     )
+    from .errors import CoverageConfigError
     from .report import QCSession
 
 __getattr__, __dir__, __all__ = lazy_exports(__name__, __file__)

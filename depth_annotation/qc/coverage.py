@@ -19,8 +19,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-GOOD, WARN, FLAGGED, ERROR = 0, 1, 2, 3
-STATUS_NAMES = {GOOD: "GOOD", WARN: "WARN", FLAGGED: "FLAGGED", ERROR: "ERROR"}
+from depth_annotation.common import QcStatus
+
+from .errors import CoverageConfigError
+
+GOOD, WARN, FLAGGED, ERROR = QcStatus.GOOD, QcStatus.WARN, QcStatus.FLAGGED, QcStatus.ERROR
 
 # Machine-readable reasons.
 LOW_COVERAGE = "low_coverage"
@@ -31,10 +34,6 @@ HIGH_NOISE = "high_noise"
 FRAME_GAP = "frame_gap"
 BAD_ENCODING = "bad_encoding"
 RESOLUTION_CHANGE = "resolution_change"
-
-
-class CoverageConfigError(ValueError):
-    pass
 
 
 @dataclass(frozen=True)
@@ -89,7 +88,7 @@ class FrameQuality:
 
     @property
     def status_name(self) -> str:
-        return STATUS_NAMES[self.status]
+        return QcStatus(self.status).name
 
     def to_dict(self) -> dict:
         return {

@@ -17,9 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from depth_annotation.common import atomic_io
+from depth_annotation.common import QcStatus, atomic_io
 
-from .coverage import STATUS_NAMES, CoverageConfig, FrameQuality
+from .coverage import CoverageConfig, FrameQuality
 
 SCHEMA_VERSION = 1
 JSON_NAME, HTML_NAME = "qc_report.json", "qc_report.html"
@@ -40,7 +40,7 @@ class QCSession:
         rec = q.to_dict()
         del rec["grid_valid_fraction"]  # summarised as the mean heat map
         self.frames.append(rec)
-        if q.status_name == "ERROR":
+        if q.status == QcStatus.ERROR:
             self.errors += 1
             return
         g = q.grid_valid_fraction.astype(np.float64)
@@ -50,7 +50,7 @@ class QCSession:
         self._grid_n += 1
 
     def summary(self) -> dict[str, Any]:
-        ok = [f for f in self.frames if f["status"] != "ERROR"]
+        ok = [f for f in self.frames if f["status"] != QcStatus.ERROR.name]
         valid = np.array([f["valid_fraction"] for f in ok]) if ok else np.zeros(0)
         status_counts = Counter(f["status"] for f in self.frames)
         reason_counts = Counter(r for f in self.frames for r in f["reasons"])
@@ -75,14 +75,14 @@ class QCSession:
             "frames": len(self.frames),
             "first_stamp_ns": min(stamps) if stamps else None,
             "last_stamp_ns": max(stamps) if stamps else None,
-            "status_counts": {name: status_counts.get(name, 0) for name in STATUS_NAMES.values()},
+            "status_counts": {name: status_counts.get(name, 0) for name in QcStatus.__members__},
             "reason_counts": dict(sorted(reason_counts.items())),
             "valid_fraction": stats(valid),
             "roi_valid_fraction": stats(np.array([f["roi_valid_fraction"] for f in ok])),
             "in_range_fraction": stats(np.array([f["in_range_fraction"] for f in ok])),
             "temporal_noise_m": stats(np.array([f["temporal_noise_m"] for f in ok], dtype=float)),
             "mean_grid_valid_fraction": (self._grid_sum / self._grid_n).tolist() if self._grid_n else None,
-            "flagged_stamps_ns": [f["stamp_ns"] for f in self.frames if f["status"] == "FLAGGED"],
+            "flagged_stamps_ns": [f["stamp_ns"] for f in self.frames if f["status"] == QcStatus.FLAGGED.name],
             "per_frame": self.frames,
         }
 
@@ -111,7 +111,7 @@ def _plots(data: dict[str, Any]) -> list[tuple[str, str]]:
     import matplotlib.pyplot as plt
 
     cfg = data["config"]
-    frames = [f for f in data["per_frame"] if f["status"] != "ERROR"]
+    frames = [f for f in data["per_frame"] if f["status"] != QcStatus.ERROR.name]
     out: list[tuple[str, str]] = []
     if not frames:
         return out
@@ -119,7 +119,7 @@ def _plots(data: dict[str, Any]) -> list[tuple[str, str]]:
     t = np.array([(f["stamp_ns"] - t0) / 1e9 for f in frames])
     valid = np.array([f["valid_fraction"] for f in frames]) * 100
     roi = np.array([f["roi_valid_fraction"] for f in frames]) * 100
-    flagged = np.array([f["status"] == "FLAGGED" for f in frames])
+    flagged = np.array([f["status"] == QcStatus.FLAGGED.name for f in frames])
 
     fig, ax = plt.subplots(figsize=(9, 3.2))
     ax.plot(t, valid, lw=1, label="valid coverage")
@@ -159,7 +159,7 @@ def render_html(data: dict[str, Any]) -> str:
         "<tr><td colspan=2>none</td></tr>"
     )
     vf = data["valid_fraction"] or {}
-    flagged = [f for f in data["per_frame"] if f["status"] == "FLAGGED"]
+    flagged = [f for f in data["per_frame"] if f["status"] == QcStatus.FLAGGED.name]
     flagged_rows = (
         "".join(
             f"<tr><td>{f['stamp_ns']}</td><td>{f['valid_fraction'] * 100:.1f}</td>"
