@@ -6,8 +6,11 @@ conversions; this module only moves fields in and out of rclpy message objects.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 from builtin_interfaces.msg import Time
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header
 
@@ -55,3 +58,15 @@ def camera_info_msg(intr: Intrinsics, header: Header) -> CameraInfo:
         r=f["r"],
         p=f["p"],
     )
+
+
+def diagnostic_status(
+    level: bytes, name: str, message: str, values: Mapping[str, object], *, hardware_id: str = ""
+) -> DiagnosticStatus:
+    """One /diagnostics entry; floats shown with 4 significant digits, everything else with str()."""
+    pairs = [KeyValue(key=k, value=f"{v:.4g}" if isinstance(v, float) else str(v)) for k, v in values.items()]
+    return DiagnosticStatus(level=level, name=name, message=message, hardware_id=hardware_id, values=pairs)
+
+
+def diagnostic_array(stamp_ns: int, statuses: list[DiagnosticStatus]) -> DiagnosticArray:
+    return DiagnosticArray(header=make_header(stamp_ns, ""), status=statuses)

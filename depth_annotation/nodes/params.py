@@ -59,3 +59,21 @@ def declare(
     if choices and value not in choices:
         raise StartupError(f"parameter {name!r}: {value!r} is not one of {', '.join(choices)}")
     return value
+
+
+def declare_renamed(node: Node, name: str, old_name: str, default: Any, description: str, **kwargs: Any) -> Any:
+    """`declare` a parameter that was renamed: a value given under `old_name` still works for one release.
+
+    The old key is moved onto the new name before declaring (so ranges and types
+    are checked the same way and the old key does not count as undeclared), and a
+    deprecation line names both.
+    """
+    overrides = getattr(node, "_parameter_overrides", {})
+    if old_name in overrides:
+        old = overrides.pop(old_name)
+        if name in overrides:
+            node.get_logger().warning(f"parameter {old_name!r} is deprecated and ignored: {name!r} is set too")
+        else:
+            node.get_logger().warning(f"parameter {old_name!r} is deprecated: use {name!r}")
+            overrides[name] = Parameter(name, value=old.value)
+    return declare(node, name, default, description, **kwargs)
