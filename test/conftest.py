@@ -70,6 +70,17 @@ class RosFixture:
         self.rclpy.shutdown(context=self.context)
 
 
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    """`../shared/data` beside the checkout (CI has it; a user's clone does not: then the test skips)."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"real test data not found at {SHARED_DATA} (it lives beside the checkout on CI)")
+    return SHARED_DATA
+
+
 @pytest.fixture
 def ros():
     fixture = RosFixture()
