@@ -23,8 +23,8 @@ def run() -> list[dict]:
     for w, h in ((640, 480), (848, 480), (1280, 720)):
         intr = default_intrinsics(w, h)
         n = 10 if w < 1000 else 5
-        ray_ms = _time(lambda i: scene.raycast(intr, orbit_pose(i / 30)), n)
-        full_ms = _time(lambda i: scene.render(intr, orbit_pose(i / 30), frame_seed=i), n)
+        ray_ms = _time(lambda i, intr=intr: scene.raycast(intr, orbit_pose(i / 30)), n)
+        full_ms = _time(lambda i, intr=intr: scene.render(intr, orbit_pose(i / 30), frame_seed=i), n)
         f = scene.render(intr, orbit_pose(0))
         rows.append(
             {

@@ -90,7 +90,7 @@ def test_ros_only_in_the_shells(path):
     rel = str(path.relative_to(PKG))
     if _owner(path) == "nodes" or rel in ROS_CLIENTS:
         return
-    for module, names, line in _imports(path):
+    for module, _names, line in _imports(path):
         top = module.split(".")[0]
         assert top not in ROS_MODULES, f"{rel}:{line} imports {module}: ROS client code belongs in nodes/"
         if module in ("depth_annotation.msg", "depth_annotation.srv"):

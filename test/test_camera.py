@@ -39,8 +39,8 @@ def test_json_round_trip():
 
 def test_uncalibrated_camera_info_is_rejected():
     class Msg:
-        k = [0.0] * 9
-        d = []
+        k = (0.0,) * 9
+        d = ()
         width, height, distortion_model = 640, 480, ""
 
     with pytest.raises(CameraModelError, match="uncalibrated"):

@@ -103,7 +103,7 @@ def test_blosc_chunks_are_blosc_buffers_and_need_the_filter_to_read(tmp_path):
 def test_bad_codec_and_level_are_refused(tmp_path):
     with pytest.raises(ExportError, match="codec must be one of gzip, gzip-fast"):
         Hdf5DatasetWriter(tmp_path / "a.h5", codec="zip")
-    with pytest.raises(ExportError, match="gzip-fast levels are 0..3, got 4"):
+    with pytest.raises(ExportError, match=r"gzip-fast levels are 0\.\.3, got 4"):
         Hdf5DatasetWriter(tmp_path / "b.h5", codec="gzip-fast", level=4)
     with pytest.raises(CodecError, match="lzf takes no level"):
         resolve_codec("lzf", 3)

@@ -51,9 +51,9 @@ def test_colcon_style_build_and_install(tmp_path):
 
     # The installed tree alone imports: code and interfaces from the prefix, not the checkout.
     code = (
-        "import sys; sys.path[:] = [p for p in sys.path if p not in ('', %r)]; "
+        f"import sys; sys.path[:] = [p for p in sys.path if p not in ('', {str(REPO)!r})]; "
         "import depth_annotation.common.images as m; from depth_annotation.msg import DepthQuality; "
-        "print(m.__file__)" % str(REPO)
+        "print(m.__file__)"
     )
     res = subprocess.run(
         [str(VENV_BIN / "python"), "-c", code],

@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -167,6 +168,7 @@ def run_demo(out: Path, *, short: bool = False) -> int:
     )
 
     import rclpy
+    from rclpy.client import Client
     from rclpy.qos import QoSProfile, ReliabilityPolicy
     from sensor_msgs.msg import Image
     from std_srvs.srv import Trigger
@@ -213,11 +215,13 @@ def run_demo(out: Path, *, short: bool = False) -> int:
             for _ in range(2):
                 pub.publish(msg)
                 spin_until(lambda: False, 0.1)
-        client = node.create_client(Calibrate, "/camera/calibrate")
+        client: Client[Any, Any] = node.create_client(Calibrate, "/camera/calibrate")
         spin_until(client.service_is_ready, 30)
         fut = client.call_async(Calibrate.Request(min_views=20))
         spin_until(fut.done, 60)
         cal = fut.result()
+        if cal is None:
+            raise SystemExit("demo: error: the calibrate service did not answer within 60 s")
         summary["calibration"] = {
             "success": cal.success,
             "rms_px": cal.rms_px,
@@ -232,7 +236,7 @@ def run_demo(out: Path, *, short: bool = False) -> int:
         end = time.monotonic() + record_s + 60
         while recorder.poll() is None and time.monotonic() < end:
             rclpy.spin_once(node, timeout_sec=0.1)
-        report_client = node.create_client(Trigger, "/camera/write_report")
+        report_client: Client[Any, Any] = node.create_client(Trigger, "/camera/write_report")
         spin_until(report_client.service_is_ready, 10)
         fut = report_client.call_async(Trigger.Request())
         spin_until(fut.done, 30)
@@ -251,23 +255,21 @@ def run_demo(out: Path, *, short: bool = False) -> int:
     )
     export_s = time.perf_counter() - t0
     problems = check_dataset(out / "dataset")
-    preview = render_h5_frame(out / "dataset" / "export" / "dataset.h5", out / "dataset" / "preview.png")
+    render_h5_frame(out / "dataset" / "export" / "dataset.h5", out / "dataset" / "preview.png")
     qc = json.loads((out / "qc" / "qc_report.json").read_text())
     meta = json.loads((out / "captures" / "demo" / "capture_metadata.json").read_text())
 
+    depth_frames, cal = meta["frames"]["aligned_depth"], summary["calibration"]
     rows = [
-        ("frames published by the driver", meta["frames"]["aligned_depth"]["frames_published"]),
-        (
-            "frames dropped / skipped",
-            f"{meta['frames']['aligned_depth']['frames_dropped']} / {meta['frames']['aligned_depth']['frames_skipped']}",
-        ),
+        ("frames published by the driver", depth_frames["frames_published"]),
+        ("frames dropped / skipped", f"{depth_frames['frames_dropped']} / {depth_frames['frames_skipped']}"),
         ("frames analysed by QC", qc["frames"]),
         ("mean valid depth coverage", f"{qc['valid_fraction']['mean'] * 100:.1f} %" if qc["valid_fraction"] else "n/a"),
         ("QC good / warn / flagged", "{GOOD} / {WARN} / {FLAGGED}".format(**qc["status_counts"])),
         (
             "calibration",
-            f"{'OK' if summary['calibration']['success'] else 'FAILED'}: RMS {summary['calibration']['rms_px']:.3f} px over "
-            f"{summary['calibration']['views']} views, fx {summary['calibration']['fx']:.1f} (true {summary['calibration']['fx_true']:.1f})",
+            f"{'OK' if cal['success'] else 'FAILED'}: RMS {cal['rms_px']:.3f} px over "
+            f"{cal['views']} views, fx {cal['fx']:.1f} (true {cal['fx_true']:.1f})",
         ),
         ("monocular model", model_label),
         ("frames exported", report["frames"]),

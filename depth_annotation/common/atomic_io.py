@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 
-def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+def write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
@@ -29,11 +29,11 @@ def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     return path
 
 
-def write_text(path: str | os.PathLike, text: str) -> Path:
+def write_text(path: str | os.PathLike[str], text: str) -> Path:
     return write_bytes(path, text.encode("utf-8"))
 
 
-def write_json(path: str | os.PathLike, data: Any) -> Path:
+def write_json(path: str | os.PathLike[str], data: Any) -> Path:
     """Write `data` as indented JSON (NaN is written as null: JSON has no NaN)."""
     return write_text(path, json.dumps(_nan_to_none(data), indent=2, sort_keys=False) + "\n")
 

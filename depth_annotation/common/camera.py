@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from .errors import CameraModelError
 
@@ -198,7 +199,8 @@ class Extrinsics:
 
     def apply(self, points: np.ndarray) -> np.ndarray:
         """Map (N, 3) points from the source frame to the target frame."""
-        return np.asarray(points, dtype=np.float64).reshape(-1, 3) @ self.rotation.T + self.translation
+        out: np.ndarray = np.asarray(points, dtype=np.float64).reshape(-1, 3) @ self.rotation.T + self.translation
+        return out
 
     def inverse(self) -> Extrinsics:
         r_inv = self.rotation.T
@@ -224,7 +226,7 @@ class Extrinsics:
         y = np.copysign(y, r[0, 2] - r[2, 0])
         z = np.copysign(z, r[1, 0] - r[0, 1])
         q = np.array([x, y, z, w])
-        return q / np.linalg.norm(q)
+        return np.asarray(q / np.linalg.norm(q))
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -267,24 +269,24 @@ def rotation_from_euler_xyz(rx: float, ry: float, rz: float) -> np.ndarray:
     r_x = np.array([[1, 0, 0], [0, cx, -sx], [0, sx, cx]])
     r_y = np.array([[cy, 0, sy], [0, 1, 0], [-sy, 0, cy]])
     r_z = np.array([[cz, -sz, 0], [sz, cz, 0], [0, 0, 1]])
-    return r_z @ r_y @ r_x
+    return np.asarray(r_z @ r_y @ r_x)
 
 
-def look_at(eye: np.ndarray, target: np.ndarray, up: np.ndarray = np.array([0.0, 0.0, 1.0])) -> Extrinsics:
+def look_at(eye: ArrayLike, target: ArrayLike, up: ArrayLike = (0.0, 0.0, 1.0)) -> Extrinsics:
     """World -> optical-camera transform for a camera at `eye` looking at `target`.
 
     The optical frame is REP-103's: z forward, x right, y down. `up` is the world's up.
     """
-    eye, target, up = (np.asarray(a, dtype=np.float64) for a in (eye, target, up))
-    z = target - eye
+    eye_w, target_w, up_w = (np.asarray(a, dtype=np.float64) for a in (eye, target, up))
+    z = target_w - eye_w
     z /= np.linalg.norm(z)
-    x = np.cross(z, up)
+    x = np.cross(z, up_w)
     if np.linalg.norm(x) < 1e-9:
         raise CameraModelError("look_at: viewing direction is parallel to 'up'")
     x /= np.linalg.norm(x)
     y = np.cross(z, x)
     r_cw = np.stack([x, y, z])  # rows: camera axes in world coordinates
-    return Extrinsics(r_cw, -r_cw @ eye, "world", "camera_optical")
+    return Extrinsics(r_cw, -r_cw @ eye_w, "world", "camera_optical")
 
 
 def to_camera_info_yaml(intr: Intrinsics, camera_name: str) -> str:

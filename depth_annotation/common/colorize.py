@@ -24,6 +24,6 @@ def colorize_depth(
     d = np.asarray(depth_mm, dtype=np.float32)
     scaled = np.clip((d - min_mm) * (255.0 / (max_mm - min_mm)), 0, 255).astype(np.uint8)
     bgr = cv2.applyColorMap(scaled, cv2.COLORMAP_TURBO)
-    rgb = bgr[..., ::-1].copy()
+    rgb: np.ndarray = bgr[..., ::-1].copy()
     rgb[d == 0] = invalid_rgb
     return rgb

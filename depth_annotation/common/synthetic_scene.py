@@ -51,7 +51,7 @@ class DepthNoiseModel:
     enabled: bool = True
 
     def sigma(self, z: np.ndarray) -> np.ndarray:
-        return self.sigma_at_1m * np.square(z)
+        return np.asarray(self.sigma_at_1m * np.square(z))
 
 
 @dataclass
@@ -83,11 +83,11 @@ class RGBDFrame:
     @property
     def void_mask(self) -> np.ndarray:
         """Pixels the annotation taxonomy labels `void`: the sensor returned no depth."""
-        return self.depth_mm == 0
+        return np.asarray(self.depth_mm == 0)
 
     def annotation_labels(self) -> np.ndarray:
         """Label image as an annotator should produce it: void where there is no depth."""
-        out = self.labels.copy()
+        out: np.ndarray = self.labels.copy()
         out[self.void_mask] = LABEL_IDS["void"]
         return out
 
@@ -95,7 +95,9 @@ class RGBDFrame:
 # --- meshes ---------------------------------------------------------------------------------
 
 
-def _box(size: tuple[float, float, float], centre: tuple[float, float, float], yaw: float = 0.0):
+def _box(
+    size: tuple[float, float, float], centre: tuple[float, float, float], yaw: float = 0.0
+) -> o3d.geometry.TriangleMesh:
     mesh = o3d.geometry.TriangleMesh.create_box(*size)
     mesh.translate(-np.asarray(size) / 2)
     mesh.rotate(_rot_z(yaw), center=(0, 0, 0))
@@ -108,7 +110,9 @@ def _rot_z(yaw: float) -> np.ndarray:
     return np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]])
 
 
-def _mug(x: float, y: float, yaw: float, radius: float = 0.04, height: float = 0.10):
+def _mug(
+    x: float, y: float, yaw: float, radius: float = 0.04, height: float = 0.10
+) -> tuple[o3d.geometry.TriangleMesh, dict[str, np.ndarray]]:
     """A mug body (cylinder on the table) with a torus-section handle; returns mesh and keypoints."""
     body = o3d.geometry.TriangleMesh.create_cylinder(radius=radius, height=height, resolution=40)
     body.translate((0, 0, height / 2))
@@ -166,14 +170,13 @@ class SyntheticScene:
         ]
         slots = [(-0.36, -0.12), (-0.12, 0.14), (0.12, -0.14), (0.34, 0.12), (-0.30, 0.20), (0.02, 0.0)]
         order = rng.permutation(len(slots))
-        jitter = lambda: rng.uniform(-0.03, 0.03, 2)  # noqa: E731
-        pos = [np.asarray(slots[i]) + jitter() for i in order]
+        pos = [np.asarray(slots[i]) + rng.uniform(-0.03, 0.03, 2) for i in order]
 
-        mesh, kp = _mug(*pos[0], yaw=rng.uniform(-np.pi, np.pi))
+        mesh, kp = _mug(pos[0][0], pos[0][1], yaw=rng.uniform(-np.pi, np.pi))
         objs.append(
             SceneObject("mug_target", "target_object", mesh, (0.85, 0.15, 0.12), category="mug", keypoints_world=kp)
         )
-        mesh, kp = _mug(*pos[1], yaw=rng.uniform(-np.pi, np.pi), radius=0.035, height=0.09)
+        mesh, kp = _mug(pos[1][0], pos[1][1], yaw=rng.uniform(-np.pi, np.pi), radius=0.035, height=0.09)
         objs.append(
             SceneObject(
                 "mug_distractor", "distractor_object", mesh, (0.15, 0.35, 0.80), category="mug", keypoints_world=kp
@@ -237,7 +240,7 @@ class SyntheticScene:
         rays = np.empty((dirs.shape[0], 6), np.float32)
         rays[:, :3] = cam_to_world.translation
         rays[:, 3:] = dirs
-        hit = self._scene.cast_rays(o3d.core.Tensor(rays))
+        hit = self._scene.cast_rays(o3d.core.Tensor(rays))  # type: ignore[call-overload]  # open3d's stubs omit the one-argument form
         t = hit["t_hit"].numpy()
         gid = hit["geometry_ids"].numpy().astype(np.int64)
         miss = ~np.isfinite(t)
@@ -289,7 +292,7 @@ class SyntheticScene:
         refl = self._no_depth[idx] & (idx < len(self.objects))
         rgb[refl] += 0.25 * (lambert[refl] ** 8)[:, None]
         img = rgb * np.float32(255.0) + rng.standard_normal(rgb.shape, dtype=np.float32) * np.float32(1.5)
-        return np.clip(img, 0, 255).astype(np.uint8)
+        return np.asarray(np.clip(img, 0, 255), dtype=np.uint8)
 
     def sensor_depth(
         self,
@@ -307,7 +310,7 @@ class SyntheticScene:
         idx = np.where(object_index < 0, len(self.objects), object_index)
         z = np.nan_to_num(depth_gt, nan=0.0)
         if not noise.enabled:
-            return np.clip(np.rint(z * 1000.0), 0, 65535).astype(np.uint16)
+            return np.asarray(np.clip(np.rint(z * 1000.0), 0, 65535), dtype=np.uint16)
         z_noisy = z + rng.standard_normal(z.shape, dtype=np.float32) * noise.sigma(z)
         invalid = self._no_depth[idx] | (z < noise.min_range_m) | (z > noise.max_range_m)
         # Depth edges: a pixel beside a markedly farther neighbour (the occlusion band).
@@ -317,7 +320,7 @@ class SyntheticScene:
             nb = zp[1 + dy : 1 + dy + z.shape[0], 1 + dx : 1 + dx + z.shape[1]]
             farther |= (nb - z) > noise.edge_jump_m
         invalid |= farther & (rng.random(z.shape) < noise.edge_dropout)
-        mm = np.clip(np.rint(z_noisy * 1000.0), 0, 65535).astype(np.uint16)
+        mm: np.ndarray = np.clip(np.rint(z_noisy * 1000.0), 0, 65535).astype(np.uint16)
         mm[invalid] = 0
         return mm
 

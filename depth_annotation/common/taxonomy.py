@@ -59,13 +59,19 @@ class Taxonomy:
             "taxonomy_version": self.version,
             "void_id": self.void_id,
             "labels": [
-                {"id": l.id, "name": l.name, "color": list(l.color), "description": l.description} for l in self.labels
+                {"id": label.id, "name": label.name, "color": list(label.color), "description": label.description}
+                for label in self.labels
             ],
             "keypoints": {k: list(v) for k, v in self.keypoints.items()},
         }
 
 
 DEFAULT_TAXONOMY = Taxonomy(TAXONOMY_VERSION, DEFAULT_LABELS, KEYPOINTS)
+
+
+def _rgb(color: Any) -> tuple[int, int, int]:
+    r, g, b = (int(c) for c in color)
+    return r, g, b
 
 
 def load_taxonomy(path: str | Path) -> Taxonomy:
@@ -75,17 +81,16 @@ def load_taxonomy(path: str | Path) -> Taxonomy:
     try:
         doc = yaml.safe_load(Path(path).read_text())
         labels = tuple(
-            Label(int(x["id"]), str(x["name"]), tuple(int(c) for c in x["color"]), str(x.get("description", "")))
-            for x in doc["labels"]
+            Label(int(x["id"]), str(x["name"]), _rgb(x["color"]), str(x.get("description", ""))) for x in doc["labels"]
         )
         keypoints = {k: tuple(v) for k, v in (doc.get("keypoints") or {}).items()}
         version = str(doc["taxonomy_version"])
     except (OSError, KeyError, TypeError, ValueError, yaml.YAMLError) as exc:
         raise TaxonomyError(f"bad taxonomy file {path}: {exc}") from None
-    ids = [l.id for l in labels]
-    if len(set(ids)) != len(ids) or len({l.name for l in labels}) != len(labels):
+    ids = [label.id for label in labels]
+    if len(set(ids)) != len(ids) or len({label.name for label in labels}) != len(labels):
         raise TaxonomyError(f"bad taxonomy file {path}: label ids and names must be unique")
-    if "void" not in {l.name for l in labels}:
+    if "void" not in {label.name for label in labels}:
         raise TaxonomyError(f"bad taxonomy file {path}: a 'void' label (no depth) is required")
     return Taxonomy(version, labels, keypoints)
 
