@@ -5,6 +5,7 @@
 #   ./dev.sh test [args]    static checks, then the test suite (what CI runs); with pytest
 #                           args (files, -k ...), only pytest with those args
 #   ./dev.sh lint           the static checks alone: ruff format + ruff lint + mypy
+#   ./dev.sh mutate [names] mutation testing of the ROS-free modules (mutation/targets.toml)
 #   ./dev.sh bench [args]   the benchmarks, printed as tables
 #   ./dev.sh setup          only set up the environment
 set -euo pipefail
@@ -27,6 +28,7 @@ case "$cmd" in
   test)  bash scripts/setup_env.sh
          if [[ $# -eq 0 ]]; then lint; fi
          exec .venv/bin/python -m pytest "$@" ;;
+  mutate) bash scripts/setup_env.sh --mutate && exec .venv/bin/python mutation/run.py "$@" ;;
   bench) bash scripts/setup_env.sh && exec .venv/bin/python bench/run.py "$@" ;;
-  *) echo "usage: ./dev.sh {demo|test|lint|bench|setup} [args]" >&2; exit 2 ;;
+  *) echo "usage: ./dev.sh {demo|test|lint|mutate|bench|setup} [args]" >&2; exit 2 ;;
 esac

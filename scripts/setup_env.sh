@@ -6,13 +6,16 @@
 #      into .venv, with the node executables in .venv/bin.
 # Each step is skipped when its inputs have not changed (hash stamps in .venv/).
 #   --relock   re-resolve requirements/base.in and rewrite requirements/constraints.txt
+#   --mutate   also install the mutation-testing tools (requirements/mutate.txt)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="$ROOT/.venv"
 PY="${PYTHON:-python3}"
 RELOCK=0
+MUTATE=0
 [[ "${1:-}" == "--relock" ]] && RELOCK=1
+[[ "${1:-}" == "--mutate" ]] && MUTATE=1
 
 say() { printf '[setup] %s\n' "$*" >&2; }
 die() { printf '[setup] error: %s\n' "$*" >&2; exit 1; }
@@ -127,4 +130,16 @@ if [[ "$(cat "$LSV/.da-requirements" 2>/dev/null)" != "$ls_stamp" ]]; then
   "$LSV/bin/python" -c "from label_studio_sdk.label_interface import LabelInterface" \
     || die "label-studio-sdk did not install into $LSV"
   echo "$ls_stamp" >"$LSV/.da-requirements"
+fi
+
+# --- 5. Mutation testing tools (only for ./dev.sh mutate) -------------------------------------
+if ((MUTATE)); then
+  mut_stamp=$(stamp_of "$ROOT/requirements/mutate.txt")
+  if [[ "$(cat "$VENV/.da-mutate" 2>/dev/null)" != "$mut_stamp" ]]; then
+    say "installing the mutation-testing tools into $VENV"
+    "${PIP[@]}" install -r "$ROOT/requirements/mutate.txt" -c "$ROOT/requirements/constraints.txt" 2>&1 \
+      | grep -v "is ignored: it is neither a file nor a directory" >&2 || true
+    "$VENV/bin/mutmut" --version >/dev/null || die "mutmut did not install into $VENV"
+    echo "$mut_stamp" >"$VENV/.da-mutate"
+  fi
 fi

@@ -147,7 +147,8 @@ def pytest_sessionfinish(session, exitstatus):
 
 @pytest.hookimpl(trylast=True)
 def pytest_unconfigure(config):
-    if "status" in _EXIT_STATUS:
+    # The mutation runner (mutation/run.py) runs pytest inside its own process many times.
+    if "status" in _EXIT_STATUS and not os.environ.get("DEPTH_ANNOTATION_PYTEST_IN_PROCESS"):
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(_EXIT_STATUS["status"])
