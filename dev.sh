@@ -27,7 +27,7 @@ case "$cmd" in
   lint)  bash scripts/setup_env.sh && lint ;;
   test)  bash scripts/setup_env.sh
          if [[ $# -eq 0 ]]; then lint; fi
-         exec .venv/bin/python -m pytest "$@" ;;
+         exec scripts/private_network.sh .venv/bin/python -m pytest "$@" ;;
   mutate) bash scripts/setup_env.sh --mutate && exec .venv/bin/python mutation/run.py "$@" ;;
   bench) bash scripts/setup_env.sh && exec .venv/bin/python bench/run.py "$@" ;;
   *) echo "usage: ./dev.sh {demo|test|lint|mutate|bench|setup} [args]" >&2; exit 2 ;;

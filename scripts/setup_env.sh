@@ -27,6 +27,9 @@ dpkg-query -W -f='${Status}' libusb-1.0-0 2>/dev/null | grep -q "ok installed" |
 command -v cmake >/dev/null || need_debs+=(cmake)
 command -v g++ >/dev/null || need_debs+=(g++)
 command -v make >/dev/null || need_debs+=(make)
+# `ip` and `unshare` (util-linux): the tests run in a private loopback-only network namespace.
+command -v ip >/dev/null || need_debs+=(iproute2)
+command -v unshare >/dev/null || need_debs+=(util-linux)
 "$PY" -c "import venv, ensurepip" 2>/dev/null || need_debs+=(python3-venv)
 if ((${#need_debs[@]})); then
   say "installing Debian packages: ${need_debs[*]}"
