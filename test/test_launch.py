@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 
 from rcl_interfaces.srv import ListParameters
-from ros_harness import REPO, VENV_BIN, WATCHED
+from ros_harness import REPO, VENV_BIN, WATCHED, wait_until
 
 from depth_annotation.mono import save_tiny_model
 from depth_annotation.msg import DepthQuality, MonoFitQuality
@@ -180,9 +180,18 @@ def test_full_node_set_runs_with_the_launch_params(ros, procs, tmp_path):
     assert json.loads(meta.read_text())["final"] is True
 
 
-def test_a_misspelt_params_file_key_fails_start_up(procs, tmp_path):
+def test_a_misspelt_params_file_key_is_named_and_refused_when_strict(procs, tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text((REPO / "config" / "coverage_qc.yaml").read_text().replace("good_fraction", "good_fracton"))
-    p = procs.node("coverage_qc_node", params_file=bad, watch=False)
+    p = procs.node("coverage_qc_node", params_file=bad, params={"strict_parameters": True}, watch=False)
     assert p.wait_exit(60) == 2
     assert "[coverage_qc_node] error: unknown parameter(s) good_fracton" in p.output()
+
+
+def test_a_shared_params_file_with_foreign_keys_starts_with_a_warning(procs, tmp_path):
+    shared = tmp_path / "robot.yaml"
+    shared.write_text((REPO / "config" / "coverage_qc.yaml").read_text().rstrip("\n") + "\n    other_nodes_gain: 2.5\n")
+    p = procs.node("coverage_qc_node", params_file=shared, name="coverage_qc_shared")
+    assert wait_until(lambda: "other_nodes_gain" in p.output(), 30), p.output()[-2000:]
+    assert p.alive(), p.output()[-2000:]
+    assert "unknown parameter(s) other_nodes_gain" in p.output() and "ignored" in p.output()

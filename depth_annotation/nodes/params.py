@@ -4,14 +4,19 @@
 and, where it has one, a range (shown by `ros2 param describe`), and so that an
 invalid value (out of range, wrong type, not one of the choices) raises
 `StartupError` naming the parameter, the value and what is allowed.
+
+A parameter is either tunable at run time (`on_change=`: `ros2 param set` validates
+the new value with the same range and choices, then the callback applies it, or the
+set is refused with the reason) or read-only (`ros2 param set` refuses it instead of
+answering success and changing nothing).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
 from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
 from rclpy.node import Node
 from rclpy.parameter import Parameter
@@ -30,10 +35,15 @@ def declare(
     low: float | None = None,
     high: float | None = None,
     choices: Sequence[str] | None = None,
-    read_only: bool = False,
+    on_change: Callable[[Any], None] | None = None,
 ) -> Any:
-    """Declare `name` and return its (validated) value."""
-    desc = ParameterDescriptor(description=description, read_only=read_only)
+    """Declare `name` and return its (validated) value.
+
+    With `on_change`, the parameter is tunable: a later `ros2 param set` is checked against
+    `choices` (the range is checked by rclpy from the descriptor) and passed to `on_change`,
+    which may raise ValueError to refuse it. Without, the parameter is read-only.
+    """
+    desc = ParameterDescriptor(description=description, read_only=on_change is None)
     if choices:
         desc.additional_constraints = "one of: " + ", ".join(choices)
     if low is not None and high is not None:
@@ -58,7 +68,39 @@ def declare(
         value = []
     if choices and value not in choices:
         raise StartupError(f"parameter {name!r}: {value!r} is not one of {', '.join(choices)}")
+    if on_change is not None:
+        _tunables(node)[name] = (on_change, tuple(choices) if choices else None)
     return value
+
+
+_TUNABLES = "_depth_annotation_tunables"
+
+
+def _tunables(node: Node) -> dict[str, tuple[Callable[[Any], None], tuple[str, ...] | None]]:
+    """The node's tunable parameters, with one on-set callback registered the first time."""
+    table = getattr(node, _TUNABLES, None)
+    if table is None:
+        table = {}
+        setattr(node, _TUNABLES, table)
+
+        def on_set(params: list[Parameter]) -> SetParametersResult:
+            for param in params:
+                entry = table.get(param.name)
+                if entry is None:
+                    continue
+                apply, choices = entry
+                if choices and param.value not in choices:
+                    return SetParametersResult(
+                        successful=False, reason=f"{param.name}: {param.value!r} is not one of {', '.join(choices)}"
+                    )
+                try:
+                    apply(param.value)
+                except ValueError as exc:
+                    return SetParametersResult(successful=False, reason=f"{param.name}: {exc}")
+            return SetParametersResult(successful=True)
+
+        node.add_on_set_parameters_callback(on_set)
+    return table
 
 
 def declare_renamed(node: Node, name: str, old_name: str, default: Any, description: str, **kwargs: Any) -> Any:

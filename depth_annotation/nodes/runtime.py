@@ -12,7 +12,7 @@ from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.signals import SignalHandlerOptions
 
-from .params import StartupError
+from .params import StartupError, declare
 
 
 def configure_middleware() -> None:
@@ -33,8 +33,9 @@ def configure_middleware() -> None:
 def undeclared_overrides(node: Node) -> list[str]:
     """Parameters given to the node (params file, -p) that it never declared.
 
-    rclpy silently ignores them; we refuse them, so a misspelt key in a YAML
-    file fails at start-up instead of being a silent no-op.
+    rclpy and rclcpp ignore them silently (a shared `/**:` params file holds other
+    nodes' keys); we name them in a warning, or refuse them with
+    `strict_parameters:=true`, so a misspelt key is never a silent no-op.
     """
     given = set(getattr(node, "_parameter_overrides", {}))
     return sorted(given - set(node._parameters))
@@ -63,11 +64,15 @@ def run_node(factory: Callable[[], Node], args: list[str] | None = None, *, name
     try:
         try:
             node = factory()
+            strict = declare(node, "strict_parameters", False, "refuse parameters this node does not declare")
             unknown = undeclared_overrides(node)
             if unknown:
-                raise StartupError(
+                text = (
                     f"unknown parameter(s) {', '.join(unknown)}: not declared by this node (a typo in the params file?)"
                 )
+                if strict:
+                    raise StartupError(text)
+                node.get_logger().warning(text + "; ignored (strict_parameters:=true refuses them)")
         except StartupError as exc:
             print(f"[{name}] error: {exc}", file=sys.stderr, flush=True)
             return 2
