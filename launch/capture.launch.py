@@ -3,13 +3,12 @@
 ros2 launch depth_annotation capture.launch.py source:=device serial_no:=123456789 output_dir:=/data/session1
 """
 
+from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
 from launch_ros.parameter_descriptions import ParameterValue
 from launch_ros.substitutions import FindPackageShare
-
-from launch import LaunchDescription
 
 PACKAGE = "depth_annotation"
 

@@ -4,13 +4,12 @@ ros2 launch depth_annotation export.launch.py output_dir:=/data/ds scene_id:=kit
 ros2 bag play /data/session1/bag
 """
 
+from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
 from launch_ros.parameter_descriptions import ParameterValue
 from launch_ros.substitutions import FindPackageShare
-
-from launch import LaunchDescription
 
 PACKAGE = "depth_annotation"
 
