@@ -99,8 +99,8 @@ class Processes:
         """Start a node; with `watch`, waits in this test fail fast if it dies."""
         return self._track(start_node(exe, self.log_dir, **kwargs), watch)
 
-    def command(self, cmd: list[str], name: str, *, watch: bool = True) -> NodeProcess:
-        return self._track(start_process(cmd, name, self.log_dir), watch)
+    def command(self, cmd: list[str], name: str, *, watch: bool = True, stock: bool = False) -> NodeProcess:
+        return self._track(start_process(cmd, name, self.log_dir, stock=stock), watch)
 
     def _track(self, p: NodeProcess, watch: bool) -> NodeProcess:
         self.started.append(p)

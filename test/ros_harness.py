@@ -56,11 +56,31 @@ class NodeProcess:
         return self.proc.wait(timeout)
 
 
-def start_process(cmd: list[str], name: str, log_dir: Path, env: dict[str, str] | None = None) -> NodeProcess:
+# What a stock ROS 2 shell has none of: our tests' DDS profile and discovery settings.
+PROJECT_DDS_VARIABLES = (
+    "FASTDDS_DEFAULT_PROFILES_FILE",
+    "FASTRTPS_DEFAULT_PROFILES_FILE",
+    "FASTDDS_BUILTIN_TRANSPORTS",
+    "ROS_AUTOMATIC_DISCOVERY_RANGE",
+    "ROS_STATIC_PEERS",
+    "ROS_LOCALHOST_ONLY",
+    "RMW_IMPLEMENTATION",
+)
+
+
+def stock_environment() -> dict[str, str]:
+    """This process's environment less every DDS/RMW setting: only ROS_DOMAIN_ID stays (private per session)."""
+    return {k: v for k, v in os.environ.items() if k not in PROJECT_DDS_VARIABLES}
+
+
+def start_process(
+    cmd: list[str], name: str, log_dir: Path, env: dict[str, str] | None = None, *, stock: bool = False
+) -> NodeProcess:
+    """Start `cmd`; `stock` gives it the stock environment (no project DDS variables)."""
     log_dir.mkdir(parents=True, exist_ok=True)
     log_path = log_dir / f"{name}.log"
     fh = open(log_path, "wb")
-    full_env = dict(os.environ)
+    full_env = stock_environment() if stock else dict(os.environ)
     full_env["PYTHONUNBUFFERED"] = "1"
     if env:
         full_env.update(env)
@@ -79,6 +99,7 @@ def start_node(
     namespace: str | None = None,
     name: str | None = None,
     extra_args: list[str] | None = None,
+    stock: bool = False,
 ) -> NodeProcess:
     """Start `.venv/bin/<exe> --ros-args ...` as `ros2 run` would."""
     cmd = [str(executable(exe))]
@@ -94,7 +115,7 @@ def start_node(
         cmd += ["-r", f"{src}:={dst}"]
     if namespace:
         cmd += ["-r", f"__ns:={namespace if namespace.startswith('/') else '/' + namespace}"]
-    return start_process(cmd, name or exe, log_dir)
+    return start_process(cmd, name or exe, log_dir, stock=stock)
 
 
 def start_python(script: Path, args: list[str], log_dir: Path, name: str) -> NodeProcess:

@@ -94,7 +94,9 @@ def test_every_import_can_be_installed_on_a_robot():
             if by_import[top] not in runtime:
                 problems.append(f"{top} (imported in {example}): add <exec_depend>{by_import[top]}</exec_depend>")
         elif top not in robot:
-            problems.append(f"{top} (imported in {example}) has neither a rosdep key nor a line in requirements/robot.txt")
+            problems.append(
+                f"{top} (imported in {example}) has neither a rosdep key nor a line in requirements/robot.txt"
+            )
     assert not problems, "\n".join(problems)
 
 
@@ -105,4 +107,6 @@ def test_test_imports_are_test_depends():
     used = _third_party_imports("test")
     for top in ("pytest", "hypothesis", "psutil"):
         if top in used:
-            assert by_import[top] in tests, f"{top} is used by the tests: add <test_depend>{by_import[top]}</test_depend>"
+            assert by_import[top] in tests, (
+                f"{top} is used by the tests: add <test_depend>{by_import[top]}</test_depend>"
+            )

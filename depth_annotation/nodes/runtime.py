@@ -56,7 +56,6 @@ def run_node(factory: Callable[[], Node], args: list[str] | None = None, *, name
     # publishers that worker threads may still use; instead SIGINT and SIGTERM
     # raise KeyboardInterrupt in the spinning thread, so the node's shutdown()
     # runs (threads stopped, files finalised) before the context goes away.
-    configure_middleware()
     rclpy.init(args=args if args is not None else sys.argv, signal_handler_options=SignalHandlerOptions.NO)
     signal.signal(signal.SIGINT, _interrupt)
     signal.signal(signal.SIGTERM, _interrupt)
@@ -73,6 +72,7 @@ def run_node(factory: Callable[[], Node], args: list[str] | None = None, *, name
                 if strict:
                     raise StartupError(text)
                 node.get_logger().warning(text + "; ignored (strict_parameters:=true refuses them)")
+            node.get_logger().info("ready")  # one line a launch log or a test can wait for
         except StartupError as exc:
             print(f"[{name}] error: {exc}", file=sys.stderr, flush=True)
             return 2
