@@ -29,6 +29,6 @@ case "$cmd" in
          if [[ $# -eq 0 ]]; then lint; fi
          exec scripts/private_network.sh .venv/bin/python -m pytest "$@" ;;
   mutate) bash scripts/setup_env.sh --mutate && exec .venv/bin/python mutation/run.py "$@" ;;
-  bench) bash scripts/setup_env.sh && exec .venv/bin/python bench/run.py "$@" ;;
+  bench) bash scripts/setup_env.sh && exec scripts/private_network.sh .venv/bin/python bench/run.py "$@" ;;
   *) echo "usage: ./dev.sh {demo|test|lint|mutate|bench|setup} [args]" >&2; exit 2 ;;
 esac
