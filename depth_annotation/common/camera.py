@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from .errors import CameraModelError
 
@@ -198,7 +199,8 @@ class Extrinsics:
 
     def apply(self, points: np.ndarray) -> np.ndarray:
         """Map (N, 3) points from the source frame to the target frame."""
-        return np.asarray(points, dtype=np.float64).reshape(-1, 3) @ self.rotation.T + self.translation
+        out: np.ndarray = np.asarray(points, dtype=np.float64).reshape(-1, 3) @ self.rotation.T + self.translation
+        return out
 
     def inverse(self) -> Extrinsics:
         r_inv = self.rotation.T
@@ -214,17 +216,23 @@ class Extrinsics:
         )
 
     def quaternion_xyzw(self) -> np.ndarray:
-        """Rotation as a unit quaternion (x, y, z, w), for geometry_msgs/Transform."""
+        """Rotation as a unit quaternion (x, y, z, w) with w >= 0, for geometry_msgs/Transform.
+
+        Shepperd's method: the largest component comes from the diagonal, the other three from
+        off-diagonal sums and differences divided by it. (Signs taken from the differences alone are
+        all + for a half-turn, w = 0, which turned e.g. a half-turn about (1, -1, 0) into one about (1, 1, 0).)
+        """
         r = self.rotation
-        w = np.sqrt(max(0.0, 1.0 + r[0, 0] + r[1, 1] + r[2, 2])) / 2
-        x = np.sqrt(max(0.0, 1.0 + r[0, 0] - r[1, 1] - r[2, 2])) / 2
-        y = np.sqrt(max(0.0, 1.0 - r[0, 0] + r[1, 1] - r[2, 2])) / 2
-        z = np.sqrt(max(0.0, 1.0 - r[0, 0] - r[1, 1] + r[2, 2])) / 2
-        x = np.copysign(x, r[2, 1] - r[1, 2])
-        y = np.copysign(y, r[0, 2] - r[2, 0])
-        z = np.copysign(z, r[1, 0] - r[0, 1])
-        q = np.array([x, y, z, w])
-        return q / np.linalg.norm(q)
+        wx, wy, wz = r[2, 1] - r[1, 2], r[0, 2] - r[2, 0], r[1, 0] - r[0, 1]  # 4wx, 4wy, 4wz
+        xy, xz, yz = r[0, 1] + r[1, 0], r[0, 2] + r[2, 0], r[1, 2] + r[2, 1]  # 4xy, 4xz, 4yz
+        d = r.diagonal()
+        four_sq = 1.0 + np.array([d.sum(), d[0] - d[1] - d[2], d[1] - d[0] - d[2], d[2] - d[0] - d[1]])  # 4w^2, 4x^2..
+        k = int(np.argmax(four_sq))
+        s = 2.0 * np.sqrt(four_sq[k])  # 4 times the largest component
+        rows = [[wx, wy, wz, s * s / 4], [s * s / 4, xy, xz, wx], [xy, s * s / 4, yz, wy], [xz, yz, s * s / 4, wz]]
+        q: np.ndarray = np.array(rows[k]) / s
+        q /= np.linalg.norm(q)
+        return q if q[3] >= 0 else -q
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -267,24 +275,24 @@ def rotation_from_euler_xyz(rx: float, ry: float, rz: float) -> np.ndarray:
     r_x = np.array([[1, 0, 0], [0, cx, -sx], [0, sx, cx]])
     r_y = np.array([[cy, 0, sy], [0, 1, 0], [-sy, 0, cy]])
     r_z = np.array([[cz, -sz, 0], [sz, cz, 0], [0, 0, 1]])
-    return r_z @ r_y @ r_x
+    return np.asarray(r_z @ r_y @ r_x)
 
 
-def look_at(eye: np.ndarray, target: np.ndarray, up: np.ndarray = np.array([0.0, 0.0, 1.0])) -> Extrinsics:
+def look_at(eye: ArrayLike, target: ArrayLike, up: ArrayLike = (0.0, 0.0, 1.0)) -> Extrinsics:
     """World -> optical-camera transform for a camera at `eye` looking at `target`.
 
     The optical frame is REP-103's: z forward, x right, y down. `up` is the world's up.
     """
-    eye, target, up = (np.asarray(a, dtype=np.float64) for a in (eye, target, up))
-    z = target - eye
+    eye_w, target_w, up_w = (np.asarray(a, dtype=np.float64) for a in (eye, target, up))
+    z = target_w - eye_w
     z /= np.linalg.norm(z)
-    x = np.cross(z, up)
+    x = np.cross(z, up_w)
     if np.linalg.norm(x) < 1e-9:
         raise CameraModelError("look_at: viewing direction is parallel to 'up'")
     x /= np.linalg.norm(x)
     y = np.cross(z, x)
     r_cw = np.stack([x, y, z])  # rows: camera axes in world coordinates
-    return Extrinsics(r_cw, -r_cw @ eye, "world", "camera_optical")
+    return Extrinsics(r_cw, -r_cw @ eye_w, "world", "camera_optical")
 
 
 def to_camera_info_yaml(intr: Intrinsics, camera_name: str) -> str:
