@@ -102,7 +102,7 @@ def test_backproject_inverts_project(intr, data):
     points = np.stack([tx * z, ty * z, z], axis=1)
     uv = intr.project(points)
     assert uv.shape == (n, 2)
-    # X = (u - cx) Z / fx: the guide's back-projection for a clicked pixel
+    # X = (u - cx) Z / fx, Y = (v - cy) Z / fy: how an annotated pixel and its depth become a 3-D point
     assert np.allclose(intr.backproject(uv[:, 0], uv[:, 1], z), points, rtol=1e-9, atol=1e-9 * z.max())
 
 
