@@ -1,4 +1,4 @@
-"""Monocular depth: per-frame scale fit at 640x480, model inference (tiny on CPU; Small-sized ViT-S where a GPU exists)."""
+"""Monocular depth: per-frame scale fit at 640x480 and model inference (tiny on CPU; ViT-S Small-sized with a GPU)."""
 
 from __future__ import annotations
 

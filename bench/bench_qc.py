@@ -53,7 +53,7 @@ def _node_rate(frames: list[np.ndarray], fps: float) -> dict:
             "-r",
             "__ns:=/bench",
             "-p",
-            "report_dir:=/tmp/bench_qc",
+            "output_dir:=/tmp/bench_qc",
         ],
         env=env,
         stdout=subprocess.DEVNULL,

@@ -58,7 +58,7 @@ def generate_launch_description() -> LaunchDescription:
         name="coverage_qc_node",
         namespace=ns,
         output="screen",
-        parameters=[config("coverage_qc.yaml"), {"report_dir": PathJoinSubstitution([out, "qc"])}],
+        parameters=[config("coverage_qc.yaml"), {"output_dir": PathJoinSubstitution([out, "qc"])}],
     )
     calibration = Node(
         package=PACKAGE,

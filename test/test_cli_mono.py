@@ -1,4 +1,9 @@
-"""`depth-annotation mono`: batch monocular depth over images and over a bag, with the tiny model."""
+"""`depth-annotation mono`: batch monocular depth over images and over a bag, with the tiny model.
+
+The untrained tiny model's output is ~1e-7 everywhere (metric depth would sit at the 10 m limit), so
+the test rescales its last layer to spread the output over about 0.27..0.33 and checks every PNG
+pixel against that output made metric here, by the scale's own formula 1/Z = scale * d + shift.
+"""
 
 import json
 import subprocess
@@ -9,7 +14,9 @@ from ros_harness import VENV_BIN
 
 from depth_annotation.common import SyntheticScene, default_intrinsics, orbit_pose
 from depth_annotation.dataset import bag_io
-from depth_annotation.mono import save_tiny_model
+from depth_annotation.mono import DepthAnything, MonoModelConfig, save_tiny_model
+
+MIN_M, MAX_M = 0.1, 10.0  # the aligner's validity limits, which the CLI keeps
 
 
 def run(*args):
@@ -18,8 +25,34 @@ def run(*args):
     )
 
 
+def spread_tiny_model(directory):
+    """The tiny model with its 1x1 output convolution scaled 1e5x and biased by 0.3: output ~0.27..0.33."""
+    import torch
+    from transformers import DepthAnythingForDepthEstimation
+
+    directory = save_tiny_model(directory)
+    net = DepthAnythingForDepthEstimation.from_pretrained(directory)
+    with torch.no_grad():
+        net.head.conv3.weight.mul_(1e5)
+        net.head.conv3.bias.fill_(0.3)
+    net.save_pretrained(directory, safe_serialization=True)
+    return directory
+
+
+def assert_metric_png(path, relative, scale, shift):
+    """The 16-bit PNG holds round(1000 / (scale * d + shift)) mm where that is within the limits, else 0."""
+    png = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    assert png.dtype == np.uint16 and png.shape == relative.shape
+    z = 1.0 / (scale * relative.astype(np.float64) + shift)
+    valid = (z >= MIN_M) & (z <= MAX_M)
+    near_limit = np.isclose(z, MIN_M, rtol=1e-3) | np.isclose(z, MAX_M, rtol=1e-3)  # float32 may round across
+    assert np.array_equal((png > 0)[~near_limit], valid[~near_limit])
+    assert np.abs(png[valid].astype(np.float64) - np.rint(z[valid] * 1000)).max() <= 1.0  # 1 mm: float32 rounding
+    return png
+
+
 def test_mono_over_images_and_bag(tmp_path):
-    model = save_tiny_model(tmp_path / "tiny")
+    model = spread_tiny_model(tmp_path / "tiny")
     scene, intr = SyntheticScene(0), default_intrinsics(160, 120)
     frames = [scene.render(intr, orbit_pose(i * 0.2), frame_seed=i) for i in range(3)]
     (tmp_path / "imgs").mkdir()
@@ -39,11 +72,16 @@ def test_mono_over_images_and_bag(tmp_path):
         str(tmp_path / "o1"),
     )
     assert res.returncode == 0, res.stderr
-    depth = cv2.imread(str(tmp_path / "o1" / "depth" / "001.png"), cv2.IMREAD_UNCHANGED)
-    assert depth.dtype == np.uint16 and depth.shape == (120, 160)
+    # the model's relative output for each frame, computed here
+    net = DepthAnything(MonoModelConfig(model=str(model)))
+    relative = [net.predict(f.color)[0] for f in frames]
+    assert all(0.2 < r.min() and r.max() - r.min() > 0.01 and r.max() < 0.4 for r in relative)
+    for i, rel in enumerate(relative):  # scale 2.0, shift 0.1 from the file: 1.4..1.6 m, all valid
+        png = assert_metric_png(tmp_path / "o1" / "depth" / f"{i:03d}.png", rel, 2.0, 0.1)
+        assert (png > 0).all() and png.max() - png.min() > 20
     meta = json.loads((tmp_path / "o1" / "scale.json").read_text())
     assert meta["mode"] == "scale_file" and meta["untrained_model"] is True
-    assert meta["frames"][0]["scale"] == 2.0 and len(meta["frames"]) == 3
+    assert [(r["frame"], r["scale"], r["shift"]) for r in meta["frames"]] == [(f"{i:03d}", 2.0, 0.1) for i in range(3)]
 
     bag = tmp_path / "bag"
     with bag_io.BagWriter(bag, storage="mcap") as w:
@@ -66,9 +104,12 @@ def test_mono_over_images_and_bag(tmp_path):
     assert res.returncode == 0, res.stderr
     meta = json.loads((tmp_path / "o2" / "scale.json").read_text())
     assert meta["mode"] == "sensor_fit" and all(r["fitted"] for r in meta["frames"])
-    assert sorted(p.stem for p in (tmp_path / "o2" / "depth").iterdir()) == [
-        str(10**9 + i * 33_333_333) for i in range(3)
-    ]
+    names = [str(10**9 + i * 33_333_333) for i in range(3)]
+    assert sorted(p.stem for p in (tmp_path / "o2" / "depth").iterdir()) == names
+    for name, rel, rec in zip(names, relative, meta["frames"], strict=True):  # each frame with its own fit
+        assert rec["frame"] == name
+        png = assert_metric_png(tmp_path / "o2" / "depth" / f"{name}.png", rel, rec["scale"], rec["shift"])
+        assert (png > 0).mean() > 0.5, (png > 0).mean()
 
     res = run(
         "--bag",

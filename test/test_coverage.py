@@ -3,17 +3,15 @@
 import numpy as np
 import pytest
 
+from depth_annotation.common import QcStatus
 from depth_annotation.qc import (
-    FLAGGED,
     FRAME_GAP,
-    GOOD,
     HIGH_NOISE,
     LOW_COVERAGE,
     OUT_OF_RANGE,
     RESOLUTION_CHANGE,
     ROI_HOLE,
     TOO_CLOSE,
-    WARN,
     CoverageAnalyzer,
     CoverageConfig,
     CoverageConfigError,
@@ -21,6 +19,7 @@ from depth_annotation.qc import (
     median_mm,
 )
 
+GOOD, WARN, FLAGGED = QcStatus.GOOD, QcStatus.WARN, QcStatus.FLAGGED
 H, W = 480, 640
 
 
@@ -54,10 +53,24 @@ def test_exact_fractions_for_a_constructed_hole():
 
 
 def test_grid_handles_sizes_that_do_not_divide():
+    # 7 x 10 pixels in 2 x 3 cells, edges at round(i * size / n), written out by hand:
+    # rows 0-3 | 4-6, columns 0-2 | 3-6 | 7-9 (the leftover pixels go to the last row and column).
+    row_cells, col_cells = [range(0, 4), range(4, 7)], [range(0, 3), range(3, 7), range(7, 10)]
+    for y in range(7):  # one valid pixel at every position: exactly its own cell sees it
+        for x in range(10):
+            valid = np.zeros((7, 10), bool)
+            valid[y, x] = True
+            i = next(k for k, r in enumerate(row_cells) if y in r)
+            j = next(k for k, c in enumerate(col_cells) if x in c)
+            expected = np.zeros((2, 3))
+            expected[i, j] = 1 / (len(row_cells[i]) * len(col_cells[j]))
+            assert np.allclose(grid_fractions(valid, 2, 3), expected), (y, x)
+    # dead right column and bottom row: the cells holding the leftover pixels, counted by hand
     valid = np.ones((7, 10), bool)
-    valid[:, :3] = False
-    g = grid_fractions(valid, 2, 3)  # column edges at 0, 3, 7, 10 ... rounded linspace
-    assert g.shape == (2, 3) and g[0, 0] == 0.0 and g[0, 1] == 1.0
+    valid[:, 9] = False
+    valid[6, :] = False
+    expected = np.array([[1.0, 1.0, 8 / 12], [6 / 9, 8 / 12, 4 / 9]])
+    assert np.allclose(grid_fractions(valid, 2, 3), expected)
 
 
 def test_roi_hole_with_good_overall_coverage():

@@ -27,7 +27,7 @@ def test_injected_holes_are_flagged_and_stamps_match(ros, procs, tmp_path):
             "temporal_filter.holes_fill": 0,  # persistency would paint the injected holes over
         },
     )
-    procs.node("coverage_qc_node", namespace="camera", params={"report_dir": str(tmp_path / "qc")})
+    procs.node("coverage_qc_node", namespace="camera", params={"output_dir": str(tmp_path / "qc")})
     node = ros.node("qc_observer")
     depth_valid: dict[int, float] = {}
     quality: dict[int, DepthQuality] = {}
@@ -76,6 +76,7 @@ def test_injected_holes_are_flagged_and_stamps_match(ros, procs, tmp_path):
 
 
 def test_bad_encoding_and_resolution_change(ros, procs, tmp_path):
+    # started with the deprecated name of output_dir: it still works, with a warning
     qc = procs.node("coverage_qc_node", namespace="camera", params={"report_dir": str(tmp_path)})
     node = ros.node("feeder")
     pub = node.create_publisher(Image, "/camera/aligned_depth_to_color/image_raw", BEST_EFFORT)
@@ -92,10 +93,15 @@ def test_bad_encoding_and_resolution_change(ros, procs, tmp_path):
         send(np.zeros((48, 64), np.uint8), "mono8", i)
         ros.spin_until(lambda: False, timeout=0.05)
     assert ros.spin_until(lambda: any(m.status == DepthQuality.ERROR for m in got), timeout=10)
-    assert ros.spin_until(
-        lambda: any(s.level == DiagnosticStatus.ERROR and "depth coverage" in s.name for d in diags for s in d.status),
-        timeout=10,
-    )
+
+    def error_diags():
+        return [s for d in diags for s in d.status if s.level == DiagnosticStatus.ERROR and "depth coverage" in s.name]
+
+    assert ros.spin_until(error_diags, timeout=10)
+    values = {kv.key: kv.value for kv in error_diags()[0].values}
+    # only unanalysable frames so far: every one counted as an error, no coverage to average
+    assert int(values["error"]) == int(values["frames_10s"]) >= 1, values
+    assert (values["good"], values["warn"], values["flagged"], values["mean_valid_fraction"]) == ("0", "0", "0", "nan")
     assert "bad_encoding" in got[-1].reasons
     assert qc.alive()
     errors = [line for line in qc.output().splitlines() if "ERROR" in line]
@@ -112,3 +118,13 @@ def test_bad_encoding_and_resolution_change(ros, procs, tmp_path):
     send(m, "32FC1", 12)
     assert ros.spin_until(lambda: len(got) >= 3, timeout=10)
     assert abs(got[-1].valid_fraction - 0.5) < 1e-6
+
+    warnings = [line for line in qc.output().splitlines() if "'report_dir' is deprecated" in line]
+    assert len(warnings) == 1 and "use 'output_dir'" in warnings[0], qc.output()
+    client = node.create_client(Trigger, "/camera/write_report")
+    assert ros.spin_until(client.service_is_ready, timeout=10)
+    fut = client.call_async(Trigger.Request())
+    assert ros.spin_until(fut.done, timeout=30) and fut.result().success, fut.result()
+    data = json.loads((tmp_path / "qc_report.json").read_text())
+    assert data["per_frame"][-1]["stamp_ns"] == 1_000_000_000 + 12 * 33_000_000
+    assert data["status_counts"]["ERROR"] >= 1 and data["per_frame"][-1]["valid_fraction"] == 0.5

@@ -133,7 +133,7 @@ def test_full_node_set_runs_with_the_launch_params(ros, procs, tmp_path):
         "coverage_qc_node",
         namespace="camera",
         params_file=cfg / "coverage_qc.yaml",
-        params={"report_dir": str(out / "qc")},
+        params={"output_dir": str(out / "qc")},
     )
     procs.node(
         "calibration_node", namespace="camera", params_file=cfg / "calibration.yaml", params={"dataset_dir": str(out)}

@@ -60,8 +60,15 @@ def test_scale_file_and_metric_modes(tmp_path, truth):
     ok = valid & np.isfinite(truth)
     assert np.allclose(depth[ok], truth[ok], rtol=1e-4)
     assert rep.mode == "scale_file" and np.isnan(rep.abs_rel)
-    metric, valid_m, rep_m = MetricAligner("metric_model").align(truth.astype(np.float32), truth.astype(np.float32))
-    assert rep_m.abs_rel == pytest.approx(0.0, abs=1e-6)
+    # metric_model: the model's metres are the output, and the sensor only scores them. A model that reads
+    # 10 % far: its depth comes out unchanged, AbsRel against the sensor is 0.1, every ratio 1.1 < 1.25.
+    model_m = (truth * 1.1).astype(np.float32)
+    metric, valid_m, rep_m = MetricAligner("metric_model").align(model_m, truth.astype(np.float32))
+    in_range = np.isfinite(model_m) & (model_m >= 0.1) & (model_m <= 10.0)  # the aligner's default limits
+    assert np.array_equal(valid_m, in_range) and in_range.sum() > 0.5 * truth.size
+    assert np.array_equal(metric[valid_m], model_m[valid_m]) and np.isnan(metric[~valid_m]).all()
+    assert rep_m.abs_rel == pytest.approx(0.1, abs=1e-6) and rep_m.delta_1_25 == 1.0
+    assert rep_m.eval_pixels > 1000 and not rep_m.fitted and (rep_m.scale, rep_m.shift) == (0.0, 0.0)
     (tmp_path / "empty.json").write_text("{}")
     with pytest.raises(MetricConfigError, match="no mono_scale"):
         load_scale_file(tmp_path / "empty.json")

@@ -137,7 +137,7 @@ def run_demo(out: Path, *, short: bool = False) -> int:
             str(cfg / "coverage_qc.yaml"),
             "-r",
             "__ns:=/camera",
-            *ros({"report_dir": out / "qc"}),
+            *ros({"output_dir": out / "qc"}),
         ],
     )
     graph.start(

@@ -216,17 +216,23 @@ class Extrinsics:
         )
 
     def quaternion_xyzw(self) -> np.ndarray:
-        """Rotation as a unit quaternion (x, y, z, w), for geometry_msgs/Transform."""
+        """Rotation as a unit quaternion (x, y, z, w) with w >= 0, for geometry_msgs/Transform.
+
+        Shepperd's method: the largest component comes from the diagonal, the other three from
+        off-diagonal sums and differences divided by it. (Signs taken from the differences alone are
+        all + for a half-turn, w = 0, which turned e.g. a half-turn about (1, -1, 0) into one about (1, 1, 0).)
+        """
         r = self.rotation
-        w = np.sqrt(max(0.0, 1.0 + r[0, 0] + r[1, 1] + r[2, 2])) / 2
-        x = np.sqrt(max(0.0, 1.0 + r[0, 0] - r[1, 1] - r[2, 2])) / 2
-        y = np.sqrt(max(0.0, 1.0 - r[0, 0] + r[1, 1] - r[2, 2])) / 2
-        z = np.sqrt(max(0.0, 1.0 - r[0, 0] - r[1, 1] + r[2, 2])) / 2
-        x = np.copysign(x, r[2, 1] - r[1, 2])
-        y = np.copysign(y, r[0, 2] - r[2, 0])
-        z = np.copysign(z, r[1, 0] - r[0, 1])
-        q = np.array([x, y, z, w])
-        return np.asarray(q / np.linalg.norm(q))
+        wx, wy, wz = r[2, 1] - r[1, 2], r[0, 2] - r[2, 0], r[1, 0] - r[0, 1]  # 4wx, 4wy, 4wz
+        xy, xz, yz = r[0, 1] + r[1, 0], r[0, 2] + r[2, 0], r[1, 2] + r[2, 1]  # 4xy, 4xz, 4yz
+        d = r.diagonal()
+        four_sq = 1.0 + np.array([d.sum(), d[0] - d[1] - d[2], d[1] - d[0] - d[2], d[2] - d[0] - d[1]])  # 4w^2, 4x^2..
+        k = int(np.argmax(four_sq))
+        s = 2.0 * np.sqrt(four_sq[k])  # 4 times the largest component
+        rows = [[wx, wy, wz, s * s / 4], [s * s / 4, xy, xz, wx], [xy, s * s / 4, yz, wy], [xz, yz, s * s / 4, wz]]
+        q: np.ndarray = np.array(rows[k]) / s
+        q /= np.linalg.norm(q)
+        return q if q[3] >= 0 else -q
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -112,7 +112,7 @@ class MetricAligner:
         if self.mode == "metric_model":
             depth = np.asarray(output, dtype=np.float32).copy()
         else:
-            if self.mode == "sensor_fit" and sensor_ok is not None:
+            if self.mode == "sensor_fit" and sensor_depth_m is not None and sensor_ok is not None:
                 # Fit on every 2nd pixel each way: thousands of pixels fix two parameters;
                 # the full frame would only cost time.
                 sub = (slice(None, None, 2), slice(None, None, 2))
@@ -136,7 +136,7 @@ class MetricAligner:
         depth[~valid] = np.nan
         abs_rel = delta = nan
         eval_px = 0
-        if sensor_ok is not None:
+        if sensor_depth_m is not None and sensor_ok is not None:
             sub = (slice(None, None, 2), slice(None, None, 2))
             score = held[sub] & sensor_ok[sub]
             q = evaluate(depth[sub][score], sensor_depth_m[sub][score])

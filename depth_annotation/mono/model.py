@@ -16,10 +16,14 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .errors import MonoModelError
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 DEFAULT_MODEL = "depth-anything/Depth-Anything-V2-Small-hf"
 NON_COMMERCIAL_MARKERS = ("-base", "-large", "-giant")
@@ -75,7 +79,10 @@ class DepthAnything:
             self.model = DepthAnythingForDepthEstimation.from_pretrained(
                 source, local_files_only=config.offline, use_safetensors=True, trust_remote_code=False
             )
-            self.processor = AutoImageProcessor.from_pretrained(source, local_files_only=config.offline)
+            # transformers leaves AutoImageProcessor.from_pretrained unannotated
+            self.processor = AutoImageProcessor.from_pretrained(  # type: ignore[no-untyped-call]
+                source, local_files_only=config.offline
+            )
         except OSError as exc:
             raise MonoModelError(_missing_message(config.model, str(exc).splitlines()[0])) from None
         self.torch = torch
@@ -84,7 +91,8 @@ class DepthAnything:
             raise MonoModelError(f"device {device!r} requested but CUDA is not available; use device:=cpu")
         self.device = torch.device(device)
         self.dtype = torch.float16 if (config.fp16 and self.device.type == "cuda") else torch.float32
-        self.model.to(self.device, dtype=self.dtype).eval()
+        # transformers declares PreTrainedModel.to through functools.wraps(Module.to): mypy sees an unbound function
+        self.model.to(self.device, dtype=self.dtype).eval()  # type: ignore[arg-type]
         self.is_metric = getattr(self.model.config, "depth_estimation_type", "relative") == "metric"
         self.max_depth = float(getattr(self.model.config, "max_depth", 0.0) or 0.0)
         self.parameters = sum(p.numel() for p in self.model.parameters())
@@ -127,7 +135,7 @@ class DepthAnything:
         return outs[0], ms
 
 
-def _save_with_processor(model, directory: str | Path) -> Path:
+def _save_with_processor(model: PreTrainedModel, directory: str | Path) -> Path:
     """Save a model (safetensors) with Depth Anything V2's image processor settings beside it."""
     from transformers import DPTImageProcessor
 
@@ -161,12 +169,12 @@ def save_tiny_model(directory: str | Path, *, seed: int = 0, metric: bool = Fals
         hidden_size=32,
         num_hidden_layers=4,
         num_attention_heads=2,
-        intermediate_size=64,
+        mlp_ratio=4,
         patch_size=14,
         image_size=70,
-        out_features=["stage1", "stage2", "stage3", "stage4"],
         reshape_hidden_states=False,
     )
+    backbone.out_features = ["stage1", "stage2", "stage3", "stage4"]  # a property: sets out_indices too
     cfg = DepthAnythingConfig(
         backbone_config=backbone,
         fusion_hidden_size=16,
@@ -174,7 +182,7 @@ def save_tiny_model(directory: str | Path, *, seed: int = 0, metric: bool = Fals
         neck_hidden_sizes=[8, 16, 32, 32],
         reassemble_hidden_size=32,
         depth_estimation_type="metric" if metric else "relative",
-        **({"max_depth": 20.0} if metric else {}),
+        max_depth=20 if metric else 1,  # the head's output scale: metres for metric, 1 (transformers' default) else
     )
     directory = _save_with_processor(DepthAnythingForDepthEstimation(cfg), directory)
     (directory / "UNTRAINED.txt").write_text("Randomly initialised test model: its depth output is meaningless.\n")
@@ -182,7 +190,9 @@ def save_tiny_model(directory: str | Path, *, seed: int = 0, metric: bool = Fals
 
 
 def small_sized_model(directory: str | Path, *, seed: int = 0) -> Path:
-    """A randomly initialised model with the Depth-Anything-V2-Small architecture (ViT-S, ~24.8M params), for benchmarks."""
+    """A randomly initialised model with the Depth-Anything-V2-Small architecture (ViT-S, ~24.8M params).
+
+    For benchmarks: the real model's cost without its weights."""
     import torch
     from transformers import DepthAnythingConfig, DepthAnythingForDepthEstimation, Dinov2Config
 
@@ -194,10 +204,10 @@ def small_sized_model(directory: str | Path, *, seed: int = 0) -> Path:
         mlp_ratio=4,
         patch_size=14,
         image_size=518,
-        out_features=["stage3", "stage6", "stage9", "stage12"],
         reshape_hidden_states=False,
         layerscale_value=1.0,
     )
+    backbone.out_features = ["stage3", "stage6", "stage9", "stage12"]
     cfg = DepthAnythingConfig(
         backbone_config=backbone,
         fusion_hidden_size=64,

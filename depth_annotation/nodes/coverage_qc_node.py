@@ -5,7 +5,8 @@ to the namespace: remap it for other sources), 16UC1 millimetres or 32FC1
 metres. Publishes `depth_quality` (DepthQuality, same header as the frame),
 `/diagnostics` at 1 Hz with rolling statistics, and `overlay` (colorized depth,
 invalid pixels magenta) while someone subscribes to it. `write_report`
-(std_srvs/Trigger) writes the session report; shutdown writes it too.
+(std_srvs/Trigger) writes the session report into `output_dir` (formerly
+`report_dir`, still accepted with a deprecation warning); shutdown writes it too.
 """
 
 from __future__ import annotations
@@ -17,21 +18,17 @@ from functools import partial
 from pathlib import Path
 
 import numpy as np
-from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import Image
 from std_srvs.srv import Trigger
 
-from depth_annotation.common import ImageConversionError, colorize_depth, image_to_array
+from depth_annotation.common import ImageConversionError, QcStatus, colorize_depth, image_to_array
 from depth_annotation.msg import DepthQuality
 from depth_annotation.qc import (
     BAD_ENCODING,
-    ERROR,
-    FLAGGED,
-    GOOD,
     RESOLUTION_CHANGE,
-    WARN,
     CoverageAnalyzer,
     CoverageConfig,
     CoverageConfigError,
@@ -40,17 +37,11 @@ from depth_annotation.qc import (
     error_quality,
 )
 
-from .messages import image_msg, stamp_to_ns
-from .params import StartupError, declare
+from .messages import diagnostic_array, diagnostic_status, image_msg, stamp_to_ns
+from .params import StartupError, declare, declare_renamed
 from .runtime import run_node
 
 NODE_NAME = "coverage_qc_node"
-DIAG_LEVEL = {
-    GOOD: DiagnosticStatus.OK,
-    WARN: DiagnosticStatus.WARN,
-    FLAGGED: DiagnosticStatus.WARN,
-    ERROR: DiagnosticStatus.ERROR,
-}
 
 
 class CoverageQCNode(Node):
@@ -80,11 +71,13 @@ class CoverageQCNode(Node):
             self.analyzer = CoverageAnalyzer(cfg)
         except CoverageConfigError as exc:
             raise StartupError(str(exc)) from None
-        self.report_dir = Path(d("report_dir", "qc", "directory for qc_report.json / qc_report.html")).expanduser()
+        self.output_dir = Path(
+            declare_renamed(self, "output_dir", "report_dir", "qc", "directory for qc_report.json / qc_report.html")
+        ).expanduser()
         self.overlay_min_mm = 1000.0 * cfg.range_min_m
         self.overlay_max_mm = 1000.0 * cfg.range_max_m
         self.session = QCSession(cfg, source=self.resolve_topic_name("aligned_depth_to_color/image_raw"))
-        self.recent: deque[tuple[float, int, float]] = deque()  # (arrival time, status, valid fraction)
+        self.recent: deque[tuple[float, QcStatus, float]] = deque()  # (arrival time, status, valid fraction)
         self._bad_encodings: set[str] = set()
         self._last_error = ""
 
@@ -118,7 +111,7 @@ class CoverageQCNode(Node):
         if RESOLUTION_CHANGE in q.reasons:
             self.get_logger().warning(f"depth resolution changed to {q.width}x{q.height}: per-pixel state reset")
         self._publish(msg, q)
-        if q.status != ERROR and self.pub_overlay.get_subscription_count() > 0:
+        if q.status != QcStatus.ERROR and self.pub_overlay.get_subscription_count() > 0:
             depth_mm = arr if msg.encoding != "32FC1" else None
             if depth_mm is None:
                 from depth_annotation.common import depth_to_millimetres
@@ -132,7 +125,7 @@ class CoverageQCNode(Node):
     def _publish(self, msg: Image, q: FrameQuality) -> None:
         out = DepthQuality()
         out.header = msg.header
-        out.status = q.status
+        out.status = int(q.status)
         out.reasons = list(q.reasons)
         out.width, out.height = q.width, q.height
         out.valid_fraction = float(q.valid_fraction)
@@ -153,53 +146,42 @@ class CoverageQCNode(Node):
         while self.recent and now - self.recent[0][0] > 10.0:  # rolling 10 s window
             self.recent.popleft()
         statuses = [s for _, s, _ in self.recent]
-        valid = [v for _, s, v in self.recent if s != ERROR]
-        level = DiagnosticStatus.OK
+        valid = [v for _, s, v in self.recent if s != QcStatus.ERROR]
         if not self.recent:
             level, message = DiagnosticStatus.WARN, "no depth frames in the last 10 s"
-        elif ERROR in statuses:
+        elif QcStatus.ERROR in statuses:
             level, message = DiagnosticStatus.ERROR, self._last_error or "depth frames could not be analysed"
         else:
-            flagged = statuses.count(FLAGGED) / len(statuses)
-            level = (
-                DiagnosticStatus.WARN
-                if flagged > 0 or statuses.count(WARN) > len(statuses) / 2
-                else DiagnosticStatus.OK
-            )
+            flagged = statuses.count(QcStatus.FLAGGED) / len(statuses)
+            mostly_warn = statuses.count(QcStatus.WARN) > len(statuses) / 2
+            level = DiagnosticStatus.WARN if flagged > 0 or mostly_warn else DiagnosticStatus.OK
             message = f"mean coverage {np.mean(valid) * 100:.1f} %, {flagged * 100:.0f} % of frames flagged"
         span = (self.recent[-1][0] - self.recent[0][0]) if len(self.recent) > 1 else 0.0
-        values = [
-            KeyValue(key="frames_10s", value=str(len(statuses))),
-            KeyValue(key="fps", value=f"{(len(statuses) - 1) / span:.1f}" if span > 0 else "0"),
-            KeyValue(key="mean_valid_fraction", value=f"{np.mean(valid):.4f}" if valid else "nan"),
-            KeyValue(key="min_valid_fraction", value=f"{np.min(valid):.4f}" if valid else "nan"),
-            KeyValue(key="good", value=str(statuses.count(GOOD))),
-            KeyValue(key="warn", value=str(statuses.count(WARN))),
-            KeyValue(key="flagged", value=str(statuses.count(FLAGGED))),
-            KeyValue(key="error", value=str(statuses.count(ERROR))),
-            KeyValue(key="session_frames", value=str(len(self.session.frames))),
-        ]
-        diag = DiagnosticArray()
-        diag.header.stamp = self.get_clock().now().to_msg()
-        diag.status.append(
-            DiagnosticStatus(
-                level=level, name=f"{self.get_fully_qualified_name()}: depth coverage", message=message, values=values
-            )
-        )
-        self.pub_diag.publish(diag)
+        nan = float("nan")
+        values = {
+            "frames_10s": len(statuses),
+            "fps": (len(statuses) - 1) / span if span > 0 else 0.0,
+            "mean_valid_fraction": float(np.mean(valid)) if valid else nan,
+            "min_valid_fraction": float(np.min(valid)) if valid else nan,
+            **{status.name.lower(): statuses.count(status) for status in QcStatus},
+            "session_frames": len(self.session.frames),
+        }
+        name = f"{self.get_fully_qualified_name()}: depth coverage"
+        status = diagnostic_status(level, name, message, values)
+        self.pub_diag.publish(diagnostic_array(self.get_clock().now().nanoseconds, [status]))
 
     def _on_write_report(self, req: Trigger.Request, res: Trigger.Response) -> Trigger.Response:
         try:
-            json_path, html_path = self.session.write(self.report_dir)
+            json_path, html_path = self.session.write(self.output_dir)
         except OSError as exc:
-            res.success, res.message = False, f"cannot write the report to {self.report_dir}: {exc}"
+            res.success, res.message = False, f"cannot write the report to {self.output_dir}: {exc}"
             return res
         res.success, res.message = True, f"{json_path} {html_path}"
         return res
 
     def shutdown(self) -> None:
         if self.session.frames:
-            json_path, _ = self.session.write(self.report_dir)
+            json_path, _ = self.session.write(self.output_dir)
             self.get_logger().info(f"QC report: {json_path} ({len(self.session.frames)} frames)")
 
 

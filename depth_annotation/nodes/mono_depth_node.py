@@ -6,6 +6,9 @@ the model's relative output), `depth` (16UC1 mm), `depth_m` (32FC1 m),
 `valid_mask` (mono8, 255 = valid) and `fit_quality` (MonoFitQuality), all with
 the input image's header. Only the latest frame is processed: a frame that
 arrives while the model is busy replaces the waiting one (counted as dropped).
+`/diagnostics` reports the counters (received = processed + failed + dropped +
+pending + in progress) and `max_backlog`, the most frames ever seen waiting,
+derived from those counters: 1 for the latest-frame rule.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import time
 from functools import partial
 
 import numpy as np
-from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
@@ -42,7 +45,7 @@ from depth_annotation.mono import (
 )
 from depth_annotation.msg import MonoFitQuality
 
-from .messages import image_msg, stamp_to_ns
+from .messages import diagnostic_array, diagnostic_status, image_msg, stamp_to_ns
 from .params import StartupError, declare
 from .runtime import run_node
 
@@ -96,8 +99,9 @@ class MonoDepthNode(Node):
             )
         if self._untrained(cfg.model):
             self.get_logger().warning(f"{cfg.model} is an UNTRAINED test model: its depth is meaningless")
+        m = self.model
         self.get_logger().info(
-            f"model {cfg.model} ({self.model.parameters / 1e6:.2f} M params, {self.model.device}, {self.model.dtype}), mode {mode}"
+            f"model {cfg.model} ({m.parameters / 1e6:.2f} M params, {m.device}, {m.dtype}), mode {mode}"
         )
 
         self._lock = threading.Condition()
@@ -140,8 +144,14 @@ class MonoDepthNode(Node):
             if self._pending is not None:
                 self.dropped += 1  # latest frame wins: never a backlog
             self._pending = msg
-            self.max_backlog = max(self.max_backlog, 1)
+            self.max_backlog = max(self.max_backlog, self._waiting())
             self._lock.notify()
+
+    def _waiting(self) -> int:
+        """Frames received and not yet processed, failed, dropped or in inference (call with the lock held).
+
+        From the counters, not from the queue, so any change to the queueing shows here."""
+        return self.received - self.processed - self.failed - self.dropped - int(self._busy)
 
     def _on_depth(self, msg: Image) -> None:
         try:
@@ -178,21 +188,26 @@ class MonoDepthNode(Node):
                     return
                 msg, self._pending = self._pending, None
                 self._busy = True
+            infer_ms = None
             try:
-                self._process(msg)
+                infer_ms = self._process(msg)
             except (ImageConversionError, MonoModelError, MetricConfigError) as exc:
-                self.failed += 1
                 self.get_logger().error(f"frame skipped: {exc}", throttle_duration_sec=5.0)
             except Exception as exc:
                 if self._stop:
                     return
-                self.failed += 1
                 self.get_logger().error(f"inference failed: {exc!r}", throttle_duration_sec=5.0)
             finally:
-                with self._lock:
+                with self._lock:  # one step, so the counters always add up to `received`
                     self._busy = False
+                    if infer_ms is None:
+                        self.failed += 1
+                    else:
+                        self.processed += 1
+                        self._infer_ms = (self._infer_ms + [infer_ms])[-50:]
 
-    def _process(self, msg: Image) -> None:
+    def _process(self, msg: Image) -> float:
+        """Infer, align and publish one frame; returns the inference time in ms."""
         rgb = image_to_rgb(msg)
         sensor = self._sensor_for(stamp_to_ns(msg.header.stamp))  # before inference: the buffer moves on meanwhile
         output, infer_ms = self.model.predict(rgb)
@@ -217,9 +232,7 @@ class MonoDepthNode(Node):
             fit_ms=float(rep.fit_ms),
         )
         self.pub_fit.publish(q)
-        with self._lock:
-            self.processed += 1  # counted before _busy clears, so the accounting always adds up
-            self._infer_ms = (self._infer_ms + [infer_ms])[-50:]
+        return infer_ms
 
     def _on_diagnostics(self) -> None:
         with self._lock:
@@ -233,20 +246,10 @@ class MonoDepthNode(Node):
                 "in_progress": int(self._busy),
                 "inference_ms_mean": float(np.mean(self._infer_ms)) if self._infer_ms else float("nan"),
             }
-        diag = DiagnosticArray()
-        diag.header.stamp = self.get_clock().now().to_msg()
         level = DiagnosticStatus.OK if values["processed"] else DiagnosticStatus.WARN
-        diag.status.append(
-            DiagnosticStatus(
-                level=level,
-                name=f"{self.get_fully_qualified_name()}: inference",
-                message=f"{values['processed']} frames, {values['dropped']} dropped (latest-frame-only)",
-                values=[
-                    KeyValue(key=k, value=f"{v:.1f}" if isinstance(v, float) else str(v)) for k, v in values.items()
-                ],
-            )
-        )
-        self.pub_diag.publish(diag)
+        message = f"{values['processed']} frames, {values['dropped']} dropped (latest-frame-only)"
+        status = diagnostic_status(level, f"{self.get_fully_qualified_name()}: inference", message, values)
+        self.pub_diag.publish(diagnostic_array(self.get_clock().now().nanoseconds, [status]))
 
     def shutdown(self) -> None:
         with self._lock:

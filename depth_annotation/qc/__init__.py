@@ -9,17 +9,13 @@ from depth_annotation.common import lazy_exports
 if TYPE_CHECKING:
     from .coverage import (
         BAD_ENCODING,
-        ERROR,
-        FLAGGED,
         FRAME_GAP,
-        GOOD,
         HIGH_NOISE,
         LOW_COVERAGE,
         OUT_OF_RANGE,
         RESOLUTION_CHANGE,
         ROI_HOLE,
         TOO_CLOSE,
-        WARN,
         CoverageAnalyzer,
         CoverageConfig,
         FrameQuality,

@@ -1,7 +1,10 @@
 """Per-frame depth quality: how much of the frame has usable depth, where, and how stable.
 
-The guide's rule for tabletop scenes: valid coverage above 85 % is good, below
-70 % the frame is flagged for review. Beyond the overall fraction this module
+The default thresholds are the usual rule for tabletop-manipulation depth: the
+fraction of valid (non-zero) pixels should exceed 85 %; below 70 % the frame is
+flagged for review (missing depth comes from reflective or transparent surfaces,
+objects closer than the D435's 0.28 m minimum range, and sunlight washing out
+the infrared pattern). Beyond the overall fraction this module
 reports coverage per grid cell and inside a workspace ROI (a hole over the
 objects matters more than one in the background), the fraction inside the
 working range, the fraction closer than the sensor's minimum range, temporal
@@ -16,14 +19,13 @@ default), which keeps a 640x480 frame under a millisecond.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from depth_annotation.common import QcStatus
 
 from .errors import CoverageConfigError
-
-GOOD, WARN, FLAGGED, ERROR = QcStatus.GOOD, QcStatus.WARN, QcStatus.FLAGGED, QcStatus.ERROR
 
 # Machine-readable reasons.
 LOW_COVERAGE = "low_coverage"
@@ -72,7 +74,7 @@ class CoverageConfig:
 
 @dataclass
 class FrameQuality:
-    status: int
+    status: QcStatus
     reasons: list[str]
     width: int
     height: int
@@ -88,9 +90,9 @@ class FrameQuality:
 
     @property
     def status_name(self) -> str:
-        return QcStatus(self.status).name
+        return self.status.name
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {
             "stamp_ns": self.stamp_ns,
             "status": self.status_name,
@@ -114,7 +116,19 @@ def error_quality(
     """A frame that could not be analysed (e.g. an unsupported encoding)."""
     nan = float("nan")
     return FrameQuality(
-        ERROR, [reason], width, height, 0.0, 0.0, 0.0, 0.0, nan, nan, 0.0, np.zeros((rows, cols), np.float32), stamp_ns
+        QcStatus.ERROR,
+        [reason],
+        width,
+        height,
+        0.0,
+        0.0,
+        0.0,
+        0.0,
+        nan,
+        nan,
+        0.0,
+        np.zeros((rows, cols), np.float32),
+        stamp_ns,
     )
 
 
@@ -245,7 +259,7 @@ class CoverageAnalyzer:
             self._last_stamp_ns = stamp_ns
 
         q = FrameQuality(
-            status=GOOD,
+            status=QcStatus.GOOD,
             reasons=reasons,
             width=w,
             height=h,
@@ -269,32 +283,32 @@ class CoverageAnalyzer:
         return self.analyze_mm(depth_to_millimetres(depth_m, "32FC1"), stamp_ns)
 
 
-def classify(q: FrameQuality, cfg: CoverageConfig) -> int:
+def classify(q: FrameQuality, cfg: CoverageConfig) -> QcStatus:
     """Status from the measurements; appends the reasons to `q.reasons`. Worst reason wins."""
-    status = GOOD
+    status = QcStatus.GOOD
 
-    def degrade(level: int, reason: str) -> None:
+    def degrade(level: QcStatus, reason: str) -> None:
         nonlocal status
         status = max(status, level)
         if reason not in q.reasons:
             q.reasons.append(reason)
 
     if q.valid_fraction < cfg.flag_fraction:
-        degrade(FLAGGED, LOW_COVERAGE)
+        degrade(QcStatus.FLAGGED, LOW_COVERAGE)
     elif q.valid_fraction < cfg.good_fraction:
-        degrade(WARN, LOW_COVERAGE)
+        degrade(QcStatus.WARN, LOW_COVERAGE)
     if q.roi_valid_fraction < cfg.flag_fraction:
-        degrade(FLAGGED, ROI_HOLE)
+        degrade(QcStatus.FLAGGED, ROI_HOLE)
     elif q.roi_valid_fraction < cfg.good_fraction:
-        degrade(WARN, ROI_HOLE)
+        degrade(QcStatus.WARN, ROI_HOLE)
     if q.in_range_fraction < cfg.min_in_range_fraction:
-        degrade(WARN, OUT_OF_RANGE)
+        degrade(QcStatus.WARN, OUT_OF_RANGE)
     if q.near_fraction > cfg.max_near_fraction:
-        degrade(WARN, TOO_CLOSE)
+        degrade(QcStatus.WARN, TOO_CLOSE)
     if np.isfinite(q.temporal_noise_m) and q.temporal_noise_m > cfg.max_noise_m:
-        degrade(WARN, HIGH_NOISE)
+        degrade(QcStatus.WARN, HIGH_NOISE)
     if q.frame_gap_s > cfg.max_frame_gap_s:
-        degrade(WARN, FRAME_GAP)
+        degrade(QcStatus.WARN, FRAME_GAP)
     if RESOLUTION_CHANGE in q.reasons:
-        degrade(WARN, RESOLUTION_CHANGE)
+        degrade(QcStatus.WARN, RESOLUTION_CHANGE)
     return status

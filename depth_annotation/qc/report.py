@@ -13,13 +13,16 @@ import io
 from collections import Counter
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from depth_annotation.common import QcStatus, atomic_io
 
 from .coverage import CoverageConfig, FrameQuality
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 SCHEMA_VERSION = 1
 JSON_NAME, HTML_NAME = "qc_report.json", "qc_report.html"
@@ -49,8 +52,15 @@ class QCSession:
         self._grid_sum += g
         self._grid_n += 1
 
+    def mean_grid(self) -> np.ndarray:
+        """Mean valid fraction per grid cell over the frames that could be analysed (zeros if none)."""
+        if self._grid_sum is None or not self._grid_n:
+            rows, cols = self.config.grid_rows, self.config.grid_cols
+            return np.zeros((rows, cols))
+        return self._grid_sum / self._grid_n
+
     def summary(self) -> dict[str, Any]:
-        ok = [f for f in self.frames if f["status"] != QcStatus.ERROR.name]
+        ok = [f for f in self.frames if _status(f) != QcStatus.ERROR]
         valid = np.array([f["valid_fraction"] for f in ok]) if ok else np.zeros(0)
         status_counts = Counter(f["status"] for f in self.frames)
         reason_counts = Counter(r for f in self.frames for r in f["reasons"])
@@ -81,8 +91,8 @@ class QCSession:
             "roi_valid_fraction": stats(np.array([f["roi_valid_fraction"] for f in ok])),
             "in_range_fraction": stats(np.array([f["in_range_fraction"] for f in ok])),
             "temporal_noise_m": stats(np.array([f["temporal_noise_m"] for f in ok], dtype=float)),
-            "mean_grid_valid_fraction": (self._grid_sum / self._grid_n).tolist() if self._grid_n else None,
-            "flagged_stamps_ns": [f["stamp_ns"] for f in self.frames if f["status"] == QcStatus.FLAGGED.name],
+            "mean_grid_valid_fraction": self.mean_grid().tolist() if self._grid_n else None,
+            "flagged_stamps_ns": [f["stamp_ns"] for f in self.frames if _status(f) == QcStatus.FLAGGED],
             "per_frame": self.frames,
         }
 
@@ -95,7 +105,12 @@ class QCSession:
         return json_path, html_path
 
 
-def _png(fig) -> str:
+def _status(record: dict[str, Any]) -> QcStatus:
+    """The status of a per-frame record (stored by name in the JSON)."""
+    return QcStatus[record["status"]]
+
+
+def _png(fig: Figure) -> str:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
     import matplotlib.pyplot as plt
@@ -111,7 +126,7 @@ def _plots(data: dict[str, Any]) -> list[tuple[str, str]]:
     import matplotlib.pyplot as plt
 
     cfg = data["config"]
-    frames = [f for f in data["per_frame"] if f["status"] != QcStatus.ERROR.name]
+    frames = [f for f in data["per_frame"] if _status(f) != QcStatus.ERROR]
     out: list[tuple[str, str]] = []
     if not frames:
         return out
@@ -119,7 +134,7 @@ def _plots(data: dict[str, Any]) -> list[tuple[str, str]]:
     t = np.array([(f["stamp_ns"] - t0) / 1e9 for f in frames])
     valid = np.array([f["valid_fraction"] for f in frames]) * 100
     roi = np.array([f["roi_valid_fraction"] for f in frames]) * 100
-    flagged = np.array([f["status"] == QcStatus.FLAGGED.name for f in frames])
+    flagged = np.array([_status(f) == QcStatus.FLAGGED for f in frames])
 
     fig, ax = plt.subplots(figsize=(9, 3.2))
     ax.plot(t, valid, lw=1, label="valid coverage")
@@ -133,7 +148,7 @@ def _plots(data: dict[str, Any]) -> list[tuple[str, str]]:
     out.append(("Coverage timeline", _png(fig)))
 
     fig, ax = plt.subplots(figsize=(5, 3.2))
-    ax.hist(valid, bins=np.linspace(0, 100, 51), color="tab:blue")
+    ax.hist(valid, bins=50, range=(0, 100), color="tab:blue")  # 2 % bins
     ax.axvline(cfg["good_fraction"] * 100, color="tab:green", ls="--")
     ax.axvline(cfg["flag_fraction"] * 100, color="tab:red", ls="--")
     ax.set(xlabel="valid coverage (%)", ylabel="frames", title="Coverage histogram")
@@ -159,7 +174,7 @@ def render_html(data: dict[str, Any]) -> str:
         "<tr><td colspan=2>none</td></tr>"
     )
     vf = data["valid_fraction"] or {}
-    flagged = [f for f in data["per_frame"] if f["status"] == QcStatus.FLAGGED.name]
+    flagged = [f for f in data["per_frame"] if _status(f) == QcStatus.FLAGGED]
     flagged_rows = (
         "".join(
             f"<tr><td>{f['stamp_ns']}</td><td>{f['valid_fraction'] * 100:.1f}</td>"
@@ -173,13 +188,14 @@ def render_html(data: dict[str, Any]) -> str:
         for title, b64 in _plots(data)
     )
     mean_cov = f"{vf['mean'] * 100:.1f} %" if vf else "n/a"
+    good, flag = data["config"]["good_fraction"] * 100, data["config"]["flag_fraction"] * 100
     return f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>Depth QC report</title>
 <style>body{{font-family:sans-serif;max-width:1000px;margin:2em auto}}table{{border-collapse:collapse}}
 td,th{{border:1px solid #ccc;padding:2px 8px}}img{{max-width:100%}}</style></head><body>
 <h1>Depth QC report</h1>
 <p>Source: {esc(str(data["source"]))}. Frames: {data["frames"]}. Mean valid coverage: {mean_cov}.
-Thresholds: good &ge; {data["config"]["good_fraction"] * 100:.0f} %, flagged &lt; {data["config"]["flag_fraction"] * 100:.0f} %.</p>
+Thresholds: good &ge; {good:.0f} %, flagged &lt; {flag:.0f} %.</p>
 <h2>Status</h2><table><tr><th>status</th><th>frames</th></tr>{rows}</table>
 <h2>Reasons</h2><table><tr><th>reason</th><th>frames</th></tr>{reasons}</table>
 {plots}
