@@ -157,11 +157,17 @@ def test_injected_gaps_are_counted_exactly_and_stamps_are_monotonic():
 
 def test_device_lost_then_back_reconnects():
     faults = SyntheticFaults(disconnect_at_frame=15, disconnect_s=2.0)
+    opened = []
+
+    def open_source():
+        opened.append(time.monotonic())
+        if len(opened) == 2:  # the first reopen fails for another reason than absence: retried all the same
+            raise SourceError("could not read the device's calibration (injected)")
+        return SyntheticSource(VGA, VGA, faults=faults)
+
     out = Collector()
     pipe = CapturePipeline(
-        lambda: SyntheticSource(VGA, VGA, faults=faults),
-        CaptureConfig(frame_timeout_ms=300, reconnect_initial_s=0.2, reconnect_max_s=0.8),
-        out,
+        open_source, CaptureConfig(frame_timeout_ms=300, reconnect_initial_s=0.2, reconnect_max_s=0.8), out
     )
     pipe.start()
     states = set()
@@ -173,7 +179,7 @@ def test_device_lost_then_back_reconnects():
     finally:
         pipe.stop()
     assert CaptureState.RECONNECTING in states and CaptureState.STREAMING in states
-    assert pipe.reconnects == 1
+    assert pipe.reconnects == 1 and len(opened) >= 3  # start, the injected error, (absent while unplugged,) back
     assert pipe.counters["depth"].restarts == 1  # the new device numbers from 1 again
     stamps = [f.stamp_ns for f in out.frames]
     assert all(b > a for a, b in itertools.pairwise(stamps))
