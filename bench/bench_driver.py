@@ -1,4 +1,6 @@
-"""RealSense driver: sustained fps, per-frame cost, CPU and drops (synthetic camera, real SDK), align + spatial + temporal.
+"""RealSense driver: sustained fps, per-frame cost, CPU and drops (synthetic camera, real SDK).
+
+Align + spatial + temporal, as the node runs by default.
 
 Default mode: filter and align in worker processes. The threads mode (all SDK work in
 this process, where pyrealsense2 holds the GIL) is measured at 1280x720 for comparison.
@@ -9,6 +11,7 @@ from __future__ import annotations
 
 import os
 import time
+from functools import partial
 
 import psutil
 import pyrealsense2 as rs
@@ -68,10 +71,10 @@ def run() -> list[dict]:
     for (w, h), processes in CASES:
         profile = Profile(w, h, 30)
         filt_ms, align_ms = _sdk_cost(profile)
-        published = []
+        published: list[float] = []
         config = CaptureConfig(sdk_processes=processes)
         pipe = CapturePipeline(
-            lambda: SyntheticSource(profile, profile), config, lambda f: published.append(f.processing_ms)
+            partial(SyntheticSource, profile, profile), config, lambda f, out=published: out.append(f.processing_ms)
         )
         pipe.start()
         time.sleep(1.0)  # let the first frames through

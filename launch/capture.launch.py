@@ -24,11 +24,16 @@ def generate_launch_description() -> LaunchDescription:
         DeclareLaunchArgument(
             "source",
             default_value="synthetic",
-            choices=["device", "bag", "synthetic"],
-            description="device: a RealSense; bag: a RealSense recording; synthetic: the built-in scene",
+            choices=["device", "recording", "synthetic", "bag"],
+            description=(
+                "device: a RealSense; recording: a RealSense SDK recording (bag_path); synthetic: the built-in scene; "
+                "bag: deprecated name of recording"
+            ),
         ),
         DeclareLaunchArgument("serial_no", default_value="", description="device serial number (empty: first found)"),
-        DeclareLaunchArgument("bag_path", default_value="", description="RealSense recording for source:=bag"),
+        DeclareLaunchArgument(
+            "bag_path", default_value="", description="RealSense SDK recording (.bag / .db3) for source:=recording"
+        ),
         DeclareLaunchArgument(
             "camera_namespace", default_value="camera", description="namespace of the camera's nodes and topics"
         ),

@@ -25,10 +25,13 @@ def generate_launch_description() -> LaunchDescription:
     cfg = LaunchConfiguration
     args = [
         DeclareLaunchArgument(
-            "source", default_value="synthetic", choices=["device", "bag", "synthetic"], description="frame source"
+            "source",
+            default_value="synthetic",
+            choices=["device", "recording", "synthetic", "bag"],  # bag: deprecated name of recording
+            description="frame source",
         ),
         DeclareLaunchArgument("serial_no", default_value="", description="device serial number"),
-        DeclareLaunchArgument("bag_path", default_value="", description="RealSense recording for source:=bag"),
+        DeclareLaunchArgument("bag_path", default_value="", description="RealSense recording for source:=recording"),
         DeclareLaunchArgument("camera_namespace", default_value="camera", description="namespace of the camera"),
         DeclareLaunchArgument("output_dir", default_value="dataset", description="dataset directory"),
         DeclareLaunchArgument("enable_mono", default_value="false", description="run mono_depth_node"),

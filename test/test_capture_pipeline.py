@@ -1,5 +1,6 @@
 """The driver core through the real RealSense SDK (software_device), no camera, no fake."""
 
+import itertools
 import threading
 import time
 
@@ -8,11 +9,9 @@ import numpy as np
 import pytest
 
 from depth_annotation.capture import (
-    RECONNECTING,
-    STOPPED,
-    STREAMING,
     CaptureConfig,
     CapturePipeline,
+    CaptureState,
     FilterChain,
     FilterConfigError,
     FilterSettings,
@@ -143,11 +142,14 @@ def test_injected_gaps_are_counted_exactly_and_stamps_are_monotonic():
     numbers = [f.depth_frame_number for f in frames]
     assert not {5, 9, 10, 17} & set(numbers)
     stamps = [f.stamp_ns for f in frames]
-    assert all(b > a for a, b in zip(stamps, stamps[1:]))
+    assert all(b > a for a, b in itertools.pairwise(stamps))
     # stamps follow the hardware clock: 33.3 ms per frame number, except across a re-anchor of the
     # clock mapping (it moves the offset down when a frame arrives with less latency), at most one
     # step per re-anchor after the first
-    per_frame = [(b - a) / (m - n) for a, b, n, m in zip(stamps, stamps[1:], numbers, numbers[1:])]
+    per_frame = [
+        (b - a) / (m - n)
+        for (a, b), (n, m) in zip(itertools.pairwise(stamps), itertools.pairwise(numbers), strict=True)
+    ]
     off = [d for d in per_frame if abs(d - 1e9 / 30) > 1000]
     assert len(off) <= pipe.clock.anchors - 1, (off, pipe.clock.anchors)
     assert len(off) <= len(per_frame) // 4  # re-anchors are rare: most steps are the hardware spacing
@@ -155,11 +157,17 @@ def test_injected_gaps_are_counted_exactly_and_stamps_are_monotonic():
 
 def test_device_lost_then_back_reconnects():
     faults = SyntheticFaults(disconnect_at_frame=15, disconnect_s=2.0)
+    opened = []
+
+    def open_source():
+        opened.append(time.monotonic())
+        if len(opened) == 2:  # the first reopen fails for another reason than absence: retried all the same
+            raise SourceError("could not read the device's calibration (injected)")
+        return SyntheticSource(VGA, VGA, faults=faults)
+
     out = Collector()
     pipe = CapturePipeline(
-        lambda: SyntheticSource(VGA, VGA, faults=faults),
-        CaptureConfig(frame_timeout_ms=300, reconnect_initial_s=0.2, reconnect_max_s=0.8),
-        out,
+        open_source, CaptureConfig(frame_timeout_ms=300, reconnect_initial_s=0.2, reconnect_max_s=0.8), out
     )
     pipe.start()
     states = set()
@@ -170,11 +178,11 @@ def test_device_lost_then_back_reconnects():
             time.sleep(0.02)
     finally:
         pipe.stop()
-    assert RECONNECTING in states and STREAMING in states
-    assert pipe.reconnects == 1
+    assert CaptureState.RECONNECTING in states and CaptureState.STREAMING in states
+    assert pipe.reconnects == 1 and len(opened) >= 3  # start, the injected error, (absent while unplugged,) back
     assert pipe.counters["depth"].restarts == 1  # the new device numbers from 1 again
     stamps = [f.stamp_ns for f in out.frames]
-    assert all(b > a for a, b in zip(stamps, stamps[1:]))
+    assert all(b > a for a, b in itertools.pairwise(stamps))
 
 
 def test_recording_plays_back_through_the_sdk(tmp_path):
@@ -198,8 +206,8 @@ def test_recording_plays_back_through_the_sdk(tmp_path):
     pipe.start()
     assert pipe.wait_finished(30)
     pipe.stop()
-    assert pipe.state == STOPPED and pipe.message == "end of recording"
-    assert pipe.info.serial == "SYN000000001" and pipe.info.source == "bag"
+    assert pipe.state == CaptureState.STOPPED and pipe.message == "end of recording"
+    assert pipe.info.serial == "SYN000000001" and pipe.info.source == "recording"
     played = {f.depth_frame_number for f in out.frames}
     assert len(played) >= 10 and played <= set(range(1, max(recorded) + 5))
     # played as fast as we read it, the file waits for the pipeline: nothing is skipped or lost
@@ -209,7 +217,7 @@ def test_recording_plays_back_through_the_sdk(tmp_path):
 
 
 def test_missing_recording_and_bad_profiles_fail_clearly(tmp_path):
-    with pytest.raises(SourceError, match="recording not found: .*nope.bag"):
+    with pytest.raises(SourceError, match=r"recording not found: .*nope\.bag"):
         RecordingSource(str(tmp_path / "nope.bag"))
     with pytest.raises(SourceError, match=r"unsupported color profile 641x480x30; supported: .*640x480x30"):
         SyntheticSource(Profile(641, 480, 30), VGA)

@@ -1,5 +1,7 @@
 """Frame bookkeeping and the hardware-clock mapping (pure Python, known answers)."""
 
+import itertools
+
 import pytest
 
 from depth_annotation.capture import HardwareClockMapper, StreamCounter
@@ -38,7 +40,7 @@ def test_stamps_keep_hardware_spacing():
         m.map(100.0 + 33.333 * i, host + int(i * 33.333e6) + jitter)
         for i, jitter in enumerate([5_000_000, 1_000_000, 9_000_000, 2_000_000, 7_000_000])
     ]
-    diffs = [b - a for a, b in zip(stamps, stamps[1:])]
+    diffs = [b - a for a, b in itertools.pairwise(stamps)]
     # host jitter (1-9 ms) does not reach the stamps once anchored at the least-latency frame
     assert all(d > 0 for d in diffs)
     assert diffs[-1] == pytest.approx(33_333_000, abs=10)
@@ -46,18 +48,31 @@ def test_stamps_keep_hardware_spacing():
 
 
 def test_backwards_hardware_clock_reanchors_and_stays_monotonic():
-    m = HardwareClockMapper()
+    m = HardwareClockMapper(max_lag_ns=60_000_000_000)  # so only the backwards clock can re-anchor here
     a = m.map(5000.0, 10_000_000_000)
     b = m.map(5033.3, 10_033_300_000)
     c = m.map(10.0, 10_050_000_000)  # device reset: hardware clock restarted
-    d = m.map(43.3, 10_083_300_000)
+    d = m.map(43.3, 10_091_000_000)  # 33.3 ms later on the hardware clock, 41 ms later on arrival (host jitter)
     assert a < b < c < d
-    assert m.anchors >= 2
-    assert d - c == pytest.approx(33_300_000, abs=10)
+    assert m.anchors == 2  # the first frame and the reset
+    assert c == 10_050_000_000  # re-anchored on the frame's arrival
+    assert d - c == 33_300_000  # then the hardware spacing again, not the 41 ms of host time
 
 
 def test_long_lag_reanchors():
     m = HardwareClockMapper(max_lag_ns=500_000_000)
     m.map(0.0, 1_000_000_000)
     s = m.map(1000.0, 3_000_000_000)  # hardware says 1 s later, host says 2 s: lag of 1 s
-    assert 3_000_000_000 - s < 500_000_000
+    assert m.anchors == 2
+    assert s == 3_000_000_000  # re-anchored: the stamp is this frame's arrival time
+    t = m.map(1033.3, 3_045_000_000)  # next frame: 33.3 ms later in hardware, 45 ms later on arrival
+    assert t - s == 33_300_000  # hardware spacing from the new anchor, not host time
+    assert m.anchors == 2
+
+
+def test_lag_within_the_limit_keeps_the_anchor():
+    m = HardwareClockMapper(max_lag_ns=500_000_000)
+    m.map(0.0, 1_000_000_000)
+    s = m.map(1000.0, 2_400_000_000)  # 400 ms behind the host clock: within max_lag, no re-anchor
+    assert m.anchors == 1
+    assert s == 2_000_000_000  # first arrival + 1 s of hardware time

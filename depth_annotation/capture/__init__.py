@@ -13,19 +13,11 @@ if TYPE_CHECKING:
     from .frame_accounting import StreamCounter
     from .hw_clock import HardwareClockMapper
     from .metadata import build_metadata, write_metadata
-    from .pipeline import (
-        ERROR,
-        RECONNECTING,
-        STOPPED,
-        STREAMING,
-        WARMING_UP,
-        CaptureConfig,
-        CapturedFrame,
-        CapturePipeline,
-    )
+    from .pipeline import CaptureConfig, CapturedFrame, CapturePipeline, CaptureState
     from .replay import SoftwareReplay, StreamGeometry, VideoGeometry
     from .sdk_workers import SdkWorkers
-    from .sources import ControlSettings, DeviceSource, RecordingSource, SyntheticSource
-    from .synthetic_camera import Profile, SyntheticCamera, SyntheticFaults
+    from .source_settings import ControlSettings, Profile, SyntheticFaults
+    from .sources import DeviceInfo, DeviceSource, FrameSource, RecordingSource, SourceFactory, SyntheticSource
+    from .synthetic_camera import SyntheticCamera
 
 __getattr__, __dir__, __all__ = lazy_exports(__name__, __file__)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass
@@ -64,7 +65,7 @@ class StreamCounter:
         self._period_published, self._period_start = 0, now
         return rate
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {
             "frames_received": self.received,
             "frames_published": self.published,

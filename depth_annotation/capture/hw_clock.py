@@ -32,15 +32,17 @@ class HardwareClockMapper:
     def map(self, hw_timestamp_ms: float, host_now_ns: int) -> int:
         """ROS-time nanoseconds for a frame with hardware timestamp `hw_timestamp_ms`."""
         hw_ns = int(round(hw_timestamp_ms * 1e6))
-        need_anchor = self.offset_ns is None or (self.last_hw_ns is not None and hw_ns < self.last_hw_ns)
-        if not need_anchor:
-            stamp = hw_ns + self.offset_ns
+        offset = self.offset_ns
+        if offset is not None and self.last_hw_ns is not None and hw_ns < self.last_hw_ns:
+            offset = None  # the hardware clock went backwards
+        if offset is not None:
+            stamp = hw_ns + offset
             if stamp > host_now_ns or host_now_ns - stamp > self.max_lag_ns:
-                need_anchor = True
-        if need_anchor:
-            self.offset_ns = host_now_ns - hw_ns
+                offset = None
+        if offset is None:
+            offset = self.offset_ns = host_now_ns - hw_ns
             self.anchors += 1
-        stamp = hw_ns + self.offset_ns
+        stamp = hw_ns + offset
         if self.last_stamp_ns is not None and stamp <= self.last_stamp_ns:
             stamp = self.last_stamp_ns + 1
         self.last_hw_ns, self.last_stamp_ns = hw_ns, stamp

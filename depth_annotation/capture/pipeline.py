@@ -19,41 +19,53 @@ Either way, the last stage converts to numpy (depth in millimetres) and calls
 `on_frame` (the node publishes there), in frame order.
 
 A lost device (no frames for `lost_after_timeouts` waits) moves the pipeline to
-`reconnecting`; it reopens the source with exponential backoff until it returns.
-A worker process that dies is replaced; the frames it held are counted as skipped.
+`CaptureState.RECONNECTING`; it reopens the source with exponential backoff until
+it returns. A worker process that dies is replaced; the frames it held are counted
+as skipped.
 """
 
 from __future__ import annotations
 
+import enum
 import logging
 import queue
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pyrealsense2 as rs
 
 from depth_annotation.common import Intrinsics
 
+from .errors import ReplayError, SourceError, SourceUnavailable, WorkerFailed
 from .filters import FilterChain, FilterSettings, default_settings
 from .frame_accounting import StreamCounter
 from .hw_clock import HardwareClockMapper
-from .replay import ReplayError, StreamGeometry
-from .sdk_workers import SdkWorkers, WorkerFailed
-from .sources import DeviceInfo, SourceError, SourceUnavailable, intrinsics_from_rs
+from .replay import StreamGeometry
+from .sdk_workers import SdkWorkers
+from .sources import DeviceInfo, FrameSource, SourceFactory, intrinsics_from_rs
 
 log = logging.getLogger(__name__)
 
-STARTING, WARMING_UP, STREAMING, RECONNECTING, STOPPED, ERROR = (
-    "starting",
-    "warming_up",
-    "streaming",
-    "reconnecting",
-    "stopped",
-    "error",
-)
+
+class CaptureState(enum.Enum):
+    """Where the pipeline is; the value is the string CaptureStatus.state carries (its STATE_* constants)."""
+
+    STARTING = "starting"
+    WARMING_UP = "warming_up"  # frames arrive but are not data yet (the sensor is warming up)
+    STREAMING = "streaming"
+    RECONNECTING = "reconnecting"  # the source is gone; reopening with backoff
+    STOPPED = "stopped"
+    ERROR = "error"
+
+
+# Queue items: (stamp ns, perf_counter at capture, SDK frameset, geometry to configure the workers with or None)
+# into the filter (or dispatch) stage; (stamp ns, perf_counter, raw frameset, filtered frameset) into align.
+_FilterItem = tuple[int, float, Any, StreamGeometry | None]
+_AlignItem = tuple[int, float, Any, Any]
 
 
 @dataclass
@@ -102,7 +114,7 @@ class CapturePipeline:
 
     def __init__(
         self,
-        open_source: Callable[[], object],
+        open_source: SourceFactory,
         config: CaptureConfig,
         on_frame: Callable[[CapturedFrame], None],
         *,
@@ -114,17 +126,17 @@ class CapturePipeline:
         self._clock_ns = clock_ns
         self.counters = {name: StreamCounter(name) for name in ("color", "depth", "aligned_depth")}
         self.clock = HardwareClockMapper()
-        self.state = STARTING
+        self.state = CaptureState.STARTING
         self.message = ""
         self.info: DeviceInfo | None = None
-        self.source = None
+        self.source: FrameSource | None = None
         self.started_at_ns = 0
         self.reconnects = 0
         self._warmup_end = 0.0
         self._stop = threading.Event()
         self._lock = threading.Lock()
-        self._filter_q: queue.Queue = queue.Queue(maxsize=config.queue_size)
-        self._align_q: queue.Queue = queue.Queue(maxsize=config.queue_size)
+        self._filter_q: queue.Queue[_FilterItem | None] = queue.Queue(maxsize=config.queue_size)
+        self._align_q: queue.Queue[_AlignItem | None] = queue.Queue(maxsize=config.queue_size)
         self._threads: list[threading.Thread] = []
         self._proc_ms: list[float] = []
         self.chain = FilterChain(config.filters, disparity_domain=config.disparity_domain)
@@ -157,17 +169,19 @@ class CapturePipeline:
         try:
             self._connect()
         except SourceUnavailable as exc:
-            self._set_state(RECONNECTING, str(exc))
+            self._set_state(CaptureState.RECONNECTING, str(exc))
         except SourceError:
             if self.workers is not None:
                 self.workers.close()
             raise
         self._warmup_end = time.monotonic() + self.config.warmup_s
-        if self.workers is not None:
+        workers = self.workers
+        stages: tuple[tuple[Callable[[], None], str], ...]
+        if workers is not None:
             stages = (
                 (self._capture_loop, "capture"),
-                (self._dispatch_loop, "dispatch"),
-                (self._result_loop, "results"),
+                (lambda: self._dispatch_loop(workers), "dispatch"),
+                (lambda: self._result_loop(workers), "results"),
             )
         else:
             stages = ((self._capture_loop, "capture"), (self._filter_loop, "filter"), (self._align_loop, "align"))
@@ -186,8 +200,8 @@ class CapturePipeline:
         if self.source is not None:
             self.source.close()
             self.source = None
-        if self.state != ERROR:
-            self._set_state(STOPPED, self.message if self.state == STOPPED else "stopped")
+        if self.state != CaptureState.ERROR:
+            self._set_state(CaptureState.STOPPED, self.message if self.state == CaptureState.STOPPED else "stopped")
 
     def wait_finished(self, timeout: float) -> bool:
         """For recordings: wait until the capture thread ends (end of file)."""
@@ -206,57 +220,58 @@ class CapturePipeline:
         return float(np.mean(values)) if values else 0.0
 
     # --- internals ------------------------------------------------------------------------
-    def _set_state(self, state: str, message: str = "") -> None:
+    def _set_state(self, state: CaptureState, message: str = "") -> None:
         if state != self.state or message != self.message:
-            log.info("capture state %s%s", state, f": {message}" if message else "")
+            log.info("capture state %s%s", state.value, f": {message}" if message else "")
         self.state, self.message = state, message
 
-    def _connect(self) -> None:
-        self.source = self._open_source()
-        self.info = self.source.info
-        self._lossless = not getattr(self.source, "real_time", True)
+    def _connect(self) -> FrameSource:
+        source = self._open_source()
+        self.source, self.info = source, source.info
+        self._lossless = not source.real_time
         self.clock.reset()
         self._geometry_stale = True  # a reopened camera may differ: workers are reconfigured
+        return source
 
-    def _reconnect(self) -> bool:
-        """Retry opening with exponential backoff until it works or stop() is called."""
+    def _reconnect(self) -> FrameSource | None:
+        """Retry opening with exponential backoff until it works (the new source) or stop() is called (None)."""
         delay = self.config.reconnect_initial_s
         while not self._stop.is_set():
             try:
-                self._connect()
-            except SourceUnavailable as exc:
-                self._set_state(RECONNECTING, f"{exc}; retrying in {delay:.1f} s")
-            except SourceError as exc:
-                self._set_state(RECONNECTING, f"{exc}; retrying in {delay:.1f} s")
+                source = self._connect()
+            except SourceError as exc:  # SourceUnavailable (unplugged) included
+                self._set_state(CaptureState.RECONNECTING, f"{exc}; retrying in {delay:.1f} s")
             else:
                 self.reconnects += 1
-                self._set_state(STREAMING, f"reconnected ({self.reconnects})")
-                return True
+                self._set_state(CaptureState.STREAMING, f"reconnected ({self.reconnects})")
+                return source
             if self._stop.wait(delay):
-                return False
+                return None
             delay = min(delay * 2.0, self.config.reconnect_max_s)
-        return False
+        return None
 
     def _capture_loop(self) -> None:
         cfg = self.config
         timeouts = 0
         while not self._stop.is_set():
-            if self.source is None and not self._reconnect():
+            source = self.source if self.source is not None else self._reconnect()
+            if source is None:  # stopped while reconnecting
                 break
             try:
-                frames = self.source.wait(cfg.frame_timeout_ms)
+                frames = source.wait(cfg.frame_timeout_ms)
             except RuntimeError as exc:  # device lost mid-stream
                 frames, timeouts = None, cfg.lost_after_timeouts
                 self.message = str(exc)
             if frames is None:
-                if self.source.finished():
-                    self._set_state(STOPPED, "end of recording")
+                if source.finished():
+                    self._set_state(CaptureState.STOPPED, "end of recording")
                     break
                 timeouts += 1
                 if timeouts >= cfg.lost_after_timeouts:
-                    self._set_state(RECONNECTING, f"no frames for {timeouts * cfg.frame_timeout_ms} ms: device lost")
+                    lost = f"no frames for {timeouts * cfg.frame_timeout_ms} ms: device lost"
+                    self._set_state(CaptureState.RECONNECTING, lost)
                     try:
-                        self.source.close()
+                        source.close()
                     finally:
                         self.source = None
                     timeouts = 0
@@ -265,7 +280,7 @@ class CapturePipeline:
             self._accept(frames)
         self._filter_q.put(None)  # wake the next stage
 
-    def _accept(self, frames) -> None:
+    def _accept(self, frames: Any) -> None:
         depth = frames.get_depth_frame()
         color = frames.get_color_frame()
         got_depth, got_color = bool(depth), bool(color)
@@ -281,11 +296,11 @@ class CapturePipeline:
                     self.counters[name].on_skipped()
             return
         if time.monotonic() < self._warmup_end:
-            self._set_state(WARMING_UP, f"{self.warmup_remaining_s():.0f} s of warm-up left")
+            self._set_state(CaptureState.WARMING_UP, f"{self.warmup_remaining_s():.0f} s of warm-up left")
             self._skip_all()
             return
-        if self.state != STREAMING:
-            self._set_state(STREAMING, "")
+        if self.state != CaptureState.STREAMING:
+            self._set_state(CaptureState.STREAMING, "")
         stamp = self.clock.map(depth.get_timestamp(), self._clock_ns())
         geometry = None
         if self.workers is not None and self._geometry_stale:
@@ -295,7 +310,7 @@ class CapturePipeline:
         frames.keep()
         self._offer(self._filter_q, (stamp, time.perf_counter(), frames, geometry))
 
-    def _offer(self, q: queue.Queue, item) -> None:
+    def _offer(self, q: queue.Queue[Any], item: Any) -> None:
         """Hand a frame to the next stage.
 
         From a live source: without blocking; if the stage is full, discard the oldest
@@ -343,7 +358,7 @@ class CapturePipeline:
             item = self._align_q.get()
             if item is None:
                 break
-            stamp, t0, raw, filtered = item
+            stamp, t0, _raw, filtered = item  # the raw frameset stays referenced until align is done
             try:
                 out = self._convert(stamp, t0, filtered)
             except RuntimeError as exc:
@@ -352,7 +367,7 @@ class CapturePipeline:
                 continue
             self._deliver(out, t0)
 
-    def _convert(self, stamp: int, t0: float, frames) -> CapturedFrame:
+    def _convert(self, stamp: int, t0: float, frames: Any) -> CapturedFrame:
         depth = frames.get_depth_frame()
         color = frames.get_color_frame()
         aligned = None
@@ -367,9 +382,8 @@ class CapturePipeline:
         )
 
     # --- the worker-process path ------------------------------------------------------------
-    def _dispatch_loop(self) -> None:
+    def _dispatch_loop(self, workers: SdkWorkers) -> None:
         """Raw depth into the workers; keeps what is needed to publish the frame when it comes back."""
-        workers = self.workers
         try:
             while True:
                 item = self._filter_q.get()
@@ -396,9 +410,8 @@ class CapturePipeline:
         finally:
             self._dispatch_done.set()
 
-    def _result_loop(self) -> None:
+    def _result_loop(self, workers: SdkWorkers) -> None:
         """Processed frames back from the workers, delivered in order; replaces workers that die."""
-        workers = self.workers
         failures = 0
         while True:
             try:
@@ -482,7 +495,7 @@ class _Pending:
     hw_timestamp_ms: float
 
     @classmethod
-    def of(cls, stamp_ns: int, t0: float, depth, color) -> _Pending:
+    def of(cls, stamp_ns: int, t0: float, depth: Any, color: Any) -> _Pending:
         return cls(
             stamp_ns=stamp_ns,
             t0=t0,

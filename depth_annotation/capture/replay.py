@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pyrealsense2 as rs
@@ -90,7 +91,7 @@ class StreamGeometry:
         return dataclasses.replace(self, depth=depth)
 
 
-def _video_stream(kind, uid: int, g: VideoGeometry, bpp: int, fmt) -> rs.video_stream:
+def _video_stream(kind: Any, uid: int, g: VideoGeometry, bpp: int, fmt: Any) -> rs.video_stream:
     vs = rs.video_stream()
     vs.type, vs.index, vs.uid = kind, 0, uid
     vs.width, vs.height, vs.fps = g.width, g.height, g.fps
@@ -133,8 +134,8 @@ class SoftwareReplay:
         ):
             sensor.open(profile)
             sensor.start(q)
-        self._blank_color = None
-        self._composed: list = []
+        self._blank_color: rs.frame | None = None
+        self._composed: list[rs.frame] = []
         self._compose = rs.processing_block(self._compose_with_color)
         self._compose.start(self._composed.append)
 
@@ -176,7 +177,9 @@ class SoftwareReplay:
     def _compose_with_color(self, frame: rs.frame, source: rs.frame_source) -> None:
         source.frame_ready(source.allocate_composite_frame([frame, self._blank_color]))
 
-    def _inject(self, sensor, profile, q, pixels: np.ndarray, bpp: int, frame_number: int, timestamp_ms: float):
+    def _inject(
+        self, sensor: Any, profile: Any, q: Any, pixels: np.ndarray, bpp: int, frame_number: int, timestamp_ms: float
+    ) -> rs.frame:
         f = rs.software_video_frame()
         f.pixels = np.ascontiguousarray(pixels)  # the SDK copies the buffer
         f.bpp = bpp

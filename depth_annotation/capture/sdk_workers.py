@@ -38,9 +38,9 @@ from typing import Any
 
 import numpy as np
 
-from .errors import WorkerFailed
+from .errors import ReplayError, WorkerFailed
 from .filters import FilterChain, FilterSettings
-from .replay import ReplayError, SoftwareReplay, StreamGeometry, VideoGeometry
+from .replay import SoftwareReplay, StreamGeometry, VideoGeometry
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +90,8 @@ class SlotPool:
         # not unlink it when the worker exits.
         from multiprocessing import resource_tracker
 
-        resource_tracker.unregister(shm._name, "shared_memory")
+        # `_name` is the name as registered (with the POSIX leading slash); Python 3.13's track=False replaces this.
+        resource_tracker.unregister(shm._name, "shared_memory")  # type: ignore[attr-defined]
         return cls(layout, shm, owner=False)
 
     def _view(self, slot: int, offset: int, shape: tuple[int, int]) -> np.ndarray:
@@ -133,14 +134,19 @@ class Processed:
 
 # --- the worker side -------------------------------------------------------------------------
 def _stage_main(
-    stage: str, filters: list[FilterSettings], disparity_domain: bool, inbox, outbox, parent_pid: int
+    stage: str,
+    filters: list[FilterSettings],
+    disparity_domain: bool,
+    inbox: Connection[Any, Any],
+    outbox: Connection[Any, Any],
+    parent_pid: int,
 ) -> None:
     """A worker's loop: configure / frame / stop messages in order; results and errors go downstream."""
     import pyrealsense2 as rs
 
     pool: SlotPool | None = None
     geometry: StreamGeometry | None = None
-    chain: FilterChain | None = None
+    chain: FilterChain | None = None  # set by configure in the filter stage only
     replays: dict[VideoGeometry, tuple[SoftwareReplay, Any]] = {}
 
     outbox.send(("ready", stage))  # imports done: the parent starts capturing
@@ -150,10 +156,10 @@ def _stage_main(
             old.close()
         replays.clear()
 
-    def replay_for(depth: VideoGeometry):
+    def replay_for(camera: StreamGeometry, depth: VideoGeometry) -> tuple[SoftwareReplay, Any]:
         if depth not in replays:
             drop_replays()
-            replays[depth] = (SoftwareReplay(geometry.with_depth(depth)), rs.align(rs.stream.color))
+            replays[depth] = (SoftwareReplay(camera.with_depth(depth)), rs.align(rs.stream.color))
         return replays[depth]
 
     while True:
@@ -183,8 +189,10 @@ def _stage_main(
             continue
         _, slot, number, ts_ms, filtered = msg
         try:
-            if stage == FILTER:
-                replay, _ = replay_for(geometry.depth)
+            if pool is None or geometry is None:
+                raise ReplayError(f"frame {number} arrived before the stage was configured")
+            if chain is not None:  # the filter stage
+                replay, _ = replay_for(geometry, geometry.depth)
                 out = chain.process(replay.depth_frame(pool.depth_in(slot), number, ts_ms)).as_video_frame()
                 g = VideoGeometry.from_profile(out.get_profile())
                 pool.depth_out(slot, g.height, g.width)[...] = np.asanyarray(out.get_data())
@@ -193,7 +201,7 @@ def _stage_main(
             else:
                 g = filtered or geometry.depth
                 pixels = pool.depth_out(slot, g.height, g.width) if filtered else pool.depth_in(slot)
-                replay, align = replay_for(g)
+                replay, align = replay_for(geometry, g)
                 aligned = align.process(replay.frameset(pixels, number, ts_ms)).get_depth_frame()
                 pool.aligned(slot)[...] = np.asanyarray(aligned.get_data())
                 del aligned
@@ -216,11 +224,12 @@ class SdkWorkers:
         self.geometry: StreamGeometry | None = None
         self.restarts = 0
         self._lock = threading.Lock()
-        self._procs: list = []
+        self._procs: list[subprocess.Popen[bytes]] = []  # one per stage, in the order of `stages`
         self._pool: SlotPool | None = None
-        self._free: queue.Queue = queue.Queue()
+        self._free: queue.Queue[int] = queue.Queue()
         self._tags: dict[int, Any] = {}
-        self._inbox = self._results = None
+        self._inbox: Connection[Any, Any] | None = None  # into the first stage
+        self._results: Connection[Any, Any] | None = None  # out of the last stage
 
     @property
     def needed(self) -> bool:
@@ -239,13 +248,16 @@ class SdkWorkers:
         """Wait until every worker has started (imported the SDK); None when ready, else why not."""
         deadline = time.monotonic() + timeout
         ready = 0
+        results = self._results
+        if results is None:
+            return "SDK workers were not started"
         while ready < len(self.stages):
             left = deadline - time.monotonic()
             if left <= 0:
                 return f"SDK workers not ready after {timeout:.0f} s"
-            if self._results.poll(min(left, 0.2)):
+            if results.poll(min(left, 0.2)):
                 try:
-                    msg = self._results.recv()
+                    msg = results.recv()
                 except (EOFError, OSError):
                     return f"{self._dead_worker(2.0) or 'an SDK worker closed its pipe'} while starting"
                 if msg[0] == "ready":
@@ -262,11 +274,8 @@ class SdkWorkers:
         while self._tags and time.monotonic() < deadline:
             time.sleep(0.01)
         with self._lock:
-            self._new_pool(geometry)
-            try:
-                self._inbox.send(("configure", geometry, self._pool.layout))
-            except OSError:  # a dead worker: `restart` configures its replacement
-                pass
+            pool = self._new_pool(geometry)
+            self._send(("configure", geometry, pool.layout))  # a dead worker: `restart` configures its replacement
 
     def submit(self, depth: np.ndarray, number: int, ts_ms: float, tag: Any, timeout: float = 0.5) -> bool:
         """Send one raw depth frame (SDK units) in; False if no slot came free within `timeout`."""
@@ -279,11 +288,12 @@ class SdkWorkers:
             with self._lock:
                 if free is not self._free:  # the workers restarted meanwhile: that slot token is stale
                     continue
-                self._pool.depth_in(slot)[...] = depth
-                try:
-                    self._inbox.send(("frame", slot, number, ts_ms, None))
-                except OSError:  # the first worker died: `receive` reports it, `restart` replaces it
-                    free.put(slot)
+                pool = self._pool
+                if pool is None:  # closed meanwhile
+                    return False
+                pool.depth_in(slot)[...] = depth
+                if not self._send(("frame", slot, number, ts_ms, None)):
+                    free.put(slot)  # the first worker died: `receive` reports it, `restart` replaces it
                     return False
                 self._tags[slot] = tag
                 return True
@@ -296,6 +306,8 @@ class SdkWorkers:
             ReplayError: the SDK rejected one frame (its slot is freed; the stream goes on).
         """
         results = self._results
+        if results is None:
+            raise WorkerFailed("the SDK workers are not running")
         if not results.poll(timeout):
             failure = self._dead_worker(0.0)
             if failure:
@@ -317,8 +329,10 @@ class SdkWorkers:
                 self._free.put(slot)
                 raise ReplayError(msg[2])
             filtered: VideoGeometry | None = msg[4]
-            g = filtered or self.geometry.depth
-            pool = self._pool
+            pool, geometry = self._pool, self.geometry
+            if pool is None or geometry is None:  # closed meanwhile
+                return None
+            g = filtered or geometry.depth
             depth = np.array(pool.depth_out(slot, g.height, g.width) if filtered else pool.depth_in(slot))
             aligned = np.array(pool.aligned(slot)) if ALIGN in self.stages else None
             self._free.put(slot)
@@ -333,20 +347,13 @@ class SdkWorkers:
             self.restarts += 1
             self._spawn()
             if self.geometry is not None:
-                self._new_pool(self.geometry)
-                try:
-                    self._inbox.send(("configure", self.geometry, self._pool.layout))
-                except OSError:  # died at once: the next `receive` reports it again
-                    pass
+                pool = self._new_pool(self.geometry)
+                self._send(("configure", self.geometry, pool.layout))  # died at once: `receive` reports it again
         return lost
 
     def close(self) -> None:
         with self._lock:
-            if self._inbox is not None:
-                try:
-                    self._inbox.send(("stop",))
-                except (BrokenPipeError, OSError):
-                    pass
+            self._send(("stop",))
             for p in self._procs:
                 try:
                     p.wait(2.0)
@@ -358,13 +365,23 @@ class SdkWorkers:
                 self._pool = None
 
     # --- internals (called with the lock held) ---------------------------------------------
+    def _send(self, msg: tuple[Any, ...]) -> bool:
+        """Send `msg` into the first stage; False if it cannot take it (no worker, or it died)."""
+        if self._inbox is None:
+            return False
+        try:
+            self._inbox.send(msg)
+        except OSError:  # BrokenPipeError included
+            return False
+        return True
+
     def _dead_worker(self, wait_s: float) -> str | None:
         """'SDK <stage> worker exited with code N' for the first worker that has exited (waiting up to `wait_s`)."""
         deadline = time.monotonic() + wait_s
         while True:
-            for p in self._procs:
+            for stage, p in zip(self.stages, self._procs, strict=False):  # no processes after _terminate
                 if p.poll() is not None:
-                    return f"SDK {p.stage} worker exited with code {p.returncode}"
+                    return f"SDK {stage} worker exited with code {p.returncode}"
             if time.monotonic() >= deadline:
                 return None
             time.sleep(0.02)
@@ -383,25 +400,26 @@ class SdkWorkers:
                 stdin=subprocess.PIPE,
                 pass_fds=(reader, writer),
             )
+            assert proc.stdin is not None  # stdin=PIPE
             proc.stdin.write(setup)
             proc.stdin.close()
             os.close(reader)  # the child holds its ends now
             os.close(writer)
-            proc.stage = stage
             self._procs.append(proc)
             reader = next_r
         self._results = Connection(reader, writable=False)
 
-    def _new_pool(self, geometry: StreamGeometry) -> None:
+    def _new_pool(self, geometry: StreamGeometry) -> SlotPool:
         if self._pool is not None and self.geometry == geometry and self._free.qsize() == self.slots:
-            return
+            return self._pool
         if self._pool is not None:
             self._pool.close()
         self.geometry = geometry
-        self._pool = SlotPool.create(geometry, self.slots)
+        self._pool = pool = SlotPool.create(geometry, self.slots)
         self._free = queue.Queue()
         for i in range(self.slots):
             self._free.put(i)
+        return pool
 
     def _terminate(self) -> None:
         for p in self._procs:

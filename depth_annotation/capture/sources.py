@@ -3,7 +3,11 @@
 Each source opens through the real SDK and yields `rs.composite_frame`s (colour +
 depth) from `wait()`; `info` describes the camera (serial, firmware, profiles,
 depth scale, intrinsics, depth-to-colour extrinsics) for the metadata file and
-camera_info. Errors are `SourceError` with one line a person can act on.
+camera_info. `FrameSource` is what the capture pipeline relies on. Errors are
+`SourceError` with one line a person can act on.
+
+The synthetic camera (and, through its scene, Open3D) is imported only when a
+`SyntheticSource` is created: a node on a real camera never loads it.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import pyrealsense2 as rs
@@ -19,7 +24,10 @@ import pyrealsense2 as rs
 from depth_annotation.common import Extrinsics, Intrinsics
 
 from .errors import SourceError, SourceUnavailable
-from .synthetic_camera import Profile, SyntheticCamera, SyntheticFaults
+from .source_settings import ControlSettings, Profile, SyntheticFaults
+
+if TYPE_CHECKING:
+    from .synthetic_camera import SyntheticCamera
 
 log = logging.getLogger(__name__)
 
@@ -27,21 +35,10 @@ MIN_FIRMWARE = (5, 14)
 
 
 @dataclass
-class ControlSettings:
-    """Exposure and projector controls; None leaves the device's value."""
-
-    auto_exposure: bool = False
-    depth_exposure_us: float | None = 8500.0
-    depth_gain: float | None = 16.0
-    color_exposure_us: float | None = 166.0
-    color_gain: float | None = 64.0
-    emitter_enabled: bool | None = True
-    laser_power_mw: float | None = 150.0
-
-
-@dataclass
 class DeviceInfo:
-    source: str
+    """The camera behind a source, as the SDK describes it (for camera_info, TF and capture_metadata.json)."""
+
+    source: str  # "device", "recording" or "synthetic"
     name: str
     serial: str
     firmware: str
@@ -52,8 +49,36 @@ class DeviceInfo:
     color_intrinsics: Intrinsics
     depth_intrinsics: Intrinsics
     depth_to_color: Extrinsics
-    controls: dict = field(default_factory=dict)  # what was applied, as read back
+    controls: dict[str, Any] = field(default_factory=dict)  # what was applied, as read back
     warnings: list[str] = field(default_factory=list)
+
+
+class FrameSource(Protocol):
+    """What the capture pipeline needs from a source of RealSense framesets."""
+
+    info: DeviceInfo
+    # True: frames come at the camera's rate whether the pipeline keeps up or not, so a pipeline that falls
+    # behind drops the oldest frame. False: the source waits for the pipeline (a recording played as fast as
+    # it is read), so no frame may be dropped.
+    real_time: bool
+
+    def wait(self, timeout_ms: int) -> rs.composite_frame | None:
+        """The next frameset, or None after `timeout_ms`. Raises RuntimeError if the device is lost mid-stream."""
+        ...
+
+    def finished(self) -> bool:
+        """True once a finite source (a recording) has played to its end."""
+        ...
+
+    def temperatures(self) -> dict[str, float]:
+        """Sensor temperatures (°C) by name, where the camera reports them."""
+        ...
+
+    def close(self) -> None: ...
+
+
+SourceFactory = Callable[[], FrameSource]
+"""Opens a source; the pipeline calls it again to reconnect (it may raise SourceUnavailable)."""
 
 
 def intrinsics_from_rs(ri: rs.intrinsics) -> Intrinsics:
@@ -69,7 +94,10 @@ def intrinsics_from_rs(ri: rs.intrinsics) -> Intrinsics:
 
 def extrinsics_from_rs(ext: rs.extrinsics, source: str, target: str) -> Extrinsics:
     r = np.asarray(ext.rotation, dtype=np.float64).reshape(3, 3).T  # column-major in the SDK
-    return Extrinsics(r, np.asarray(ext.translation, dtype=np.float64), source, target)
+    # The SDK keeps the rotation in float32, orthonormal only to ~1e-7; the nearest rotation (SVD) makes the
+    # inverse (the transpose) and the TF quaternion exact: the quaternion of the raw matrix is off by ~1e-5.
+    u, _, vt = np.linalg.svd(r)
+    return Extrinsics(u @ vt, np.asarray(ext.translation, dtype=np.float64), source, target)
 
 
 def firmware_warning(firmware: str) -> str | None:
@@ -82,7 +110,7 @@ def firmware_warning(firmware: str) -> str | None:
     return None
 
 
-def _stream_info(frames_profile_depth, frames_profile_color) -> tuple[Intrinsics, Intrinsics, Extrinsics]:
+def _stream_info(frames_profile_depth: Any, frames_profile_color: Any) -> tuple[Intrinsics, Intrinsics, Extrinsics]:
     dv = frames_profile_depth.as_video_stream_profile()
     cv = frames_profile_color.as_video_stream_profile()
     return (
@@ -111,8 +139,10 @@ class SyntheticSource:
         faults = faults or SyntheticFaults()
         if not faults.device_present():
             raise SourceUnavailable("synthetic camera is disconnected (injected fault)")
+        from .synthetic_camera import SyntheticCamera  # here, not at the top: it loads the scene (Open3D)
+
         try:
-            self.camera = SyntheticCamera(
+            self.camera: SyntheticCamera = SyntheticCamera(
                 color, depth, seed=seed, motion=motion, poses=poses, faults=faults, record_to=record_to
             )
         except ValueError as exc:
@@ -136,7 +166,7 @@ class SyntheticSource:
         )
         cam.start(self._sync)
 
-    def wait(self, timeout_ms: int):
+    def wait(self, timeout_ms: int) -> rs.composite_frame | None:
         ok, frames = self._sync.try_wait_for_frames(timeout_ms)
         return frames if ok else None
 
@@ -154,11 +184,11 @@ class _PipelineSource:
     """Device and recording sources share rs.pipeline."""
 
     real_time = True
-
+    info: DeviceInfo
     pipeline: rs.pipeline
     profile: rs.pipeline_profile
 
-    def wait(self, timeout_ms: int):
+    def wait(self, timeout_ms: int) -> rs.composite_frame | None:
         ok, frames = self.pipeline.try_wait_for_frames(timeout_ms)
         return frames if ok else None
 
@@ -171,8 +201,8 @@ class _PipelineSource:
     def _describe(self, source: str, color: Profile, depth: Profile) -> DeviceInfo:
         dev = self.profile.get_device()
 
-        def info(key) -> str:
-            return dev.get_info(key) if dev.supports(key) else ""
+        def info(key: Any) -> str:
+            return str(dev.get_info(key)) if dev.supports(key) else ""
 
         c_prof = self.profile.get_stream(rs.stream.color)
         d_prof = self.profile.get_stream(rs.stream.depth)
@@ -196,7 +226,7 @@ class _PipelineSource:
         )
 
     def temperatures(self) -> dict[str, float]:
-        out = {}
+        out: dict[str, float] = {}
         try:
             sensor = self.profile.get_device().first_depth_sensor()
             for name, opt in (("asic_c", rs.option.asic_temperature), ("projector_c", rs.option.projector_temperature)):
@@ -207,8 +237,8 @@ class _PipelineSource:
         return out
 
 
-def _supported_profiles(device, stream, fmt) -> list[Profile]:
-    out = set()
+def _supported_profiles(device: Any, stream: Any, fmt: Any) -> list[Profile]:
+    out: set[Profile] = set()
     for sensor in device.query_sensors():
         for p in sensor.get_stream_profiles():
             if p.stream_type() == stream and p.format() == fmt:
@@ -258,7 +288,7 @@ class DeviceSource(_PipelineSource):
         return False
 
 
-def _apply_controls(device, c: ControlSettings) -> dict:
+def _apply_controls(device: Any, c: ControlSettings) -> dict[str, dict[str, float]]:
     """Lock exposure / gain (auto exposure off unless asked) and set the projector; read back what stuck."""
     applied: dict[str, dict[str, float]] = {}
     for sensor in device.query_sensors():
@@ -307,12 +337,9 @@ class RecordingSource(_PipelineSource):
         c = self.profile.get_stream(rs.stream.color).as_video_stream_profile()
         d = self.profile.get_stream(rs.stream.depth).as_video_stream_profile()
         self.info = self._describe(
-            "bag", Profile(c.width(), c.height(), c.fps()), Profile(d.width(), d.height(), d.fps())
+            "recording", Profile(c.width(), c.height(), c.fps()), Profile(d.width(), d.height(), d.fps())
         )
         self.info.controls = {"note": f"recorded: {os.path.basename(path)}"}
 
     def finished(self) -> bool:
-        return self.playback.current_status() == rs.playback_status.stopped
-
-
-SourceFactory = Callable[[], "SyntheticSource | DeviceSource | RecordingSource"]
+        return bool(self.playback.current_status() == rs.playback_status.stopped)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pyrealsense2 as rs
@@ -30,24 +30,7 @@ from depth_annotation.common import (
     orbit_pose,
 )
 
-
-@dataclass(frozen=True)
-class Profile:
-    width: int
-    height: int
-    fps: int
-
-    def __str__(self) -> str:
-        return f"{self.width}x{self.height}x{self.fps}"
-
-    @classmethod
-    def parse(cls, text: str) -> Profile:
-        try:
-            w, h, f = (int(p) for p in str(text).lower().split("x"))
-        except ValueError:
-            raise ValueError(f"profile must look like 640x480x30 (width x height x fps), got {text!r}") from None
-        return cls(w, h, f)
-
+from .source_settings import Profile, SyntheticFaults
 
 SYNTHETIC_DEPTH_PROFILES = tuple(
     Profile(w, h, f)
@@ -69,24 +52,6 @@ def synthetic_depth_intrinsics(width: int, height: int) -> Intrinsics:
     return Intrinsics(width, height, f, f, 0.4995 * width, 0.5008 * height)
 
 
-@dataclass
-class SyntheticFaults:
-    """Faults to inject, for tests: lost frames and a device that disappears for a while.
-
-    Shared by every (re)opened camera of one node, so a disconnect happens once.
-    """
-
-    drop_frames: frozenset[int] = frozenset()  # hardware frame numbers never delivered
-    hole_frames: frozenset[int] = frozenset()  # frames whose depth loses its central 60 % x 60 % (a glare hole)
-    disconnect_at_frame: int = -1  # after sending this frame, the device vanishes
-    disconnect_s: float = 0.0  # ... for this long
-    outage_until: float = 0.0  # monotonic time the device is back
-    disconnect_done: bool = False
-
-    def device_present(self) -> bool:
-        return time.monotonic() >= self.outage_until
-
-
 def _rs_intrinsics(intr: Intrinsics) -> rs.intrinsics:
     ri = rs.intrinsics()
     ri.width, ri.height = intr.width, intr.height
@@ -96,7 +61,7 @@ def _rs_intrinsics(intr: Intrinsics) -> rs.intrinsics:
     return ri
 
 
-def _video_stream(kind, uid: int, profile: Profile, bpp: int, fmt, intr: Intrinsics) -> rs.video_stream:
+def _video_stream(kind: Any, uid: int, profile: Profile, bpp: int, fmt: Any, intr: Intrinsics) -> rs.video_stream:
     vs = rs.video_stream()
     vs.type, vs.index, vs.uid = kind, 0, uid
     vs.width, vs.height, vs.fps = profile.width, profile.height, profile.fps
@@ -150,7 +115,7 @@ class SyntheticCamera:
         # Ray-cast the poses once: colour image and depth-camera ground truth per pose.
         n_poses = max(1, poses) if motion else 1
         color_to_depth = depth_to_color.inverse()
-        self._poses = []
+        self._poses: list[tuple[np.ndarray, list[np.ndarray]]] = []
         for i in range(n_poses):
             world_to_color = orbit_pose(i / self.fps)
             frame = self.scene.render(self.color_intrinsics, world_to_color, frame_seed=i)
@@ -183,12 +148,13 @@ class SyntheticCamera:
         self._recorder = rs.recorder(record_to, self.device) if record_to else None
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
+        self._open: list[tuple[Any, Any]] = []
         self.frames_sent = 0
 
-    def start(self, sink) -> None:
+    def start(self, sink: Any) -> None:
         """Open both sensors into `sink` (an rs.syncer or frame_queue) and start streaming."""
         sensors = self._recorder.query_sensors() if self._recorder else (self._depth_sensor, self._color_sensor)
-        self._open = list(zip(sensors, (self.depth_profile, self.color_profile)))
+        self._open = list(zip(sensors, (self.depth_profile, self.color_profile), strict=True))
         for sensor, profile in self._open:
             sensor.open(profile)
             sensor.start(sink)
@@ -200,7 +166,7 @@ class SyntheticCamera:
         if self._thread is not None:
             self._thread.join(5.0)
             self._thread = None
-        for sensor, _ in getattr(self, "_open", []):
+        for sensor, _ in self._open:
             try:
                 sensor.stop()
                 sensor.close()
@@ -248,7 +214,7 @@ class SyntheticCamera:
                 h, w = depth.shape
                 depth[int(0.2 * h) : int(0.8 * h), int(0.2 * w) : int(0.8 * w)] = 0
             color = self._poses[self._pose_index(n)][0]
-            for (sensor, profile), pixels, bpp in zip(self._sensors_for_inject(), (depth, color), (2, 3)):
+            for (sensor, profile), pixels, bpp in zip(self._sensors_for_inject(), (depth, color), (2, 3), strict=True):
                 f = rs.software_video_frame()
                 f.pixels = pixels
                 f.bpp = bpp
@@ -266,5 +232,5 @@ class SyntheticCamera:
                 faults.outage_until = time.monotonic() + faults.disconnect_s
                 return  # this device is gone; a reconnect makes a new one
 
-    def _sensors_for_inject(self):
+    def _sensors_for_inject(self) -> tuple[tuple[Any, Any], tuple[Any, Any]]:
         return ((self._depth_sensor, self.depth_profile), (self._color_sensor, self.color_profile))

@@ -6,6 +6,10 @@ aligned depth images with their camera_info (sensor-data QoS), `status`
 (CaptureStatus, 1 Hz), `/diagnostics`, and a static TF from the depth to the
 colour optical frame. Services `set_camera_info` (colour) and
 `depth/set_camera_info` replace the factory intrinsics.
+
+`source`: `device` (a RealSense), `recording` (a RealSense SDK recording, .bag or
+.db3, given by `bag_path`) or `synthetic`. `bag` is the deprecated name of
+`recording` (in ROS "bag" means rosbag2): accepted with a warning.
 """
 
 from __future__ import annotations
@@ -15,31 +19,31 @@ import sys
 import time
 from functools import partial
 from pathlib import Path
+from typing import Any
 
-from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from geometry_msgs.msg import TransformStamped
 from rclpy.node import Node
+from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, QoSProfile, qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, Image
 from sensor_msgs.srv import SetCameraInfo
 from tf2_msgs.msg import TFMessage
 
 from depth_annotation.capture import (
-    ERROR,
     FILTER_ORDER,
     FILTERS,
-    RECONNECTING,
-    STREAMING,
-    WARMING_UP,
     CaptureConfig,
     CapturedFrame,
     CapturePipeline,
+    CaptureState,
     ControlSettings,
     DeviceSource,
     FilterSettings,
     Profile,
     RecordingSource,
     SourceError,
+    SourceFactory,
     SyntheticFaults,
     SyntheticSource,
     build_metadata,
@@ -48,12 +52,13 @@ from depth_annotation.capture import (
 from depth_annotation.common import Extrinsics, Intrinsics, atomic_io, from_camera_info_yaml, to_camera_info_yaml
 from depth_annotation.msg import CaptureStatus, StreamStats
 
-from .messages import camera_info_msg, image_msg, make_header, stamp_from_ns
+from .messages import camera_info_msg, diagnostic_array, diagnostic_status, image_msg, make_header, stamp_from_ns
 from .params import StartupError, declare
 from .runtime import run_node
 
 NODE_NAME = "realsense_node"
-SOURCES = ("device", "bag", "synthetic")
+SOURCES = ("device", "recording", "synthetic")
+DEPRECATED_SOURCES = {"bag": "recording"}  # old value -> new, accepted with a warning for one release
 # body (x forward, y left, z up) -> optical (z forward, x right, y down), as xyzw
 OPTICAL_ROTATION = (-0.5, 0.5, -0.5, 0.5)
 
@@ -90,7 +95,7 @@ class RealSenseNode(Node):
         if p["use_saved_camera_info"]:
             self._load_saved_camera_info()
 
-        self.pipeline = CapturePipeline(self._source_factory(p), self._capture_config(p), self._publish_frame)
+        self.pipeline = CapturePipeline(source_factory(p), self._capture_config(p), self._publish_frame)
         try:
             self.pipeline.start()
         except SourceError as exc:
@@ -111,12 +116,18 @@ class RealSenseNode(Node):
         self.create_timer(p["metadata_period_s"], self._write_metadata)
 
     # --- parameters -------------------------------------------------------------------------
-    def _declare_parameters(self) -> dict:
+    def _declare_parameters(self) -> dict[str, Any]:
         d = partial(declare, self)
+        self._accept_deprecated_source()
         p = {
-            "source": d("source", "synthetic", "where frames come from", choices=SOURCES),
+            "source": d(
+                "source",
+                "synthetic",
+                "where frames come from: a RealSense device, a RealSense SDK recording, or the synthetic camera",
+                choices=SOURCES,
+            ),
             "serial_no": d("serial_no", "", "device serial number to open (empty: the first one found)"),
-            "bag_path": d("bag_path", "", "RealSense recording (.bag / .db3) to play when source=bag"),
+            "bag_path": d("bag_path", "", "RealSense SDK recording (.bag / .db3) to play when source=recording"),
             "bag_real_time": d(
                 "bag_real_time",
                 True,
@@ -133,7 +144,8 @@ class RealSenseNode(Node):
             "sdk_processes": d(
                 "sdk_processes",
                 True,
-                "run the SDK filter and align blocks in worker processes (uses every core; off: threads of this process)",
+                "run the SDK filter and align blocks in worker processes "
+                "(uses every core; off: threads of this process)",
             ),
             "warmup_s": d(
                 "warmup_s",
@@ -203,13 +215,25 @@ class RealSenseNode(Node):
                 Profile.parse(p[key])
             except ValueError as exc:
                 raise StartupError(f"parameter {key!r}: {exc}") from None
-        if p["source"] == "bag" and not p["bag_path"]:
-            raise StartupError("source=bag needs parameter 'bag_path'")
+        if p["source"] == "recording" and not p["bag_path"]:
+            raise StartupError("source=recording needs parameter 'bag_path'")
         if p["warmup_s"] < 0:
             p["warmup_s"] = 30.0 if p["source"] == "device" else 0.0
         return p
 
-    def _capture_config(self, p: dict) -> CaptureConfig:
+    def _accept_deprecated_source(self) -> None:
+        """`source:=bag` still works for one release: mapped to `recording` before declaring, with one warning."""
+        overrides = getattr(self, "_parameter_overrides", {})
+        given = overrides.get("source")
+        old = given.value if given is not None else None
+        new = DEPRECATED_SOURCES.get(old) if isinstance(old, str) else None
+        if new is not None:
+            self.get_logger().warning(
+                f"source {old!r} is deprecated: use source:={new} (a RealSense SDK recording, not a rosbag2)"
+            )
+            overrides["source"] = Parameter("source", value=new)
+
+    def _capture_config(self, p: dict[str, Any]) -> CaptureConfig:
         filters = [
             FilterSettings(
                 name,
@@ -227,36 +251,6 @@ class RealSenseNode(Node):
             frame_timeout_ms=p["frame_timeout_ms"],
             reconnect_max_s=p["reconnect_max_backoff_s"],
         )
-
-    def _source_factory(self, p: dict):
-        color, depth = Profile.parse(p["color_profile"]), Profile.parse(p["depth_profile"])
-        if p["source"] == "synthetic":
-            faults = SyntheticFaults(
-                drop_frames=frozenset(int(n) for n in p["synthetic_drop_frames"]),
-                hole_frames=frozenset(int(n) for n in p["synthetic_hole_frames"]),
-                disconnect_at_frame=p["synthetic_disconnect_at_frame"],
-                disconnect_s=p["synthetic_disconnect_s"],
-            )
-            return lambda: SyntheticSource(
-                color,
-                depth,
-                seed=p["synthetic_seed"],
-                motion=p["synthetic_motion"],
-                poses=p["synthetic_poses"],
-                faults=faults,
-            )
-        if p["source"] == "bag":
-            return lambda: RecordingSource(p["bag_path"], real_time=p["bag_real_time"])
-        controls = ControlSettings(
-            auto_exposure=p["auto_exposure"],
-            depth_exposure_us=p["depth_exposure_us"],
-            depth_gain=p["depth_gain"],
-            color_exposure_us=p["color_exposure_us"],
-            color_gain=p["color_gain"],
-            emitter_enabled=p["emitter_enabled"],
-            laser_power_mw=p["laser_power_mw"],
-        )
-        return lambda: DeviceSource(color, depth, serial_no=p["serial_no"], controls=controls)
 
     # --- publishing (called from the pipeline's align thread) ---------------------------------
     def _publish_frame(self, f: CapturedFrame) -> None:
@@ -307,19 +301,20 @@ class RealSenseNode(Node):
             self._tf_sent = True
         info = pl.info
         proc_ms = pl.take_processing_ms()
+        now_ns = self.get_clock().now().nanoseconds
+        state = pl.state
         msg = CaptureStatus()
-        msg.header.stamp = self.get_clock().now().to_msg()
-        msg.header.frame_id = self.color_frame
-        msg.state, msg.message = pl.state, pl.message
+        msg.header = make_header(now_ns, self.color_frame)
+        msg.state, msg.message = state.value, pl.message
         msg.source = info.source if info else ""
         msg.serial_no = info.serial if info else ""
         msg.firmware_version = info.firmware if info else ""
         msg.warmup_remaining_s = float(pl.warmup_remaining_s())
         msg.depth_scale_m = float(info.depth_scale_m) if info else 0.0
         msg.processing_ms = proc_ms
-        rates = {}
+        values: dict[str, object] = {"state": state.value, "processing_ms": proc_ms}
         for name, c in pl.counters.items():
-            rates[name] = c.take_rate()
+            fps = c.take_rate()
             msg.streams.append(
                 StreamStats(
                     name=name,
@@ -329,39 +324,35 @@ class RealSenseNode(Node):
                     frames_skipped=c.skipped,
                     last_frame_number=max(c.last_frame_number, 0),
                     last_hw_timestamp_ms=float(c.last_hw_timestamp_ms),
-                    fps=float(rates[name]),
+                    fps=float(fps),
                 )
+            )
+            values.update(
+                {
+                    f"{name}.fps": fps,
+                    f"{name}.received": c.received,
+                    f"{name}.published": c.published,
+                    f"{name}.dropped": c.dropped,
+                    f"{name}.skipped": c.skipped,
+                }
             )
         self.pub_status.publish(msg)
 
         level = DiagnosticStatus.OK
-        if pl.state in (RECONNECTING, WARMING_UP):
+        if state in (CaptureState.RECONNECTING, CaptureState.WARMING_UP):
             level = DiagnosticStatus.WARN
-        if pl.state == ERROR:
+        if state == CaptureState.ERROR:
             level = DiagnosticStatus.ERROR
-        if pl.state == STREAMING and any(c.dropped for c in pl.counters.values()):
+        if state == CaptureState.STREAMING and any(c.dropped for c in pl.counters.values()):
             level = max(level, DiagnosticStatus.WARN)
-        values = [KeyValue(key="state", value=pl.state), KeyValue(key="processing_ms", value=f"{proc_ms:.1f}")]
-        for name, c in pl.counters.items():
-            values += [
-                KeyValue(key=f"{name}.fps", value=f"{rates[name]:.1f}"),
-                KeyValue(key=f"{name}.received", value=str(c.received)),
-                KeyValue(key=f"{name}.published", value=str(c.published)),
-                KeyValue(key=f"{name}.dropped", value=str(c.dropped)),
-                KeyValue(key=f"{name}.skipped", value=str(c.skipped)),
-            ]
-        diag = DiagnosticArray()
-        diag.header.stamp = msg.header.stamp
-        diag.status.append(
-            DiagnosticStatus(
-                level=level,
-                name=f"{self.get_fully_qualified_name()}: capture",
-                message=pl.message or pl.state,
-                hardware_id=msg.serial_no,
-                values=values,
-            )
+        status = diagnostic_status(
+            level,
+            f"{self.get_fully_qualified_name()}: capture",
+            pl.message or state.value,
+            values,
+            hardware_id=msg.serial_no,
         )
-        self.pub_diag.publish(diag)
+        self.pub_diag.publish(diagnostic_array(now_ns, [status]))
 
     def _write_metadata(self) -> None:
         pl = self.pipeline
@@ -383,7 +374,7 @@ class RealSenseNode(Node):
             extra={
                 "camera_info_overrides": {k: v.to_dict() for k, v in self._override.items()},
                 "reconnects": pl.reconnects,
-                "final_state": pl.state if self._stopped_ns is not None else None,
+                "final_state": pl.state.value if self._stopped_ns is not None else None,
             },
         )
         try:
@@ -405,7 +396,9 @@ class RealSenseNode(Node):
                 except Exception as exc:
                     self.get_logger().error(f"ignoring {path}: {exc}")
 
-    def _set_camera_info(self, stream: str, req: SetCameraInfo.Request, res: SetCameraInfo.Response):
+    def _set_camera_info(
+        self, stream: str, req: SetCameraInfo.Request, res: SetCameraInfo.Response
+    ) -> SetCameraInfo.Response:
         try:
             intr = Intrinsics.from_camera_info(req.camera_info)
             info = self.pipeline.info
@@ -433,6 +426,41 @@ class RealSenseNode(Node):
         self.pipeline.stop()
         self._stopped_ns = time.time_ns()
         self._write_metadata()
+
+
+def source_factory(p: dict[str, Any]) -> SourceFactory:
+    """What opens the configured source (the pipeline calls it again to reconnect).
+
+    Building it imports only what the chosen source needs: no synthetic scene (Open3D) for a device.
+    """
+    color, depth = Profile.parse(p["color_profile"]), Profile.parse(p["depth_profile"])
+    if p["source"] == "synthetic":
+        faults = SyntheticFaults(
+            drop_frames=frozenset(int(n) for n in p["synthetic_drop_frames"]),
+            hole_frames=frozenset(int(n) for n in p["synthetic_hole_frames"]),
+            disconnect_at_frame=p["synthetic_disconnect_at_frame"],
+            disconnect_s=p["synthetic_disconnect_s"],
+        )
+        return lambda: SyntheticSource(
+            color,
+            depth,
+            seed=p["synthetic_seed"],
+            motion=p["synthetic_motion"],
+            poses=p["synthetic_poses"],
+            faults=faults,
+        )
+    if p["source"] == "recording":
+        return lambda: RecordingSource(p["bag_path"], real_time=p["bag_real_time"])
+    controls = ControlSettings(
+        auto_exposure=p["auto_exposure"],
+        depth_exposure_us=p["depth_exposure_us"],
+        depth_gain=p["depth_gain"],
+        color_exposure_us=p["color_exposure_us"],
+        color_gain=p["color_gain"],
+        emitter_enabled=p["emitter_enabled"],
+        laser_power_mw=p["laser_power_mw"],
+    )
+    return lambda: DeviceSource(color, depth, serial_no=p["serial_no"], controls=controls)
 
 
 def main(args: list[str] | None = None) -> int:
