@@ -21,13 +21,13 @@ def generate_launch_description() -> LaunchDescription:
     ]
     exporter = Node(
         package=PACKAGE,
-        executable="bag_exporter_node",
-        name="bag_exporter_node",
+        executable="live_exporter_node",
+        name="live_exporter_node",
         output="screen",
         parameters=[
             PathJoinSubstitution([FindPackageShare(PACKAGE), "config", "exporter.yaml"]),
             {
-                "out_dir": LaunchConfiguration("output_dir"),
+                "output_dir": LaunchConfiguration("output_dir"),
                 "scene_id": ParameterValue(LaunchConfiguration("scene_id"), value_type=str),
             },
         ],

@@ -38,7 +38,7 @@ def generate_launch_description() -> LaunchDescription:
         DeclareLaunchArgument(
             "model", default_value="depth-anything/Depth-Anything-V2-Small-hf", description="mono model"
         ),
-        DeclareLaunchArgument("enable_export", default_value="false", description="run the live exporter"),
+        DeclareLaunchArgument("enable_export", default_value="false", description="run live_exporter_node"),
     ]
     return LaunchDescription(
         args

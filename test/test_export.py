@@ -12,7 +12,15 @@ import pytest
 from ros_harness import REPO, VENV_BIN
 
 from depth_annotation.common import DEFAULT_DEPTH_TO_COLOR, default_intrinsics
-from depth_annotation.dataset import DEFAULT_TOPICS, assign_splits, bag_io, write_synthetic_bag
+from depth_annotation.dataset import (
+    DEFAULT_TOPICS,
+    EpisodeMeta,
+    ExportError,
+    Hdf5DatasetWriter,
+    assign_splits,
+    bag_io,
+    write_synthetic_bag,
+)
 
 W, H = 320, 240
 
@@ -70,7 +78,7 @@ def test_export_equals_source_exactly(bags, tmp_path):
             assert (
                 g["depth"].chunks == (1, H, W) and g["depth"].compression == "gzip" and g["depth"].compression_opts == 4
             )
-            for i, (stamp, fr) in enumerate(frames):
+            for i, (_, fr) in enumerate(frames):
                 assert np.array_equal(g["depth"][i], fr.depth_mm)
                 assert np.array_equal(g["color"][i], fr.color)
             assert g["timestamps_ns"][:].tolist() == [s for s, _ in frames]
@@ -123,7 +131,8 @@ for c in controls.values():
 tasks = json.load(open(sys.argv[2]))
 bad = [t for t in tasks if not li.validate_task(t)]
 assert not bad, bad[:1]
-print(json.dumps({"controls": sorted(controls), "labels": sorted(controls["segmentation"].labels), "tasks": len(tasks)}))
+labels = sorted(controls["segmentation"].labels)
+print(json.dumps({"controls": sorted(controls), "labels": labels, "tasks": len(tasks)}))
 """
     ann = tmp_path / "ds" / "annotation"
     res = subprocess.run(
@@ -289,7 +298,7 @@ def test_sigint_removes_the_partial_file(tmp_path):
 
 
 def test_fast_codec_export_is_checked_and_documented(bags, tmp_path):
-    root, truth = bags
+    root, _ = bags
     out = tmp_path / "ds"
     res = export(root / "b", "--out", out, "--codec", "blosc-zstd")
     assert res.returncode == 0, res.stderr
@@ -300,3 +309,30 @@ def test_fast_codec_export_is_checked_and_documented(bags, tmp_path):
     assert check.returncode == 0, check.stdout + check.stderr
     bad = export(root / "b", "--out", tmp_path / "bad", "--codec", "gzip-fast", "--level", "7")
     assert bad.returncode == 2 and "gzip-fast levels are 0..3, got 7" in bad.stderr
+
+
+def test_hdf5_writer_is_a_context_manager_that_publishes_only_a_complete_file(tmp_path):
+    intr = default_intrinsics(32, 24)
+    rng = np.random.default_rng(0)
+    depth = rng.integers(0, 5000, (3, 24, 32), dtype=np.uint16)
+    color = rng.integers(0, 256, (3, 24, 32, 3), dtype=np.uint8)
+    meta = EpisodeMeta(scene_id="s", source="test", topics={}, intrinsics=intr)
+    path = tmp_path / "ok.h5"
+    with Hdf5DatasetWriter(path, codec="gzip") as writer:
+        ep = writer.begin_episode(meta, (24, 32))
+        for i in range(3):
+            ep.append(10 + i, depth[i], color[i])
+        ep.finish()
+        assert not path.exists() and path.with_name("ok.h5.partial").exists()  # published only on leaving
+    assert not path.with_name("ok.h5.partial").exists()
+    with h5py.File(path) as f:
+        assert np.array_equal(f["episode_0/depth"][:], depth) and np.array_equal(f["episode_0/color"][:], color)
+        assert f["episode_0/timestamps_ns"][:].tolist() == [10, 11, 12]
+    with pytest.raises(ExportError, match="after the file was committed"):
+        writer.begin_episode(meta, (24, 32))
+
+    failed = tmp_path / "failed.h5"
+    with pytest.raises(RuntimeError, match="camera unplugged"), Hdf5DatasetWriter(failed) as writer:
+        writer.begin_episode(meta, (24, 32)).append(1, depth[0], color[0])
+        raise RuntimeError("camera unplugged")
+    assert not failed.exists() and not failed.with_name("failed.h5.partial").exists()

@@ -99,7 +99,7 @@ def test_launch_files_reference_real_executables_and_params_files():
         for included in ("capture.launch.py", "mono_depth.launch.py", "export.launch.py"):
             if f'"{included}"' in text:
                 assert included in files
-    assert seen == {"realsense_node", "coverage_qc_node", "calibration_node", "mono_depth_node", "bag_exporter_node"}
+    assert seen == {"realsense_node", "coverage_qc_node", "calibration_node", "mono_depth_node", "live_exporter_node"}
     assert {"source", "serial_no", "camera_namespace", "enable_mono", "output_dir"} <= declared_args(
         files["full.launch.py"]
     )
@@ -119,9 +119,9 @@ def test_full_node_set_runs_with_the_launch_params(ros, procs, tmp_path):
     cfg = REPO / "config"
     # the same nodes, params files and overrides full.launch.py starts (enable_mono, enable_export)
     procs.node(
-        "bag_exporter_node",
+        "live_exporter_node",
         params_file=cfg / "exporter.yaml",
-        params={"out_dir": str(out / "live_export"), "scene_id": "launch_test"},
+        params={"output_dir": str(out / "live_export"), "scene_id": "launch_test"},
     )
     procs.node(
         "realsense_node",
@@ -162,7 +162,7 @@ def test_full_node_set_runs_with_the_launch_params(ros, procs, tmp_path):
         ("coverage_qc_node", "/camera", "capture.launch.py"),
         ("calibration_node", "/camera", "capture.launch.py"),
         ("mono_depth_node", "/camera", "mono_depth.launch.py"),
-        ("bag_exporter_node", "", "export.launch.py"),
+        ("live_exporter_node", "", "export.launch.py"),
     ):
         client = node.create_client(ListParameters, f"{ns}/{executable}/list_parameters")
         assert ros.spin_until(client.service_is_ready, timeout=20), executable

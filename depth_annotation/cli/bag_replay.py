@@ -2,7 +2,11 @@
 
 Messages are recorded and replayed as serialized CDR bytes (never re-encoded),
 with their receive times and the publishers' reliability and durability, so
-bags interoperate with `ros2 bag record` / `ros2 bag play` both ways.
+bags interoperate with `ros2 bag record` / `ros2 bag play` both ways: `play`
+reads every bag rosbag2 writes (metadata.yaml versions 4-9, QoS as the old YAML
+string or the new list, split bags with or without metadata.yaml) through
+`dataset.bag_io`, which checks each read against the storage's own counts.
+The middleware is left as the user configured it (no DDS variables set here).
 """
 
 from __future__ import annotations
@@ -15,7 +19,6 @@ import rclpy
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 
 from depth_annotation.dataset import bag_io
-from depth_annotation.nodes.runtime import configure_middleware
 
 
 def message_class(msgtype: str):
@@ -57,7 +60,6 @@ def record(
     out: Path, topics: list[str], *, duration_s: float, storage: str = "mcap", discovery_s: float = 10.0, log=print
 ) -> dict[str, int]:
     """Record `topics` for `duration_s` seconds (after they appear); returns message counts."""
-    configure_middleware()
     rclpy.init()
     node = rclpy.create_node("depth_annotation_recorder")
     counts = {t: 0 for t in topics}
@@ -94,39 +96,53 @@ def record(
     return counts
 
 
+def playback_qos(info: bag_io.TopicInfo) -> QoSProfile:
+    """The recorded reliability and durability (and depth, when recorded) over our defaults for the type."""
+    qos = _default_qos(info.topic, info.msgtype)
+    recorded = bag_io.recorded_qos(info.qos)
+    if recorded is not None:
+        qos.reliability = ReliabilityPolicy.RELIABLE if recorded.reliable else ReliabilityPolicy.BEST_EFFORT
+        qos.durability = DurabilityPolicy.TRANSIENT_LOCAL if recorded.transient_local else DurabilityPolicy.VOLATILE
+        if recorded.depth:
+            qos.depth = recorded.depth
+    return qos
+
+
 def play(
     bag: Path, *, rate: float = 1.0, topics: list[str] | None = None, wait_subscribers_s: float = 10.0, log=print
 ) -> int:
-    """Publish a bag's messages with their recorded spacing (scaled by `rate`) and QoS; returns the count."""
+    """Publish a bag's messages with their recorded spacing (scaled by `rate`) and QoS; returns the count.
+
+    Topics whose message type is not installed here are skipped with a line (as `ros2 bag play`
+    does), unless asked for by name. A read that returns fewer messages than the bag's storage
+    holds raises `BagShortReadError` once the rest has been published.
+    """
     if rate <= 0:
         raise ValueError("rate must be positive")
-    configure_middleware()
     rclpy.init()
     node = rclpy.create_node("depth_annotation_player")
     sent = 0
     try:
         with bag_io.open_bag(bag) as reader:
-            conns = [c for c in reader.connections if topics is None or c.topic in topics]
+            have = bag_io.topics(reader)
+            if topics:
+                bag_io.require_topics(reader, topics)
             pubs = {}
-            for c in conns:
-                recorded = list(getattr(c.ext, "offered_qos_profiles", []) or [])
-                qos = _default_qos(c.topic, c.msgtype)
-                if recorded:
-                    from rosbags.interfaces import QosDurability, QosReliability
-
-                    q = recorded[0]
-                    qos.reliability = (
-                        ReliabilityPolicy.BEST_EFFORT
-                        if q.reliability == QosReliability.BEST_EFFORT
-                        else ReliabilityPolicy.RELIABLE
-                    )
-                    qos.durability = (
-                        DurabilityPolicy.TRANSIENT_LOCAL
-                        if q.durability == QosDurability.TRANSIENT_LOCAL
-                        else DurabilityPolicy.VOLATILE
-                    )
-                if c.topic not in pubs:
-                    pubs[c.topic] = node.create_publisher(message_class(c.msgtype), c.topic, qos)
+            for info in have.values():
+                if topics and info.topic not in topics:
+                    continue
+                try:
+                    cls = message_class(info.msgtype)
+                except (ImportError, AttributeError, ValueError):
+                    if topics:
+                        raise bag_io.BagError(
+                            f"cannot play {info.topic}: {info.msgtype} is not installed here"
+                        ) from None
+                    log(f"skipping {info.topic}: its type {info.msgtype} is not installed here")
+                    continue
+                pubs[info.topic] = node.create_publisher(cls, info.topic, playback_qos(info))
+            if not pubs:
+                raise bag_io.BagError(f"{bag}: nothing to play (no topic with an installed message type)")
             # Wait for subscribers: until every topic has one, or the number of matched topics
             # has been stable for a second (some topics may have no listener), or the timeout.
             deadline = time.monotonic() + wait_subscribers_s
@@ -141,14 +157,14 @@ def play(
                     break
                 rclpy.spin_once(node, timeout_sec=0.05)
             log(f"playing {bag} at {rate}x: {', '.join(sorted(pubs))}")
-            t0_bag = t0_wall = None
-            for conn, stamp, raw in reader.messages(connections=conns):
-                if t0_bag is None:
-                    t0_bag, t0_wall = stamp, time.monotonic()
-                due = t0_wall + (stamp - t0_bag) / 1e9 / rate
+            t0_bag = t0_wall = 0.0
+            for msg in reader.raw_messages(pubs):
+                if not sent:
+                    t0_bag, t0_wall = msg.time_ns, time.monotonic()
+                due = t0_wall + (msg.time_ns - t0_bag) / 1e9 / rate
                 while (delay := due - time.monotonic()) > 0:
                     time.sleep(min(delay, 0.01))
-                pubs[conn.topic].publish(bytes(raw))
+                pubs[msg.topic].publish(bytes(msg.data))
                 sent += 1
             time.sleep(0.5)  # let the last messages leave
     finally:

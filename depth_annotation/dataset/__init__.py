@@ -8,10 +8,10 @@ from typing import TYPE_CHECKING
 from depth_annotation.common import lazy_exports
 
 if TYPE_CHECKING:
-    from .bag_io import stamp_of
+    from .bag_io import BagReader, TopicInfo, open_bag, recorded_qos, stamp_of
     from .check import check_dataset
     from .chunk_codecs import CODECS, open_h5, resolve_codec
-    from .errors import BagError, CodecError, ExportError
+    from .errors import BagError, BagShortReadError, CodecError, ExportError
     from .exporter import DEFAULT_TOPICS, ExportOptions, ExportSession, export_bags
     from .hdf5_writer import EpisodeMeta, Hdf5DatasetWriter
     from .info import assign_splits

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -39,7 +40,7 @@ class AnnotationExporter:
         self.every_k, self.exclude_flagged = every_k, exclude_flagged
         self.depth_range_m = depth_range_m
         self.url_prefix = url_prefix
-        self.tasks: list[dict] = []
+        self.tasks: list[dict[str, Any]] = []
         self.skipped_flagged = 0
 
     def consider(
@@ -69,7 +70,10 @@ class AnnotationExporter:
             self.root / "depth_color" / name,
             cv2.cvtColor(colorize_depth(depth_mm, min_mm=lo * 1000, max_mm=hi * 1000), cv2.COLOR_RGB2BGR),
         )
-        rel = lambda sub: f"{self.url_prefix}annotation/{sub}/{name}"  # noqa: E731
+
+        def rel(sub: str) -> str:
+            return f"{self.url_prefix}annotation/{sub}/{name}"
+
         self.tasks.append(
             task(
                 image_url=rel("rgb"),
@@ -85,7 +89,7 @@ class AnnotationExporter:
         )
         return True
 
-    def finish(self) -> dict:
+    def finish(self) -> dict[str, Any]:
         atomic_io.write_text(
             self.root / "label_config.xml", label_config(self.taxonomy, depth_range_m=self.depth_range_m)
         )

@@ -1,31 +1,71 @@
-"""rosbag2 reading and writing without ROS: `rosbags` (sqlite3 and mcap), our types registered.
+"""rosbag2 reading and writing without ROS: `rosbags` underneath, every read checked against the storage.
 
-`rosbag2_py` is used by nothing here: it is not installable from PyPI, and
-`rosbags` reads and writes the same files (bags from `ros2 bag record` included).
-Our own message types (`depth_annotation/msg/*`) are registered from the `.msg`
-files shipped with the package, so DepthQuality and friends deserialise even
-from bags whose writer did not embed definitions.
+A bag is a directory of storage files (mcap or sqlite3), usually with the
+`metadata.yaml` rosbag2 wrote; a directory without one (a split recording whose
+metadata was never written) and a single `.mcap`/`.db3` file are read from the
+storage files alone.
+
+Messages come from each storage file through `rosbags`' per-file readers, merged
+in time order and matched to topics by name. `rosbags`' directory reader is not
+used for messages: it pairs a file's topics with metadata.yaml's by name, type
+*and* offered QoS, so a bag whose metadata.yaml writes the QoS differently from
+its storage file yields nothing, without an error (rosbag2's own talker test
+bags: see the README's "Bags" section). After a complete read the number of
+messages per topic is compared with what the storage itself holds (`SELECT
+COUNT(*)` per topic through the stdlib `sqlite3`; the mcap summary's statistics,
+read by `rosbags`' index reader), and a shortfall raises `BagShortReadError`
+naming the bag, the topic and both counts: never an empty success.
+
+`rosbag2_py` is used by nothing here: it is not installable from PyPI. Our own
+message types (`depth_annotation/msg/*`) are registered from the `.msg` files
+shipped with the package, so DepthQuality and friends deserialise even from bags
+whose writer did not embed definitions; definitions a bag embeds win for it.
 """
 
 from __future__ import annotations
 
+import heapq
+import re
+import shutil
+import sqlite3
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
+import tempfile
+from collections import Counter
+from collections.abc import Collection, Iterator, Sequence
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from pathlib import Path, PurePath
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
-from rosbags.highlevel import AnyReader
-from rosbags.rosbag2 import StoragePlugin, Writer
-from rosbags.typesys import Stores, get_types_from_msg, get_typestore
+import yaml
+from rosbags.interfaces import (
+    Connection,
+    ConnectionExtRosbag2,
+    MessageDefinitionFormat,
+    Qos,
+    QosDurability,
+    QosHistory,
+    QosReliability,
+)
+from rosbags.rosbag2 import Reader, ReaderError, StoragePlugin, Writer
+from rosbags.rosbag2.metadata import parse_qos
+from rosbags.typesys import Stores, TypesysError, get_types_from_idl, get_types_from_msg, get_typestore
+from rosbags.typesys.store import Typestore
 
-from depth_annotation.common import array_to_fields
+from depth_annotation.common import Intrinsics, array_to_fields
 
-from .errors import BagError
+from .errors import BagError, BagShortReadError
+
+if sys.version_info >= (3, 14):  # pragma: no cover - the stdlib module `rosbags` uses from 3.14 on
+    from compression import zstd
+else:
+    from backports import zstd
 
 PACKAGE = "depth_annotation"
+STORAGE_SUFFIX = {"mcap": ".mcap", "sqlite3": ".db3"}
+
+Typesdict = dict[str, Any]
 
 
 def _msg_dir() -> Path | None:
@@ -38,15 +78,15 @@ def _msg_dir() -> Path | None:
         from ament_index_python.packages import get_package_share_directory
 
         candidates.append(Path(get_package_share_directory(PACKAGE)) / "msg")
-    except Exception:
+    except Exception:  # no ament index (pip install): the other candidates stand
         pass
     return next((c for c in candidates if c.is_dir()), None)
 
 
-def make_typestore():
+def make_typestore() -> Typestore:
     """Kilted's standard types plus ours (and tf2_msgs/TFMessage)."""
     store = get_typestore(Stores.ROS2_KILTED)
-    types: dict = {}
+    types: Typesdict = {}
     msg_dir = _msg_dir()
     if msg_dir is not None:
         for f in sorted(msg_dir.glob("*.msg")):
@@ -60,37 +100,307 @@ TYPESTORE = make_typestore()
 
 @dataclass(frozen=True)
 class TopicInfo:
+    """A topic of a bag: `count` is what its storage files hold (what a complete read returns)."""
+
     topic: str
     msgtype: str
     count: int
+    qos: tuple[Qos, ...] = ()  # offered QoS profiles as recorded (metadata.yaml, else the storage)
+    metadata_count: int | None = None  # what metadata.yaml says, when the bag has one
 
 
-@contextmanager
-def open_bag(path: str | Path) -> Iterator[AnyReader]:
-    """Open a rosbag2 directory (sqlite3 or mcap) or a single .mcap/.db3 file."""
+class RawMessage(NamedTuple):
+    topic: str
+    msgtype: str
+    time_ns: int  # receive (log) time
+    data: bytes | memoryview  # CDR, as recorded
+
+
+@dataclass(frozen=True)
+class RecordedQos:
+    """What playback takes from the recorded offers, as `ros2 bag play` does: reliability and
+    durability (a publisher offering less than its subscribers request would match none of them),
+    and the history depth when one was recorded."""
+
+    reliable: bool
+    transient_local: bool
+    depth: int | None  # None: not recorded (history unknown or depth 0)
+
+
+def recorded_qos(profiles: Sequence[Qos]) -> RecordedQos | None:
+    """The QoS to republish a topic with, from its recorded offers (None: nothing recorded).
+
+    Several publishers may have offered different profiles: reliable only if none was
+    best effort, transient-local only if all were (what every recorded subscriber accepted).
+    """
+    if not profiles:
+        return None
+    depths = [p.depth for p in profiles if p.history == QosHistory.KEEP_LAST and p.depth > 0]
+    return RecordedQos(
+        reliable=all(p.reliability != QosReliability.BEST_EFFORT for p in profiles),
+        transient_local=all(p.durability == QosDurability.TRANSIENT_LOCAL for p in profiles),
+        depth=max(depths) if depths else None,
+    )
+
+
+# --- where a bag's storage is ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BagLayout:
+    storage: str  # "mcap" | "sqlite3"
+    files: tuple[Path, ...]  # storage files in recording order
+    metadata: dict[str, Any] | None  # rosbag2_bagfile_information, when metadata.yaml exists
+
+
+def _split_index(path: Path) -> tuple[str, int, str]:
+    """Sort key: rosbag2 numbers split files `<name>_<N>.<ext>`; N=10 comes after N=9."""
+    m = re.fullmatch(r"(.*)_(\d+)", path.stem)
+    return (m.group(1), int(m.group(2)), path.name) if m else (path.stem, -1, path.name)
+
+
+def _read_metadata(path: Path) -> dict[str, Any]:
+    try:
+        doc = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise BagError(f"{path}: cannot read rosbag2 metadata: {exc}") from None
+    info = doc.get("rosbag2_bagfile_information") if isinstance(doc, dict) else None
+    if not isinstance(info, dict):
+        raise BagError(f"{path}: not rosbag2 metadata (no rosbag2_bagfile_information)")
+    return info
+
+
+def bag_layout(path: str | Path) -> BagLayout:
+    """The storage files of a bag directory (with or without metadata.yaml) or of one storage file."""
     p = Path(path)
     if not p.exists():
         raise BagError(f"bag not found: {p}")
+    if p.is_file():
+        storage = next((s for s, suffix in STORAGE_SUFFIX.items() if p.suffix == suffix), None)
+        if storage is None:
+            raise BagError(f"{p}: not a rosbag2 storage file (expected .mcap or .db3)")
+        return BagLayout(storage, (p,), None)
+    meta_path = p / "metadata.yaml"
+    if meta_path.exists():
+        info = _read_metadata(meta_path)
+        storage = str(info.get("storage_identifier", ""))
+        if storage not in STORAGE_SUFFIX:
+            raise BagError(f"{meta_path}: storage {storage!r} is not supported (mcap or sqlite3)")
+        # Before version 4 the paths included the bag directory's name: the file name is what counts.
+        files = tuple(p / PurePath(str(f)).name for f in info.get("relative_file_paths") or [])
+        missing = [f.name for f in files if not f.exists()]
+        if missing:
+            raise BagError(f"{meta_path} lists storage files that are missing: {', '.join(missing)}")
+        if not files:
+            raise BagError(f"{meta_path} lists no storage files")
+        return BagLayout(storage, files, info)
+    found = {s: sorted(p.glob(f"*{suffix}"), key=_split_index) for s, suffix in STORAGE_SUFFIX.items()}
+    kinds = [s for s, fs in found.items() if fs]
+    if not kinds:
+        raise BagError(f"{p}: not a rosbag2 bag (no metadata.yaml, no .mcap or .db3 file)")
+    if len(kinds) > 1:
+        raise BagError(f"{p}: has both .mcap and .db3 files and no metadata.yaml: open one file")
+    return BagLayout(kinds[0], tuple(found[kinds[0]]), None)
+
+
+# --- what the storage itself says -------------------------------------------------------------------
+
+
+def sqlite_topic_counts(file: Path) -> Counter[str]:
+    """Messages per topic in a rosbag2 sqlite3 file, counted by SQLite itself (stdlib, read-only)."""
     try:
-        reader = AnyReader([p], default_typestore=TYPESTORE)
-        reader.open()
-    except Exception as exc:
-        raise BagError(f"cannot open bag {p}: {exc}") from None
+        con = sqlite3.connect(f"{file.resolve().as_uri()}?mode=ro", uri=True)
+    except sqlite3.Error as exc:
+        raise BagError(f"{file}: cannot open the sqlite3 file: {exc}") from None
     try:
-        yield reader
+        rows = con.execute(
+            "SELECT topics.name, COUNT(messages.id) FROM topics "
+            "LEFT JOIN messages ON messages.topic_id = topics.id GROUP BY topics.id"
+        ).fetchall()
+    except sqlite3.Error as exc:
+        raise BagError(f"{file}: not a readable rosbag2 sqlite3 file: {exc}") from None
     finally:
-        reader.close()
+        con.close()
+    counts: Counter[str] = Counter()
+    for name, n in rows:
+        counts[str(name)] += int(n)
+    return counts
 
 
-def topics(reader: AnyReader) -> dict[str, TopicInfo]:
-    out: dict[str, TopicInfo] = {}
-    for c in reader.connections:
-        prev = out.get(c.topic)
-        out[c.topic] = TopicInfo(c.topic, c.msgtype, (prev.count if prev else 0) + c.msgcount)
-    return out
+def _storage_counts(file: Path, storage: str, reader: Reader) -> Counter[str]:
+    if storage == "sqlite3":
+        return sqlite_topic_counts(file)
+    # mcap: rosbags reads the summary's Statistics record (without one: the chunk indexes;
+    # without a summary: a sequential scan of the records), not the message stream.
+    counts: Counter[str] = Counter()
+    for conn in reader.connections:
+        counts[conn.topic] += conn.msgcount
+    return counts
 
 
-def require_topics(reader: AnyReader, wanted: list[str]) -> None:
+def _bag_types(connections: Sequence[Connection]) -> Typesdict:
+    """Message definitions a bag embeds (mcap schemas, sqlite3 message_definitions)."""
+    typs: Typesdict = {}
+    for conn in connections:
+        fmt, text = conn.msgdef.format, conn.msgdef.data
+        try:
+            if fmt == MessageDefinitionFormat.MSG:
+                typs.update(get_types_from_msg(text, conn.msgtype))
+            elif fmt == MessageDefinitionFormat.IDL:
+                # Several IDL texts, each after a line of 80 '=' and an 'IDL: <type>' line (rosbag2's layout).
+                sep = "=" * 80 + "\n"
+                if text.startswith(f"{sep}IDL: "):
+                    for part in text.split(sep)[1:]:
+                        typs.update(get_types_from_idl(part.split("\n", 1)[1]))
+                else:
+                    typs.update(get_types_from_idl(text))
+        except TypesysError:
+            continue  # an unparsable embedded definition: the standard one (if any) is used
+    return typs
+
+
+def _typestores_for(typs: Typesdict) -> list[Typestore]:
+    """The stores to deserialise with, in order: the bag's own definitions first (they describe
+    its bytes) over the standard ones, then TYPESTORE alone (some writers embed placeholders:
+    rosbag2's sqlite3 talker test bag defines rcl_interfaces/msg/Log as just `uint8 level`)."""
+
+    def fields(defn: Any) -> list[tuple[str, Any]]:
+        return [(name.lower(), kind) for name, kind in defn[1]]
+
+    if all(k in TYPESTORE.fielddefs and fields(TYPESTORE.fielddefs[k]) == fields(v) for k, v in typs.items()):
+        return [TYPESTORE]
+    store = get_typestore(Stores.EMPTY)
+    store.register({**{k: v for k, v in TYPESTORE.fielddefs.items() if k not in typs}, **typs})
+    return [store, TYPESTORE]
+
+
+# --- reading ----------------------------------------------------------------------------------------
+
+
+def _ext(conn: Connection) -> ConnectionExtRosbag2 | None:
+    return conn.ext if isinstance(conn.ext, ConnectionExtRosbag2) else None
+
+
+class BagReader:
+    """An open bag: its topics, raw messages in time order (checked for completeness), deserialisation."""
+
+    def __init__(self, path: Path, layout: BagLayout, stack: ExitStack) -> None:
+        self.path = path
+        self.layout = layout
+        self.storage = layout.storage
+        info = layout.metadata or {}
+        mode = str(info.get("compression_mode") or "").lower()
+        mode = "" if mode == "none" else mode
+        if mode and str(info.get("compression_format") or "") != "zstd":
+            raise BagError(f"{path}: compression {info.get('compression_format')!r} is not supported (zstd only)")
+        self.compression = mode  # "", "file" or "message"
+        files = list(layout.files)
+        if mode == "file":
+            tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bag-")))
+            files = [self._decompressed(f, tmp) for f in files]
+        self.readers: list[Reader] = []
+        counts: Counter[str] = Counter()
+        for f in files:
+            reader = Reader(f)
+            try:
+                reader.open()
+            except (ReaderError, OSError) as exc:
+                raise BagError(f"cannot open {f}: {exc}") from None
+            stack.callback(reader.close)
+            self.readers.append(reader)
+            counts.update(_storage_counts(f, self.storage, reader))
+        self.topics = self._topics(counts, info)
+        self._stores = _typestores_for(_bag_types([c for r in self.readers for c in r.connections]))
+        self._store_of: dict[str, Typestore] = {}  # msgtype -> the store that deserialised it
+
+    def _decompressed(self, file: Path, tmp: Path) -> Path:
+        out = tmp / (file.stem if file.suffix == ".zstd" else file.name)
+        with file.open("rb") as src, zstd.open(src, "rb") as unpacked, out.open("wb") as dst:
+            shutil.copyfileobj(unpacked, dst)
+        return out
+
+    def _topics(self, counts: Counter[str], info: dict[str, Any]) -> dict[str, TopicInfo]:
+        """metadata.yaml's topics (type, QoS) with the storage's counts; the storage's alone without it."""
+        out: dict[str, TopicInfo] = {}
+        for entry in info.get("topics_with_message_count") or []:
+            try:
+                meta = entry["topic_metadata"]
+                name, msgtype = str(meta["name"]), str(meta["type"])
+                fmt = str(meta.get("serialization_format", "cdr"))
+                qos = tuple(parse_qos(meta.get("offered_qos_profiles") or []))
+            except (KeyError, TypeError, ReaderError) as exc:
+                raise BagError(f"{self.path / 'metadata.yaml'}: bad topic entry ({exc})") from None
+            if fmt != "cdr":
+                raise BagError(f"{self.path}: topic {name} is serialized as {fmt!r}; only cdr is supported")
+            out[name] = TopicInfo(name, msgtype, counts.get(name, 0), qos, int(entry.get("message_count", 0)))
+        for reader in self.readers:
+            for conn in reader.connections:
+                if conn.topic not in out:
+                    ext = _ext(conn)
+                    qos = tuple(ext.offered_qos_profiles) if ext else ()
+                    out[conn.topic] = TopicInfo(conn.topic, conn.msgtype, counts[conn.topic], qos)
+        return out
+
+    def raw_messages(self, wanted: Collection[str]) -> Iterator[RawMessage]:
+        """Messages of the `wanted` topics in receive-time order, as recorded (CDR bytes).
+
+        When the iteration completes, the count per topic is checked against the storage's
+        own count: `BagShortReadError` if the reader returned fewer.
+        """
+        want = set(wanted)
+        read: Counter[str] = Counter()
+        streams = [self._file_messages(reader, want) for reader in self.readers]
+        for msg in heapq.merge(*streams, key=lambda m: m.time_ns):
+            read[msg.topic] += 1
+            yield msg
+        short = {
+            t: (read[t], self.topics[t].count)
+            for t in sorted(want & self.topics.keys())
+            if read[t] < self.topics[t].count
+        }
+        if short:
+            raise BagShortReadError(self.path, short)
+
+    def _file_messages(self, reader: Reader, want: set[str]) -> Iterator[RawMessage]:
+        conns = [c for c in reader.connections if c.topic in want]
+        if not conns:  # rosbags reads every connection when given none
+            return
+        try:
+            for conn, stamp, data in reader.messages(connections=conns):
+                if self.compression == "message":
+                    data = zstd.decompress(data)
+                yield RawMessage(conn.topic, conn.msgtype, stamp, data)
+        except ReaderError as exc:
+            raise BagError(f"{reader.path}: {exc}") from None
+
+    def deserialize(self, data: bytes | memoryview, msgtype: str) -> Any:
+        known = self._store_of.get(msgtype)
+        errors = []
+        for store in [known] if known else self._stores:
+            try:
+                msg = store.deserialize_cdr(data, msgtype)
+            except Exception as exc:  # rosbags raises KeyError, SerdeError, struct.error, ... for bad input
+                errors.append(f"{type(exc).__name__}: {exc}")
+                continue
+            self._store_of[msgtype] = store
+            return msg
+        raise BagError(f"{self.path}: cannot deserialise a {msgtype} message: {'; '.join(errors)}")
+
+
+@contextmanager
+def open_bag(path: str | Path) -> Iterator[BagReader]:
+    """Open a rosbag2 directory (mcap or sqlite3, with or without metadata.yaml) or one .mcap/.db3 file."""
+    p = Path(path)
+    layout = bag_layout(p)
+    with ExitStack() as stack:
+        yield BagReader(p, layout, stack)
+
+
+def topics(reader: BagReader) -> dict[str, TopicInfo]:
+    return reader.topics
+
+
+def require_topics(reader: BagReader, wanted: list[str]) -> None:
     have = topics(reader)
     missing = [t for t in wanted if t not in have]
     if missing:
@@ -103,21 +413,20 @@ def stamp_of(msg: Any) -> int:
     return int(msg.header.stamp.sec) * 1_000_000_000 + int(msg.header.stamp.nanosec)
 
 
-def messages(reader: AnyReader, wanted: list[str]) -> Iterator[tuple[str, int, Any]]:
-    """(topic, receive time ns, deserialised message) in time order."""
-    conns = [c for c in reader.connections if c.topic in wanted]
-    for conn, timestamp, raw in reader.messages(connections=conns):
-        yield conn.topic, timestamp, reader.deserialize(raw, conn.msgtype)
+def messages(reader: BagReader, wanted: Collection[str]) -> Iterator[tuple[str, int, Any]]:
+    """(topic, receive time ns, deserialised message) in time order; checked like `raw_messages`."""
+    for msg in reader.raw_messages(wanted):
+        yield msg.topic, msg.time_ns, reader.deserialize(msg.data, msg.msgtype)
 
 
 # --- building messages for writing (tests, recorder, exporter fixtures) ------------------------------
 
 
-def _types():
+def _types() -> dict[str, Any]:
     return TYPESTORE.types
 
 
-def header(stamp_ns: int, frame_id: str):
+def header(stamp_ns: int, frame_id: str) -> Any:
     t = _types()
     return t["std_msgs/msg/Header"](
         stamp=t["builtin_interfaces/msg/Time"](sec=int(stamp_ns // 10**9), nanosec=int(stamp_ns % 10**9)),
@@ -125,7 +434,7 @@ def header(stamp_ns: int, frame_id: str):
     )
 
 
-def image(arr: np.ndarray, encoding: str, stamp_ns: int, frame_id: str):
+def image(arr: np.ndarray, encoding: str, stamp_ns: int, frame_id: str) -> Any:
     f = array_to_fields(arr, encoding)
     return _types()["sensor_msgs/msg/Image"](
         header=header(stamp_ns, frame_id),
@@ -138,7 +447,7 @@ def image(arr: np.ndarray, encoding: str, stamp_ns: int, frame_id: str):
     )
 
 
-def camera_info(intr, stamp_ns: int, frame_id: str):
+def camera_info(intr: Intrinsics, stamp_ns: int, frame_id: str) -> Any:
     t = _types()
     f = intr.to_camera_info_fields()
     roi = t["sensor_msgs/msg/RegionOfInterest"](x_offset=0, y_offset=0, height=0, width=0, do_rectify=False)
@@ -158,26 +467,30 @@ def camera_info(intr, stamp_ns: int, frame_id: str):
 
 
 class BagWriter:
-    """A rosbag2 writer (sqlite3 or mcap) that refuses to overwrite; a context manager."""
+    """A rosbag2 writer (sqlite3 or mcap) that refuses to overwrite; a context manager.
 
-    def __init__(self, path: str | Path, *, storage: str = "mcap") -> None:
+    `version` 9 writes metadata.yaml's QoS as a list (rosbag2 from Jazzy on), 8 as the
+    YAML string earlier versions wrote.
+    """
+
+    def __init__(self, path: str | Path, *, storage: str = "mcap", version: Literal[8, 9] = 9) -> None:
         self.path = Path(path)
         if self.path.exists():
             raise BagError(f"{self.path} exists: refusing to overwrite a bag")
         plugin = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}.get(storage)
         if plugin is None:
             raise BagError(f"storage must be mcap or sqlite3, got {storage!r}")
-        self._writer = Writer(self.path, version=9, storage_plugin=plugin)
-        self._conns: dict[str, Any] = {}
+        self._writer = Writer(self.path, version=version, storage_plugin=plugin)
+        self._conns: dict[str, Connection] = {}
 
     def __enter__(self) -> BagWriter:
         self._writer.open()
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self._writer.close()
 
-    def add_topic(self, topic: str, msgtype: str, *, qos: list | None = None) -> None:
+    def add_topic(self, topic: str, msgtype: str, *, qos: Sequence[Qos] | None = None) -> None:
         if topic not in self._conns:
             self._conns[topic] = self._writer.add_connection(
                 topic, msgtype, typestore=TYPESTORE, offered_qos_profiles=qos or ()
@@ -190,6 +503,6 @@ class BagWriter:
             raise BagError(f"write to {topic}: add_topic first")
         self._writer.write(conn, int(time_ns), TYPESTORE.serialize_cdr(msg, conn.msgtype))
 
-    def write_raw(self, topic: str, time_ns: int, data: bytes) -> None:
+    def write_raw(self, topic: str, time_ns: int, data: bytes | memoryview) -> None:
         """Write an already CDR-serialised message (what a raw rclpy subscription receives)."""
         self._writer.write(self._conns[topic], int(time_ns), data)

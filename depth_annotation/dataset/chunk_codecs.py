@@ -78,6 +78,7 @@ def resolve_codec(codec: str, level: int | None) -> tuple[Codec, int | None]:
 
 def compressor(codec: str, level: int | None, itemsize: int) -> Callable[[Any], bytes] | None:
     """bytes-like -> chunk bytes for `write_direct_chunk`, or None (no compression / written through HDF5)."""
+    level = _level(codec, level)
     if codec == "gzip":
         deflate = zlib.compress
         if USE_ZLIB_NG:
@@ -103,20 +104,29 @@ def compressor(codec: str, level: int | None, itemsize: int) -> Callable[[Any], 
     return None
 
 
+def _level(codec: str, level: int | None) -> int:
+    """The level to use (the codec's default for None; 0 for codecs without levels, where it is unused)."""
+    if level is not None:
+        return level
+    spec = CODEC_TABLE.get(codec)
+    return spec.default_level if spec is not None and spec.default_level is not None else 0
+
+
 def filter_kwargs(codec: str, level: int | None) -> dict[str, Any]:
     """create_dataset arguments that declare the codec's filter pipeline."""
     if codec in ("gzip", "gzip-fast"):
-        return {"compression": "gzip", "compression_opts": level}
+        return {"compression": "gzip", "compression_opts": _level(codec, level)}
     if codec.startswith("blosc-"):
         import hdf5plugin
 
-        return dict(hdf5plugin.Blosc(cname=codec.split("-", 1)[1], clevel=level, shuffle=hdf5plugin.Blosc.SHUFFLE))
+        blosc: Any = hdf5plugin.Blosc  # its cname is a Literal of the Blosc compressor names
+        return dict(blosc(cname=codec.split("-", 1)[1], clevel=_level(codec, level), shuffle=blosc.SHUFFLE))
     if codec == "lzf":
         return {"compression": "lzf"}
     return {}
 
 
-def open_h5(path: str | os.PathLike, mode: str = "r") -> Any:
+def open_h5(path: str | os.PathLike[str], mode: str = "r") -> Any:
     """h5py.File with every codec here readable: registers the Blosc filter when hdf5plugin is installed."""
     import h5py
 

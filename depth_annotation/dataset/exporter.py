@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from depth_annotation.common import (
     DEFAULT_TAXONOMY,
     NO_QC_NAME,
@@ -33,7 +35,8 @@ from depth_annotation.common import (
 
 from . import bag_io
 from .annotation_export import AnnotationExporter
-from .hdf5_writer import EpisodeMeta, EpisodeWriter, ExportError, Hdf5DatasetWriter
+from .errors import BagError, BagShortReadError, ExportError
+from .hdf5_writer import EpisodeMeta, EpisodeWriter, Hdf5DatasetWriter
 from .info import assign_splits, build_dataset_info
 from .sync import StampSynchronizer
 
@@ -81,7 +84,7 @@ class ExportSession:
         self.sensor: dict[str, Any] = {}
         self._episode: EpisodeWriter | None = None
         self._sync: StampSynchronizer | None = None
-        self._pending_meta: dict[str, Any] | None = None
+        self._pending_meta: dict[str, Any] = {}
         self.frames_written = 0
         self.on_frame: Callable[[int], None] | None = None
 
@@ -149,7 +152,7 @@ class ExportSession:
             self._episode = self.writer.begin_episode(meta, depth.shape)
             if not self.sensor:
                 self.sensor = {"camera_info": intr.to_dict(), "frame_id": meta.frame_id}
-        qc = None
+        qc: dict[str, Any] | None = None
         q = items.get("quality")
         if q is not None:
             qc = {
@@ -225,7 +228,7 @@ class ExportSession:
         self.writer.abort()
 
 
-def _tf_depth_to_color(reader) -> Extrinsics | None:
+def _tf_depth_to_color(reader: bag_io.BagReader) -> Extrinsics | None:
     """depth->colour extrinsics from /tf_static (the driver's depth->colour optical transform), if recorded."""
     if "/tf_static" not in bag_io.topics(reader):
         return None
@@ -235,7 +238,7 @@ def _tf_depth_to_color(reader) -> Extrinsics | None:
                 q, tr = t.transform.rotation, t.transform.translation
                 # TF parent->child is the child's pose in the parent: it maps colour points into depth.
                 color_to_depth = Extrinsics(
-                    rotation_from_quaternion(q.x, q.y, q.z, q.w), [tr.x, tr.y, tr.z], "color", "depth"
+                    rotation_from_quaternion(q.x, q.y, q.z, q.w), np.array([tr.x, tr.y, tr.z]), "color", "depth"
                 )
                 return color_to_depth.inverse()
     return None
@@ -250,19 +253,20 @@ def find_capture_metadata(bag: Path) -> dict[str, Any] | None:
     ):
         if cand.is_file():
             try:
-                return json.loads(cand.read_text())
+                found = json.loads(cand.read_text())
             except json.JSONDecodeError:
                 return None
+            return found if isinstance(found, dict) else None
     return None
 
 
 def _export_one(
     session: ExportSession,
-    reader,
+    reader: bag_io.BagReader,
     bag: Path,
     scene: str,
     opts: ExportOptions,
-    metadata,
+    metadata: dict[str, Any] | None,
     stop_requested: Callable[[], bool],
 ) -> None:
     required = [opts.topics["depth"], opts.topics["color"], opts.topics["info"]]
@@ -284,9 +288,9 @@ def _export_one(
                 raise KeyboardInterrupt
             session.add(stream_of[topic], bag_io.stamp_of(msg), msg)
             read += 1
-    except (ExportError, ImageConversionError):
-        raise
-    except Exception as exc:
+    except (ExportError, ImageConversionError, BagShortReadError):
+        raise  # bad frames, or a reader that lost messages: no dataset from that
+    except Exception as exc:  # damage part-way through the bag: keep what was read, report it
         session.problems.append(f"{bag}: stopped reading after {read} messages: {type(exc).__name__}: {exc}")
     session.end_episode()
 
@@ -305,23 +309,18 @@ def export_bags(
 
     session = ExportSession(opts)
     metadata = None
-    bar = tqdm(unit="frame", desc="export", disable=not progress, dynamic_ncols=True)
-    session.on_frame = lambda n: bar.update(1)
-    try:
+    # The writer aborts (removes the partial file) on any exception, Ctrl-C included.
+    with session.writer, tqdm(unit="frame", desc="export", disable=not progress, dynamic_ncols=True) as bar:
+        session.on_frame = lambda n: bar.update(1)
         for bag, scene in bags:
             if not Path(bag).exists():
-                raise bag_io.BagError(f"bag not found: {bag}")
+                raise BagError(f"bag not found: {bag}")
             with ExitStack() as stack:
                 try:
                     reader = stack.enter_context(bag_io.open_bag(bag))
-                except bag_io.BagError as exc:  # unreadable metadata or index: skip the bag, say so
+                except BagError as exc:  # unreadable metadata or index: skip the bag, say so
                     session.problems.append(str(exc))
                     continue
                 metadata = metadata or find_capture_metadata(Path(bag))
                 _export_one(session, reader, Path(bag), scene, opts, metadata, stop_requested)
-        bar.close()
         return session.commit(capture_metadata=metadata)
-    except BaseException:
-        bar.close()
-        session.abort()
-        raise

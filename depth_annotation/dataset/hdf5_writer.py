@@ -38,9 +38,11 @@ from __future__ import annotations
 import json
 import os
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import TracebackType
 from typing import Any
 
 import h5py
@@ -49,8 +51,8 @@ import numpy as np
 from depth_annotation.common import NO_QC, NO_QC_NAME, Extrinsics, Intrinsics, QcStatus
 from depth_annotation.qc import median_mm
 
-from .chunk_codecs import CodecError, compressor, filter_kwargs, resolve_codec
-from .errors import ExportError
+from .chunk_codecs import compressor, filter_kwargs, resolve_codec
+from .errors import CodecError, ExportError
 
 SCHEMA_VERSION = 1
 GROW = 64  # frames added to a dataset's capacity at a time
@@ -76,7 +78,7 @@ class _ChunkedStack:
         group: h5py.Group,
         name: str,
         frame_shape: tuple[int, ...],
-        dtype,
+        dtype: type[np.generic],
         codec: str,
         level: int | None,
         pool: ThreadPoolExecutor | None,
@@ -92,8 +94,8 @@ class _ChunkedStack:
         self.frame_shape, self.dtype = frame_shape, np.dtype(dtype)
         self.direct = codec != "lzf"
         self.pool = pool
-        self.compress = compressor(codec, level, self.dtype.itemsize)
-        self.pending: deque[tuple[int, Future | bytes]] = deque()
+        self.compress: Callable[[np.ndarray], Any] | None = compressor(codec, level, self.dtype.itemsize)
+        self.pending: deque[tuple[int, Future[Any]]] = deque()
         self.n = 0
 
     def append(self, frame: np.ndarray) -> None:
@@ -138,7 +140,7 @@ class _BackgroundFlush:
     def __init__(self, path: Path) -> None:
         self.fd = os.open(path, os.O_RDONLY)
         self.pool = ThreadPoolExecutor(1, thread_name_prefix="h5-flush")
-        self.running: Future | None = None
+        self.running: Future[None] | None = None
 
     def kick(self) -> None:
         if self.running is None or self.running.done():
@@ -252,7 +254,17 @@ class EpisodeWriter:
 
 
 class Hdf5DatasetWriter:
-    """Context manager; episodes are appended with `begin_episode`."""
+    """The dataset file, written as `<name>.partial` and published by `commit()`.
+
+    A context manager: leaving the block normally commits (if `commit()` was not called
+    yet), leaving it with an exception aborts (the partial file is deleted), so no path
+    leaves a half-written final file or a stray partial one behind:
+
+        with Hdf5DatasetWriter(path, codec="blosc-lz4") as writer:
+            episode = writer.begin_episode(meta, (height, width))
+            ...
+            episode.finish()
+    """
 
     def __init__(
         self,
@@ -272,7 +284,7 @@ class Hdf5DatasetWriter:
         if self.path.exists() and not overwrite:
             raise ExportError(f"{self.path} exists: refusing to overwrite it (use --overwrite)")
         self.codec, self.level, self.readers = codec, level, spec.readers
-        self.pool = (
+        self.pool: ThreadPoolExecutor | None = (
             ThreadPoolExecutor(workers or os.cpu_count() or 2, thread_name_prefix="h5-compress")
             if spec.parallel
             else None
@@ -285,14 +297,32 @@ class Hdf5DatasetWriter:
         self.flush = _BackgroundFlush(self.partial)
         self.h5.attrs["schema_version"] = SCHEMA_VERSION
         self.h5.attrs["layout"] = "/episode_N/{depth,color,timestamps_ns,camera_intrinsics,K,D,depth_to_color,qc/*}"
+        self.state = "open"  # -> "committed" | "aborted"
+
+    def __enter__(self) -> Hdf5DatasetWriter:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if exc_type is None:
+            self.commit()
+        else:
+            self.abort()
 
     def begin_episode(self, meta: EpisodeMeta, shape: tuple[int, int]) -> EpisodeWriter:
+        if self.state != "open":
+            raise ExportError(f"{self.path}: begin_episode() after the file was {self.state}")
         ep = EpisodeWriter(self, len(self.episodes), meta, shape)
         self.episodes.append(ep)
         return ep
 
     def commit(self) -> Path:
-        """Flush, close and atomically publish the file."""
+        """Flush, close and atomically publish the file (once; again returns the path)."""
+        if self.state == "committed":
+            return self.path
+        if self.state == "aborted":
+            raise ExportError(f"{self.path}: commit() after abort(): nothing to publish")
         for ep in self.episodes:
             ep.depth.trim()
             ep.color.trim()
@@ -301,11 +331,15 @@ class Hdf5DatasetWriter:
         with open(self.partial, "rb") as fh:
             os.fsync(fh.fileno())
         os.replace(self.partial, self.path)
+        self.state = "committed"
         self._shutdown_pool()
         return self.path
 
     def abort(self) -> None:
-        """Close and delete the partial file."""
+        """Close and delete the partial file (nothing after a commit)."""
+        if self.state != "open":
+            return
+        self.state = "aborted"
         try:
             self.h5.close()
         finally:

@@ -71,7 +71,12 @@ def build_dataset_info(
         "depth": {"dtype": "uint16", "unit": "mm", "depth_scale": 0.001, "invalid": 0},
         "sensor": sensor,
         "taxonomy": taxonomy,
-        "splits": {"level": "scene", "seed": seed, "ratios": dict(zip(SPLITS, ratios)), "assignment": splits},
+        "splits": {
+            "level": "scene",
+            "seed": seed,
+            "ratios": dict(zip(SPLITS, ratios, strict=True)),
+            "assignment": splits,
+        },
         "statistics": split_statistics(episodes, splits),
         "episodes": episodes,
         "files": files,

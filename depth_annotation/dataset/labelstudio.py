@@ -20,8 +20,10 @@ def _hex(rgb: tuple[int, int, int]) -> str:
 
 
 def label_config(taxonomy: Taxonomy, *, depth_range_m: tuple[float, float]) -> str:
-    labels = [l for l in taxonomy.labels if l.name != "void"]
-    brush = "\n".join(f"    <Label value={quoteattr(l.name)} background={quoteattr(_hex(l.color))}/>" for l in labels)
+    labels = [lab for lab in taxonomy.labels if lab.name != "void"]
+    brush = "\n".join(
+        f"    <Label value={quoteattr(lab.name)} background={quoteattr(_hex(lab.color))}/>" for lab in labels
+    )
     keypoints = [k for names in taxonomy.keypoints.values() for k in names]
     palette = ["#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#46f0f0", "#f032e6", "#bcf60c"]
     kp = "\n".join(

@@ -15,6 +15,7 @@ counted, so every message ends up matched, unmatched or dropped.
 from __future__ import annotations
 
 import bisect
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -61,8 +62,8 @@ class StampSynchronizer:
         primary: str,
         required: list[str],
         *,
-        optional: list[str] = (),
-        sticky: list[str] = (),
+        optional: Sequence[str] = (),
+        sticky: Sequence[str] = (),
         tolerance_ns: int = 16_666_666,
         max_buffer: int = 300,
     ) -> None:

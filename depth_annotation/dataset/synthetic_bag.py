@@ -8,6 +8,7 @@ same coverage core the QC node runs.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from depth_annotation.common import DEFAULT_DEPTH_TO_COLOR, SyntheticScene, default_intrinsics, orbit_pose
 from depth_annotation.qc import CoverageAnalyzer
@@ -28,7 +29,7 @@ def write_synthetic_bag(
     with_quality: bool = True,
     start_ns: int = 1_700_000_000_000_000_000,
     hole_frames: frozenset[int] = frozenset(),
-) -> list:
+) -> list[tuple[int, Any]]:
     """Record `frames` synthetic frames; returns the rendered frames (ground truth for tests)."""
     scene = SyntheticScene(seed)
     intr = default_intrinsics(width, height)

@@ -79,12 +79,13 @@ def render_h5_frame(h5_path: str | Path, out_png: str | Path, *, episode: int = 
         n = g["depth"].shape[0]
         if not 0 <= frame < n:
             raise IndexError(f"{name} has {n} frames; --frame must be 0..{n - 1}")
-        k = g["camera_intrinsics"][:]
-        intr = Intrinsics(int(g.attrs["width"]), int(g.attrs["height"]), *map(float, k))
+        fx, fy, cx, cy = (float(v) for v in g["camera_intrinsics"][:])
+        intr = Intrinsics(int(g.attrs["width"]), int(g.attrs["height"]), fx, fy, cx, cy)
         qc = ""
         if "qc" in g:
             status = status_name(int(g["qc/status"][frame]))
             reasons = json.loads(g["qc/reasons"][frame]) if "reasons" in g["qc"] else []
             qc = status + (f" ({', '.join(reasons)})" if reasons else "")
-        title = f"{Path(h5_path).name} {name} frame {frame}/{n} stamp {int(g['timestamps_ns'][frame])} scene {g.attrs.get('scene_id', '')}"
+        stamp = int(g["timestamps_ns"][frame])
+        title = f"{Path(h5_path).name} {name} frame {frame}/{n} stamp {stamp} scene {g.attrs.get('scene_id', '')}"
         return render_frame(g["color"][frame], g["depth"][frame], intr, out_png, title=title, qc=qc)

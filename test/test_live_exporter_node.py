@@ -1,4 +1,5 @@
-"""Live export (node fed by a replay) writes the same content as the offline command; record/play round trip."""
+"""Live export (node fed by a replay) writes the same content as the offline command; record/play round trip;
+the deprecated names (bag_exporter_node, out_dir) still start the same node."""
 
 import json
 import subprocess
@@ -29,7 +30,7 @@ def test_live_export_matches_offline(procs, tmp_path):
     )
 
     exporter = procs.node(
-        "bag_exporter_node", params={"out_dir": str(tmp_path / "live"), "scene_id": "live", "every_k": 5}
+        "live_exporter_node", params={"output_dir": str(tmp_path / "live"), "scene_id": "live", "every_k": 5}
     )
     wait_until(lambda: "exporting" in exporter.output(), 30)
     played = cli("play", bag, "--rate", "0.5")
@@ -74,12 +75,22 @@ def test_record_play_round_trip(procs, tmp_path):
     with bag_io.open_bag(tmp_path / "rec") as r:
         info = bag_io.topics(r)
         assert {t: info[t].count for t in topics} == {t: 15 for t in topics}
-        depth_conn = next(c for c in r.connections if c.topic == DEFAULT_TOPICS["depth"])
-        assert depth_conn.ext.offered_qos_profiles[0].reliability.name == "BEST_EFFORT"  # QoS preserved
+        assert info[DEFAULT_TOPICS["depth"]].qos[0].reliability.name == "BEST_EFFORT"  # QoS preserved
         got = [m for _, _, m in bag_io.messages(r, [DEFAULT_TOPICS["depth"]])]
     from depth_annotation.common import image_to_array
 
     assert [m.header.stamp.sec * 10**9 + m.header.stamp.nanosec for m in got] == [s for s, _ in frames]
-    assert all(np.array_equal(image_to_array(m), f.depth_mm) for m, (_, f) in zip(got, frames))
+    assert all(np.array_equal(image_to_array(m), f.depth_mm) for m, (_, f) in zip(got, frames, strict=True))
     # and the recording exports like the original
     assert cli("export", "--quiet", tmp_path / "rec", "--out", tmp_path / "ds").returncode == 0
+
+
+def test_old_executable_and_parameter_names_start_the_live_exporter(procs, tmp_path):
+    out = tmp_path / "old_names"
+    exporter = procs.node("bag_exporter_node", params={"out_dir": str(out)})
+    assert wait_until(lambda: "exporting" in exporter.output(), 30), exporter.output()
+    text = exporter.output()
+    assert "[bag_exporter_node] deprecated: the executable is now live_exporter_node" in text
+    assert "parameter 'out_dir' is deprecated: use 'output_dir'" in text
+    assert f"to {out}" in text and "[live_exporter_node]" in text  # the same node, the old value
+    assert exporter.stop(timeout=30) == 0, text
