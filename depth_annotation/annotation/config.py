@@ -114,7 +114,7 @@ def _coerce(path: str, key: str, value: Any, default: Any) -> Any:
     if not isinstance(value, (int, float)):
         raise ValidationConfigError(f"{where} must be a number, got {value!r}")
     number = type(default)(value)
-    lo, hi = _RANGES.get(key, (-float("inf"), float("inf")))
+    lo, hi = _RANGES.get(key.rsplit(".", 1)[-1], (-float("inf"), float("inf")))
     if not lo <= number <= hi:
         raise ValidationConfigError(f"{where} = {value} is outside [{lo:g}, {hi:g}]")
     return number
