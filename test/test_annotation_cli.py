@@ -142,7 +142,7 @@ def test_export_overlap_marks_a_fifth_of_each_scene(tmp_path):
 
 @pytest.fixture(scope="module")
 def validated(tmp_path_factory):
-    """A dataset with an export of every kind of region (brush, polygons, keypoints, predictions), imported and validated."""
+    """A dataset with every kind of region exported (brush, polygons, keypoints, predictions), imported, validated."""
     root = tmp_path_factory.mktemp("validated")
     dataset, truth, scene = synthetic_dataset(root, frames=8, every_k=2, overlap=0.5, fps=1.0)
     profiles = [AnnotatorProfile(1, polygon_labels=("gripper",)), AnnotatorProfile(2, boundary_px=-4, bleed_px=2)]
