@@ -432,7 +432,7 @@ def test_mad_outliers_count_the_far_pixels_of_a_region():
 def test_overlap_is_per_scene_reproducible_and_at_least_one():
     tasks = [
         {"data": {"scene_id": s, "episode": "episode_0", "stamp_ns": str(i)}}
-        for s, n in (("a", 20), ("b", 3))
+        for s, n in (("a", 20), ("b", 2))
         for i in range(n)
     ]
     chosen = choose_overlap(tasks, 0.2, seed=5)
@@ -470,3 +470,16 @@ def test_unlabelled_pixels_are_their_own_value(base, tmp_path, codec):
         box = gt.instances == [o.name for o in base[2].objects].index("box") + 1
         assert np.all(copy[box & (gt.depth_mm > 0)] == UNLABELLED)
         assert np.all(copy[gt.depth_mm == 0] == 0)
+
+
+def test_a_python_without_the_label_studio_sdk_is_reported(monkeypatch):
+    import sys
+
+    from depth_annotation.annotation import LabelStudioUnavailable
+
+    monkeypatch.setenv("DEPTH_ANNOTATION_LABELSTUDIO_PYTHON", sys.executable)  # our venv: the SDK clashes with it
+    with pytest.raises(LabelStudioUnavailable, match="cannot import the Label Studio SDK"):
+        LabelStudioCodec(1)
+    monkeypatch.setenv("DEPTH_ANNOTATION_LABELSTUDIO_PYTHON", "/nonexistent/python")
+    with pytest.raises(LabelStudioUnavailable, match="no such interpreter"):
+        LabelStudioCodec(1)

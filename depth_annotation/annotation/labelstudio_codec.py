@@ -18,6 +18,7 @@ import os
 import struct
 import subprocess
 import sys
+import tempfile
 import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -77,11 +78,13 @@ Region = RleRegion | PolygonRegion
 
 class _Worker:
     def __init__(self, python: Path) -> None:
+        # stderr to a file, not a pipe nobody reads while the worker runs: a chatty SDK cannot block on it
+        self.stderr = tempfile.TemporaryFile()
         self.proc = subprocess.Popen(
             [str(python), "-I", str(WORKER)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
+            stderr=self.stderr,
             env=dict(os.environ, PYTHONNOUSERSITE="1", PYTHONPATH=""),
         )
         self.lock = threading.Lock()
@@ -102,7 +105,9 @@ class _Worker:
         _, out = self._pipes()
         head = out.read(4)
         if len(head) < 4:
-            err = self.proc.stderr.read().decode(errors="replace")[-1500:] if self.proc.stderr else ""
+            self.proc.wait(10)
+            self.stderr.seek(0)
+            err = self.stderr.read().decode(errors="replace")[-1500:]
             raise LabelStudioUnavailable(f"worker exited ({self.proc.poll()}): {err.strip()}")
         (size,) = struct.unpack("<I", head)
         header: dict[str, Any] = json.loads(out.read(size))
@@ -129,9 +134,9 @@ class _Worker:
             except (OSError, subprocess.TimeoutExpired):
                 self.proc.kill()
                 self.proc.wait()
-        for stream in (self.proc.stdout, self.proc.stderr):
-            if stream:
-                stream.close()
+        if self.proc.stdout:
+            self.proc.stdout.close()
+        self.stderr.close()
 
 
 class LabelStudioCodec:
@@ -194,7 +199,8 @@ class LabelStudioCodec:
                     out.append(str(res["error"]))
                     continue
                 h, w = res["shape"]
-                out.append(np.frombuffer(payload, np.uint8, h * w, res["offset"]).reshape(h, w))
+                bits = np.frombuffer(payload, np.uint8, res["size"], res["offset"])
+                out.append(np.unpackbits(bits, count=h * w).reshape(h, w))
             return out
 
         batches = [list(regions[i : i + _BATCH]) for i in range(0, len(regions), _BATCH)]

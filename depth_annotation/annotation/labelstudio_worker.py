@@ -14,7 +14,8 @@ What it does with the SDK:
   OpenCV fills the polygon.
 
 Protocol on stdin/stdout, one message each way per request: a 4-byte little-endian
-length, a JSON header of that length, then `header["payload"]` raw bytes.
+length, a JSON header of that length, then `header["payload"]` raw bytes (decoded
+masks go back bit-packed, `np.packbits`: 38 kB for 640x480 instead of 300 kB).
 """
 
 from __future__ import annotations
@@ -91,8 +92,8 @@ class _Codec:
             except (ValueError, TypeError, KeyError) as exc:
                 results.append({"ok": False, "error": str(exc)})
                 continue
-            data = mask.tobytes()
-            results.append({"ok": True, "offset": offset, "shape": list(mask.shape)})
+            data = np.packbits(mask).tobytes()  # 1 bit per pixel through the pipe
+            results.append({"ok": True, "offset": offset, "size": len(data), "shape": list(mask.shape)})
             blobs.append(data)
             offset += len(data)
         return {"results": results}, b"".join(blobs)

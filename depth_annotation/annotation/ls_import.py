@@ -104,7 +104,7 @@ def annotator_name(completed_by: Any) -> str:
     if isinstance(completed_by, dict):
         email = completed_by.get("email")
         return str(email) if email else f"user{completed_by.get('id', '?')}"
-    return f"user{completed_by}"
+    return f"user{completed_by}" if completed_by is not None else "unknown"
 
 
 def _ann_sort_key(a: dict[str, Any]) -> tuple[int, str]:

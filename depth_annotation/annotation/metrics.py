@@ -151,15 +151,19 @@ def mask_depth_outliers(
     region's median by more than k·sigma, sigma = max(MAD·1.4826, sensor noise sigma(Z))."""
     out = []
     for c in label_ids:
-        mask = np.asarray(labels == c, np.uint8)
-        if not mask.any():
+        full_mask = labels == c
+        rows, cols = np.flatnonzero(full_mask.any(axis=1)), np.flatnonzero(full_mask.any(axis=0))
+        if rows.size == 0:
             continue
+        oy, ox = int(rows[0]), int(cols[0])  # label only the class's bounding box: objects are small
+        mask = np.asarray(full_mask[oy : rows[-1] + 1, ox : cols[-1] + 1], np.uint8)
         n, comp, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
         for i in range(1, n):
             if stats[i, cv2.CC_STAT_AREA] < min_pixels:
                 continue
-            x, y, bw, bh = (int(v) for v in stats[i, :4])
-            sub_c, sub_d = comp[y : y + bh, x : x + bw] == i, depth_mm[y : y + bh, x : x + bw]
+            cx, cy, bw, bh = (int(v) for v in stats[i, :4])
+            x, y = cx + ox, cy + oy
+            sub_c, sub_d = comp[cy : cy + bh, cx : cx + bw] == i, depth_mm[y : y + bh, x : x + bw]
             sel = sub_c & (sub_d > 0)
             d = sub_d[sel].astype(np.float64)
             if d.size < min_pixels:
