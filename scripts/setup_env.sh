@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Idempotent environment set-up for a checkout on Debian (no ROS install needed):
-#   1. Debian packages: libusb-1.0-0 (pyrealsense2), cmake + a C/C++ compiler (rosidl).
+#   1. Debian packages: libusb-1.0-0 (pyrealsense2), cmake + a C/C++ compiler (rosidl),
+#      chromium (the tests open the annotation validation report in a headless browser).
 #   2. .venv at the repository root with the pinned Python dependencies.
 #   3. Our msg/ and srv/ built with rosidl against the PyPI ROS 2 wheels and installed
 #      into .venv, with the node executables in .venv/bin.
@@ -30,6 +31,8 @@ command -v make >/dev/null || need_debs+=(make)
 # `ip` and `unshare` (util-linux): the tests run in a private loopback-only network namespace.
 command -v ip >/dev/null || need_debs+=(iproute2)
 command -v unshare >/dev/null || need_debs+=(util-linux)
+# Headless Chromium: the annotation report and Label Studio pages are checked in a real browser.
+[[ -x /usr/bin/chromium ]] || need_debs+=(chromium)
 "$PY" -c "import venv, ensurepip" 2>/dev/null || need_debs+=(python3-venv)
 if ((${#need_debs[@]})); then
   say "installing Debian packages: ${need_debs[*]}"

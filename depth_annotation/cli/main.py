@@ -241,6 +241,11 @@ def _cmd_export(args: argparse.Namespace) -> int:
         f"exported {report['frames']} frames in {report['episodes']} episode(s) to {report['hdf5']}; "
         f"{report['annotation']['tasks']} annotation tasks"
     )
+    if args.overlap:
+        from depth_annotation.annotation import mark_overlap
+
+        marked = mark_overlap(args.out, args.overlap, seed=args.seed)
+        print(f"  overlap: {len(marked['tasks'])} task(s) marked for two annotators (data.overlap = 2)")
     for ep in report["sync"]:
         counts = ", ".join(
             f"{k}: {v['matched']}/{v['received']} matched, {v['unmatched']} unmatched, {v['dropped']} dropped"
@@ -253,6 +258,110 @@ def _cmd_export(args: argparse.Namespace) -> int:
         )
         return 1
     return 0
+
+
+def _fraction(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be a fraction between 0 and 1, got {text}")
+    return value
+
+
+def _cmd_annotations_import(args: argparse.Namespace) -> int:
+    """Label Studio JSON export -> /episode_N/segmentation and keypoints_3d in the dataset (all or nothing)."""
+    from depth_annotation.annotation import (
+        AnnotationDatasetError,
+        AnnotationImportError,
+        LabelStudioUnavailable,
+        dataset_files,
+        import_export,
+    )
+
+    try:
+        result = import_export(args.export, dataset_files(args.dataset), workers=args.workers)
+    except AnnotationImportError as exc:
+        for problem in exc.problems:
+            print(f"error: {problem}", file=sys.stderr)
+        print(f"error: {exc.source}: {len(exc.problems)} problem(s); nothing was imported", file=sys.stderr)
+        return 2
+    except (AnnotationDatasetError, LabelStudioUnavailable) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    s = result.summary()
+    atomic_io.write_json(Path(args.dataset) / "annotation" / "import_report.json", s)
+    for note in s["notes"]:
+        print(f"note: {note}")
+    print(
+        f"imported {s['frames']} frames ({s['frames_with_several_annotators']} with several annotators), "
+        f"{s['annotations']} annotations, {s['predictions']} predictions, {s['keypoints']} keypoints; "
+        f"skipped {s['cancelled_annotations']} cancelled annotations, {s['tasks_without_annotations']} "
+        f"tasks without annotations (label-studio-sdk {s['label_studio_sdk']})"
+    )
+    return 0
+
+
+def _cmd_annotations_synth(args: argparse.Namespace) -> int:
+    """A synthetic dataset and a Label Studio export of it as annotators would make it (ground truth + mistakes)."""
+    from depth_annotation.annotation import (
+        AnnotatorProfile,
+        LabelStudioCodec,
+        LabelStudioUnavailable,
+        annotators_export,
+        load_tasks,
+        synthetic_dataset,
+    )
+
+    out = Path(args.out)
+    if out.exists() and any(out.iterdir()):
+        print(f"error: {out} is not empty", file=sys.stderr)
+        return 2
+    dataset, truth, scene = synthetic_dataset(
+        out, frames=args.frames, every_k=args.every, overlap=args.overlap, fps=args.fps, seed=args.seed
+    )
+    second = AnnotatorProfile(
+        2,
+        boundary_px=args.boundary_px,
+        keypoint_shift_mm=args.shift_mm,
+        bleed_px=args.bleed_px,
+        missed_objects=tuple(args.miss or ()),
+        keypoints_on_background=tuple(args.keypoint_on_background or ()),
+    )
+    try:
+        with LabelStudioCodec() as codec:
+            export = annotators_export(load_tasks(dataset), truth, scene, [AnnotatorProfile(1), second], codec)
+    except LabelStudioUnavailable as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    path = atomic_io.write_json(out / "label_studio_export.json", export)
+    print(f"dataset: {dataset}\nexport:  {path} ({len(export)} tasks; user1 = ground truth, user2 = with the mistakes)")
+    return 0
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    """Annotation quality: IoU, kappa, keypoints, mask vs depth; report + re-annotation tasks."""
+    from depth_annotation.annotation import AnnotationDatasetError, ValidationConfigError, validate_dataset
+
+    try:
+        summary = validate_dataset(args.dataset, args.config, out_dir=args.out)
+    except (AnnotationDatasetError, ValidationConfigError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    s = summary.report["summary"]
+    for f in summary.failed:
+        print(f"failed: {f.key}: {'; '.join(f.reasons)}")
+    for flag in summary.report["dataset"]["flags"]:
+        print(f"dataset: {flag}")
+
+    def fmt(v):
+        return "n/a" if v is None else f"{v:.3f}"
+
+    print(
+        f"{s['frames']} annotated frames ({s['frames_with_several_annotators']} with several annotators): "
+        f"{s['passed']} passed, {s['failed']} failed; median IoU {fmt(s['median_iou'])}, "
+        f"median kappa {fmt(s['median_kappa'])}, keypoint agreement p95 {fmt(s['keypoint_agreement_p95_mm'])} mm"
+    )
+    print(f"report: {summary.paths['html']}\nre-annotation tasks: {summary.paths['tasks']} ({s['failed']})")
+    return 0 if not summary.failed else 1
 
 
 def _cmd_record(args: argparse.Namespace) -> int:
@@ -349,6 +458,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="annotation: keep QC-flagged frames (marked) instead of excluding them",
     )
+    sp.add_argument(
+        "--overlap",
+        type=_fraction,
+        default=0.0,
+        help="annotation: fraction of each scene's tasks marked for two annotators (the guide: 0.2), by --seed",
+    )
     sp.add_argument("--depth-min", type=float, default=0.3, help="colorized depth range, metres")
     sp.add_argument("--depth-max", type=float, default=2.0)
     sp.add_argument("--split", default="0.8,0.1,0.1", help="train,val,test ratios over scenes")
@@ -383,6 +498,33 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--frame", type=int, default=0)
     sp.add_argument("--out", help="PNG path (default: beside the file)")
     sp.set_defaults(func=_cmd_view)
+
+    sp = sub.add_parser("annotations", help="the annotation round trip: import a Label Studio export, synthesize one")
+    ann = sp.add_subparsers(dest="annotations_command", required=True)
+    ap = ann.add_parser("import", help="Label Studio JSON export -> label images and 3D keypoints in the dataset")
+    ap.add_argument("export", help="Label Studio JSON export (Export -> JSON) of the dataset's tasks")
+    ap.add_argument("--dataset", required=True, help="dataset directory made by `depth-annotation export`")
+    ap.add_argument("--workers", type=int, default=None, help="Label Studio SDK processes decoding (default: cores)")
+    ap.set_defaults(func=_cmd_annotations_import)
+    ap = ann.add_parser("synth", help="a synthetic dataset + a two-annotator Label Studio export of its ground truth")
+    ap.add_argument("--out", required=True, help="directory to create (dataset/ and label_studio_export.json)")
+    ap.add_argument("--frames", type=int, default=20)
+    ap.add_argument("--every", type=int, default=2, help="every k-th frame is an annotation task")
+    ap.add_argument("--overlap", type=_fraction, default=0.2, help="fraction of tasks both annotators label")
+    ap.add_argument("--fps", type=float, default=2.0, help="frame i views the scene from the orbit at i/fps s")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--boundary-px", type=int, default=0, help="annotator 2: erode (<0) or dilate (>0) objects")
+    ap.add_argument("--shift-mm", type=float, default=0.0, help="annotator 2: keypoints shifted by this many mm")
+    ap.add_argument("--bleed-px", type=int, default=0, help="annotator 2: masks bleed onto the background behind")
+    ap.add_argument("--miss", action="append", metavar="OBJECT", help="annotator 2 leaves this object unlabelled")
+    ap.add_argument("--keypoint-on-background", action="append", metavar="KEYPOINT", help="annotator 2 clicks it off")
+    ap.set_defaults(func=_cmd_annotations_synth)
+
+    sp = sub.add_parser("validate", help="annotation quality of a dataset: metrics, report, re-annotation tasks")
+    sp.add_argument("--dataset", required=True, help="dataset directory with imported annotations")
+    sp.add_argument("--config", help="thresholds YAML (default config/annotation_validation.yaml)")
+    sp.add_argument("--out", help="report directory (default DATASET/validation)")
+    sp.set_defaults(func=_cmd_validate)
 
     sp = sub.add_parser("check", help="run the exporter's consistency checks on a dataset directory")
     sp.add_argument("dataset")
