@@ -9,7 +9,9 @@ instead of drawing (the guide's stage 1 of its annotation workflow).
    sample of the in-range points: the largest of up to `max_planes` planes whose
    normal is within `max_tilt_deg` of "up" (image up, -y of the optical frame,
    unless `up_camera` says otherwise, e.g. from a camera->base transform) and
-   that has the camera above it. It is refitted to its inliers by least squares.
+   that has the camera above it. It is refitted to its inliers by least squares
+   until the inlier set is stable (Open3D's RANSAC is multi-threaded and not
+   reproducible bit for bit even when seeded; the refit makes the plane so).
    Table pixels are those within `plane_distance_m` + 3 sigma of the sensor's
    noise model (sigma = `noise_sigma_at_1m` * Z^2) of the plane, in connected
    pieces of at least `min_table_piece` of the largest piece.
@@ -221,11 +223,8 @@ def _fit_table_plane(
         inliers = np.asarray(found, np.int64)
         if len(inliers) < 3:
             break
-        points = remaining[inliers]
-        # Least-squares refit to the inliers (RANSAC's plane comes from three points).
-        centre = points.mean(axis=0)
-        normal = np.linalg.svd(points - centre, full_matrices=False)[2][2]
-        normal, offset = _orient(normal, float(-normal @ centre), up)
+        normal, offset, inliers = _refine_plane(remaining, inliers, config.plane_distance_m)
+        normal, offset = _orient(normal, offset, up)
         camera_above = offset > 0  # height of the camera centre (origin) above the plane
         if float(normal @ up) >= cos_tilt and camera_above and (best is None or len(inliers) > best[2]):
             best = (normal, offset, len(inliers))
@@ -233,6 +232,26 @@ def _fit_table_plane(
         keep[inliers] = False
         remaining = remaining[keep]
     return best
+
+
+def _refine_plane(points: np.ndarray, inliers: np.ndarray, distance: float) -> tuple[np.ndarray, float, np.ndarray]:
+    """Least-squares plane of the inliers, refitted until the inlier set stops changing.
+
+    RANSAC's plane comes from three points, and Open3D runs RANSAC on parallel
+    threads, so even seeded it differs slightly from run to run; the refit
+    converges to the same inlier set, which makes the plane reproducible.
+    """
+    normal, offset = np.array([0.0, 0.0, 1.0]), 0.0
+    for _ in range(10):
+        sel = points[inliers]
+        centre = sel.mean(axis=0)
+        normal = np.linalg.svd(sel - centre, full_matrices=False)[2][2]
+        offset = float(-normal @ centre)
+        again = np.flatnonzero(np.abs(points @ normal + offset) <= distance)
+        if len(again) < 3 or np.array_equal(again, inliers):
+            break
+        inliers = again
+    return normal, offset, inliers
 
 
 def _plane_basis(normal: np.ndarray) -> np.ndarray:
