@@ -27,7 +27,8 @@ instead of drawing (the guide's stage 1 of its annotation workflow).
      at least `target_min_saturation`), otherwise `object_label`
      (`distractor_object` by default: geometry cannot tell which object the task is about);
    - it floats above the table: robot, `robot_arm` when longer than
-     `robot_arm_extent_m`, otherwise `gripper`;
+     `robot_arm_extent_m` or cut by the image's top edge (in an upright tabletop
+     view the arm reaches in from above; the gripper hangs at its end), otherwise `gripper`;
    - fewer than `min_object_pixels` pixels: `background` (specks).
    Everything else with depth is `background`.
 
@@ -485,8 +486,8 @@ def _objects(
             label = "target_object" if _hue_matches(colour, config) else config.object_label
         else:
             kind = "robot"
-            truncated = bool(mask[0].any() or mask[-1].any() or mask[:, 0].any() or mask[:, -1].any())
-            label = "robot_arm" if extent >= config.robot_arm_extent_m or truncated else "gripper"
+            from_above = bool(mask[0].any())  # enters the view through the image's top edge
+            label = "robot_arm" if extent >= config.robot_arm_extent_m or from_above else "gripper"
         score = _mask_score(mask, z, table, valid, claimed, config)
         instance = int(instances.max()) + 1
         labels[mask] = ids[label]
