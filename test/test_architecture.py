@@ -23,10 +23,14 @@ ALLOWED = {
     "mono": {"common", "calibration"},  # metric alignment reuses the scale/shift fit
     "dataset": {"common", "qc"},  # QC results travel with every exported frame
     "annotation": {"common", "qc", "dataset"},  # Label Studio results go back into the exported dataset
-    "nodes": {"common", "capture", "qc", "calibration", "mono", "dataset", "annotation"},
-    "cli": {"common", "capture", "qc", "calibration", "mono", "dataset", "annotation", "nodes"},
+    "training": {"common", "dataset"},  # point clouds, voxels, dataloader over the exported dataset
+    "preannotation": {"common", "dataset"},  # geometric pre-annotation of the exported tasks
+    "nodes": {"common", "capture", "qc", "calibration", "mono", "dataset", "annotation", "training", "preannotation"},
+    "cli": {
+        "common", "capture", "qc", "calibration", "mono", "dataset", "annotation", "training", "preannotation", "nodes"
+    },
 }
-CONCEPTS = ["common", "capture", "qc", "calibration", "mono", "dataset", "annotation"]
+CONCEPTS = ["common", "capture", "qc", "calibration", "mono", "dataset", "annotation", "training", "preannotation"]
 # ROS client code lives in nodes/ and in the CLI modules that talk to a live graph.
 ROS_CLIENTS = {"cli/bag_replay.py", "cli/demo.py"}
 ROS_MODULES = ("rclpy", "sensor_msgs", "std_msgs", "std_srvs", "diagnostic_msgs", "geometry_msgs", "tf2_msgs")

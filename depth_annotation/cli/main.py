@@ -257,6 +257,12 @@ def _cmd_export(args: argparse.Namespace) -> int:
             "error: parts of the input could not be read (see warnings); use --allow-partial to accept", file=sys.stderr
         )
         return 1
+    if args.preannotate:
+        return _cmd_preannotate(
+            argparse.Namespace(
+                dataset=args.out, config=None, target_hue=None, labelstudio_python=None, quiet=args.quiet
+            )
+        )
     return 0
 
 
@@ -392,6 +398,105 @@ def _cmd_play(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_preannotate(args: argparse.Namespace) -> int:
+    """Geometric pre-annotation of every exported task, written as Label Studio predictions."""
+    import dataclasses
+
+    from tqdm import tqdm
+
+    from depth_annotation.preannotation import (
+        GeometricConfig,
+        LabelStudioEncoderError,
+        PreannotationConfigError,
+        PreannotationError,
+        load_preannotation_config,
+        preannotate_dataset,
+    )
+
+    bar = tqdm(unit="frame", desc="preannotate", disable=args.quiet, dynamic_ncols=True)
+    try:
+        config = load_preannotation_config(args.config) if args.config else GeometricConfig()
+        if args.target_hue is not None:
+            config = dataclasses.replace(config, target_hue_deg=args.target_hue)
+        report = preannotate_dataset(
+            args.dataset, config=config, labelstudio_python=args.labelstudio_python, on_frame=lambda n: bar.update(1)
+        )
+    except (PreannotationError, PreannotationConfigError, LabelStudioEncoderError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        bar.close()
+    regions = ", ".join(f"{k} {v} (mean score {report.mean_score[k]:.2f})" for k, v in report.regions.items())
+    print(f"pre-annotated {report.tasks} tasks: {regions or 'no regions'}")
+    print(
+        f"  {report.geometric_ms_per_frame:.0f} ms/frame geometry, {report.encode_ms_per_frame:.0f} ms/frame "
+        f"Label Studio RLE; import {report.tasks_file} into Label Studio (report: {report.report_file})"
+    )
+    return 0
+
+
+def _cmd_pointclouds(args: argparse.Namespace) -> int:
+    """Labelled point clouds (farthest-point sampled) and voxel grids of every annotated frame."""
+    from tqdm import tqdm
+
+    from depth_annotation.common import CameraModelError, Extrinsics
+    from depth_annotation.training import PointCloudConfig, TrainingDataError, write_pointclouds
+
+    bar = tqdm(unit="frame", desc="pointclouds", disable=args.quiet, dynamic_ncols=True)
+    try:
+        override = None
+        if args.camera_to_base:
+            try:
+                override = Extrinsics.from_dict(json.loads(Path(args.camera_to_base).read_text()))
+            except (OSError, json.JSONDecodeError, CameraModelError) as exc:
+                raise TrainingDataError(f"--camera-to-base {args.camera_to_base}: {exc}") from None
+        config = PointCloudConfig(
+            num_points=tuple(args.points),
+            depth_range_m=(args.depth_min, args.depth_max),
+            voxel_size_m=args.voxel_size,
+            dense_voxels=not args.sparse_only,
+            camera_to_base=override,
+        )
+        report = write_pointclouds(args.dataset, config, on_frame=lambda n: bar.update(1))
+    except TrainingDataError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        bar.close()
+    print(
+        f"wrote point clouds of {', '.join(map(str, args.points))} points and {args.voxel_size * 1000:g} mm voxels "
+        f"({report.frame_of_voxels} frame) for {report.frames} annotated frames of {report.episodes} episode(s) "
+        f"to {report.path} ({report.ms_per_frame:.0f} ms/frame)"
+    )
+    for name in report.skipped_episodes:
+        print(f"  {name}: no annotated frames, skipped")
+    return 0
+
+
+def _cmd_smoke(args: argparse.Namespace) -> int:
+    """Load one batch through the PyTorch dataset, print its tensors and write a PNG of it."""
+    from depth_annotation.training import TrainingDataError, smoke
+
+    out = Path(args.out) if args.out else Path(args.dataset) / "smoke.png"
+    try:
+        result = smoke(
+            args.dataset,
+            out,
+            split=args.split,
+            batch_size=args.batch_size,
+            num_workers=args.workers,
+            augment=args.augment,
+        )
+    except TrainingDataError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    width = max(len(k) for k in result.shapes)
+    for key, (dtype, shape) in result.shapes.items():
+        print(f"{key.ljust(width)}  {dtype:8s} {tuple(shape)}")
+    print(f"one batch of {result.samples} sample(s) drawn in {result.png}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="depth-annotation", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -472,6 +577,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--overwrite", action="store_true", help="replace an existing dataset.h5")
     sp.add_argument("--allow-partial", action="store_true", help="exit 0 even if parts of a bag were unreadable")
     sp.add_argument("--quiet", action="store_true", help="no progress bar")
+    sp.add_argument("--preannotate", action="store_true", help="then run preannotate on the new dataset")
     sp.set_defaults(func=_cmd_export)
 
     sp = sub.add_parser("record", help="record topics to a rosbag2 (mcap/sqlite3) without ros2 bag")
@@ -529,6 +635,36 @@ def build_parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("check", help="run the exporter's consistency checks on a dataset directory")
     sp.add_argument("dataset")
     sp.set_defaults(func=_cmd_check)
+
+    sp = sub.add_parser(
+        "preannotate", help="geometric pre-annotation of the exported tasks as Label Studio predictions"
+    )
+    sp.add_argument("--dataset", required=True, help="dataset directory (made by export)")
+    sp.add_argument("--config", help="settings YAML (default: the built-in ones, as in config/preannotation.yaml)")
+    sp.add_argument("--target-hue", type=float, help="label objects of this HSV hue (degrees) target_object")
+    sp.add_argument("--labelstudio-python", help="a Python with label-studio-sdk (default: .venv-labelstudio)")
+    sp.add_argument("--quiet", action="store_true", help="no progress bar")
+    sp.set_defaults(func=_cmd_preannotate)
+
+    sp = sub.add_parser("pointclouds", help="labelled point clouds and voxel grids of the annotated frames")
+    sp.add_argument("--dataset", required=True, help="dataset directory with imported annotations")
+    sp.add_argument("--points", type=int, nargs="+", default=[8192], help="farthest-point sample sizes (default 8192)")
+    sp.add_argument("--voxel-size", type=float, default=0.005, help="voxel edge, metres (default %(default)s)")
+    sp.add_argument("--depth-min", type=float, default=0.3, help="working range, metres")
+    sp.add_argument("--depth-max", type=float, default=2.0)
+    sp.add_argument("--camera-to-base", help="extrinsics JSON (camera optical frame -> robot base) for every episode")
+    sp.add_argument("--sparse-only", action="store_true", help="voxels as coordinates only, no dense grids")
+    sp.add_argument("--quiet", action="store_true", help="no progress bar")
+    sp.set_defaults(func=_cmd_pointclouds)
+
+    sp = sub.add_parser("smoke", help="load one training batch, print its tensors, write a PNG of it")
+    sp.add_argument("--dataset", required=True, help="dataset directory")
+    sp.add_argument("--split", help="train, val or test (default: all frames)")
+    sp.add_argument("--batch-size", type=int, default=4)
+    sp.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
+    sp.add_argument("--augment", action="store_true", help="apply the augmentations (noise, dropout patches)")
+    sp.add_argument("--out", help="PNG path (default DATASET/smoke.png)")
+    sp.set_defaults(func=_cmd_smoke)
     return p
 
 
