@@ -18,7 +18,7 @@ from pathlib import Path
 import rclpy
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 
-from depth_annotation.dataset import bag_io
+from depth_annotation.dataset import BagError, bag_io
 
 
 def message_class(msgtype: str):
@@ -73,7 +73,7 @@ def record(
             rclpy.spin_once(node, timeout_sec=0.1)
         missing = [t for t in topics if t not in types]
         if missing:
-            raise bag_io.BagError(f"no publisher for {', '.join(missing)} within {discovery_s:.0f} s")
+            raise BagError(f"no publisher for {', '.join(missing)} within {discovery_s:.0f} s")
         with bag_io.BagWriter(out, storage=storage) as writer:
             for topic, msgtype in types.items():
                 pubs = node.get_publishers_info_by_topic(topic)
@@ -135,14 +135,14 @@ def play(
                     cls = message_class(info.msgtype)
                 except (ImportError, AttributeError, ValueError):
                     if topics:
-                        raise bag_io.BagError(
+                        raise BagError(
                             f"cannot play {info.topic}: {info.msgtype} is not installed here"
                         ) from None
                     log(f"skipping {info.topic}: its type {info.msgtype} is not installed here")
                     continue
                 pubs[info.topic] = node.create_publisher(cls, info.topic, playback_qos(info))
             if not pubs:
-                raise bag_io.BagError(f"{bag}: nothing to play (no topic with an installed message type)")
+                raise BagError(f"{bag}: nothing to play (no topic with an installed message type)")
             # Wait for subscribers: until every topic has one, or the number of matched topics
             # has been stable for a second (some topics may have no listener), or the timeout.
             deadline = time.monotonic() + wait_subscribers_s

@@ -100,7 +100,7 @@ def _cmd_mono(args: argparse.Namespace) -> int:
         image_to_array,
         image_to_rgb,
     )
-    from depth_annotation.dataset import bag_io
+    from depth_annotation.dataset import BagError, bag_io
     from depth_annotation.mono import (
         DepthAnything,
         MetricAligner,
@@ -129,9 +129,11 @@ def _cmd_mono(args: argparse.Namespace) -> int:
         if args.images:
             files = sorted(p for p in Path(args.images).iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg"))
             if not files:
-                raise bag_io.BagError(f"no .png/.jpg images in {args.images}")
+                raise BagError(f"no .png/.jpg images in {args.images}")
             for f in files:
                 bgr = cv2.imread(str(f), cv2.IMREAD_COLOR)
+                if bgr is None:
+                    raise BagError(f"{f}: not a readable image")
                 yield f.stem, bgr[..., ::-1].copy(), None
             return
         with bag_io.open_bag(args.bag) as reader:
@@ -167,7 +169,7 @@ def _cmd_mono(args: argparse.Namespace) -> int:
                     "inference_ms": infer_ms,
                 }
             )
-    except (bag_io.BagError, ImageConversionError) as exc:
+    except (BagError, ImageConversionError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     atomic_io.write_json(
@@ -189,7 +191,7 @@ def _cmd_mono(args: argparse.Namespace) -> int:
 def _cmd_export(args: argparse.Namespace) -> int:
     """rosbag2 -> HDF5 + dataset_info.json + annotation package."""
     from depth_annotation.common import DEFAULT_TAXONOMY, ImageConversionError, default_taxonomy_path, load_taxonomy
-    from depth_annotation.dataset import DEFAULT_TOPICS, ExportError, ExportOptions, bag_io, export_bags
+    from depth_annotation.dataset import DEFAULT_TOPICS, BagError, ExportError, ExportOptions, export_bags
 
     scenes = dict(s.split("=", 1) for s in args.scene or [])
     bags = [(Path(b), scenes.get(b, Path(b).name)) for b in args.bags]
@@ -200,7 +202,8 @@ def _cmd_export(args: argparse.Namespace) -> int:
     try:
         tax_path = args.taxonomy or default_taxonomy_path()
         taxonomy = load_taxonomy(tax_path) if tax_path else DEFAULT_TAXONOMY
-        ratios = tuple(float(x) for x in args.split.split(","))
+        train, val, test = (float(x) for x in args.split.split(","))  # ValueError unless three numbers
+        ratios = (train, val, test)
         opts = ExportOptions(
             out_dir=Path(args.out),
             topics=topics,
@@ -229,7 +232,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
             report = export_bags(bags, opts, progress=not args.quiet, stop_requested=interrupted.is_set)
         finally:
             signal.signal(signal.SIGINT, previous)
-    except (bag_io.BagError, ExportError, ImageConversionError, ValueError) as exc:
+    except (BagError, ExportError, ImageConversionError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

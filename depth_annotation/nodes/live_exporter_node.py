@@ -161,7 +161,7 @@ class LiveExporterNode(Node):
             self._end_episode()
             if not self.session.episodes:
                 self.session.abort()
-                received = {}
+                received: dict[str, int] = {}
                 for ep in self.session.sync_counts:
                     for topic, c in ep["topics"].items():
                         received[topic] = received.get(topic, 0) + c["received"]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import sys
 from collections.abc import Callable
@@ -13,21 +12,6 @@ from rclpy.node import Node
 from rclpy.signals import SignalHandlerOptions
 
 from .params import StartupError, declare
-
-
-def configure_middleware() -> None:
-    """Default Fast DDS to its LARGE_DATA builtin transports (unless the user chose).
-
-    Measured here with a 640x480 16UC1 stream at 30 fps between two processes:
-    the default transports (UDP + a 512 KB shared-memory segment) delivered 69 %
-    of the frames, LARGE_DATA (shared memory + TCP for data) 98 %. Every process
-    on the link must use it; our nodes and tools call this before rclpy.init.
-    """
-    if os.environ.get("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp") != "rmw_fastrtps_cpp":
-        return
-    if os.environ.get("FASTDDS_DEFAULT_PROFILES_FILE") or os.environ.get("FASTRTPS_DEFAULT_PROFILES_FILE"):
-        return  # an XML profile configures the transports
-    os.environ.setdefault("FASTDDS_BUILTIN_TRANSPORTS", "LARGE_DATA")
 
 
 def undeclared_overrides(node: Node) -> list[str]:
