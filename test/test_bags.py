@@ -24,7 +24,7 @@ from ros_harness import REPO, VENV_BIN, NodeProcess, wait_until
 from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, QosReliability, QosTime
 from rosbags.rosbag2 import CompressionFormat, CompressionMode, Writer
 
-from depth_annotation.dataset import DEFAULT_TOPICS, BagShortReadError, bag_io, write_synthetic_bag
+from depth_annotation.dataset import DEFAULT_TOPICS, BagError, BagShortReadError, bag_io, write_synthetic_bag
 
 BAGS = [
     "mcap_talker",
@@ -123,6 +123,25 @@ def test_rosbags_directory_reader_still_loses_the_talker_bags(shared_data):
         with rosbags.rosbag2.Reader(shared_data / "rosbag2" / f"{storage}_talker") as r:
             assert r.message_count == 20
             assert sum(1 for _ in r.messages()) == 0
+
+
+def test_what_is_not_a_bag_is_named(shared_data, tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(BagError, match=r"empty: not a rosbag2 bag \(no metadata.yaml, no .mcap or .db3 file\)"):
+        bag_io.bag_layout(empty)
+    listed = tmp_path / "listed"
+    shutil.copytree(shared_data / "rosbag2" / "mcap_talker", listed)
+    listed.chmod(0o755)  # the shared data is read-only
+    (listed / "talker.mcap").unlink()
+    with pytest.raises(BagError, match=r"lists storage files that are missing: talker\.mcap"):
+        bag_io.bag_layout(listed)
+    both = tmp_path / "both"
+    both.mkdir()
+    for f in ("mcap_talker/talker.mcap", "sqlite3_talker/talker.db3"):
+        shutil.copy(shared_data / "rosbag2" / f, both)
+    with pytest.raises(BagError, match=r"has both \.mcap and \.db3 files and no metadata\.yaml"):
+        bag_io.bag_layout(both)
 
 
 def _qos(reliability: QosReliability, durability: QosDurability) -> Qos:

@@ -270,7 +270,10 @@ def _typestores_for(typs: Typesdict) -> list[Typestore]:
     if all(k in TYPESTORE.fielddefs and fields(TYPESTORE.fielddefs[k]) == fields(v) for k, v in typs.items()):
         return [TYPESTORE]
     store = get_typestore(Stores.EMPTY)
-    store.register({**{k: v for k, v in TYPESTORE.fielddefs.items() if k not in typs}, **typs})
+    try:
+        store.register({**{k: v for k, v in TYPESTORE.fielddefs.items() if k not in typs}, **typs})
+    except (TypesysError, SyntaxError, ValueError):
+        return [TYPESTORE]  # definitions rosbags cannot turn into a type: the standard ones only
     return [store, TYPESTORE]
 
 
@@ -301,8 +304,8 @@ class BagReader:
         self.readers: list[Reader] = []
         counts: Counter[str] = Counter()
         for f in files:
-            reader = Reader(f)
             try:
+                reader = Reader(f)
                 reader.open()
             except (ReaderError, OSError) as exc:
                 raise BagError(f"cannot open {f}: {exc}") from None
