@@ -84,7 +84,11 @@ def test_outputs_match_input_and_backlog_stays_at_one(ros, procs, tmp_path):
     # A queue would fall further behind the 30 fps stream with every frame (seconds after 6 s).
     infer_s = np.median([q.inference_ms for q in fits]) / 1000
     assert len(behind) >= 3 and np.median(behind) < 3 * infer_s + 0.5, (behind, infer_s)
-    assert max(behind) < 2.5, behind
+    # After the first two outputs (the model's warm-up, and the frame that waited for it) an output waited
+    # for at most one other inference and its own, plus the sensor wait and delivery: a fixed bound
+    # (2.5 s) failed on a 2-core machine at load 8 with the first output 3.4 s behind.
+    max_infer_s = max(q.inference_ms for q in fits[1:]) / 1000
+    assert max(behind[2:]) < 2 * max_infer_s + 1.0, (behind, max_infer_s)
 
     # The backlog from the node's counters, sampled once a second while it was fed: frames received and
     # not yet processed, failed or dropped are in the node, and the latest-frame rule allows at most two
