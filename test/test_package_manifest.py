@@ -48,13 +48,23 @@ def _keys() -> dict[str, dict]:
 
 def _robot_requirements() -> set[str]:
     lines = (REPO / "requirements" / "robot.txt").read_text().splitlines()
-    return {line.split("#")[0].strip().replace("-", "_") for line in lines if line.split("#")[0].strip()}
+    names = {line.split("#")[0].strip().replace("-", "_") for line in lines if line.split("#")[0].strip()}
+    return names | {n.split(".")[0] for n in names}  # backports.zstd is imported as backports
+
+
+# Modules that run under another interpreter: the Label Studio SDK's own venv (its pins clash
+# with ours; README "Annotation round trip"), set up by scripts/setup_env.sh, not by rosdep.
+OTHER_INTERPRETER = {"depth_annotation/annotation/labelstudio_worker.py"}
+# Standard library from Python 3.14 (imported first, with a backport as the fallback).
+NEWER_STDLIB = {"compression"}
 
 
 def _third_party_imports(*folders: str) -> dict[str, set[str]]:
     found: dict[str, set[str]] = {}
     for folder in folders:
         for path in (REPO / folder).rglob("*.py"):
+            if str(path.relative_to(REPO)) in OTHER_INTERPRETER:
+                continue
             for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
                 names = []
                 if isinstance(node, ast.Import):
@@ -63,7 +73,7 @@ def _third_party_imports(*folders: str) -> dict[str, set[str]]:
                     names = [node.module]
                 for name in names:
                     top = name.split(".")[0]
-                    if top not in sys.stdlib_module_names and top != "depth_annotation":
+                    if top not in sys.stdlib_module_names | NEWER_STDLIB and top != "depth_annotation":
                         found.setdefault(top, set()).add(str(path.relative_to(REPO)))
     return found
 
