@@ -437,3 +437,38 @@ def test_cli_pointclouds_and_smoke(dataset, tmp_path):
     png = cv2.imread(str(ds / "smoke.png"))
     assert png.shape == (3 * 240, 4 * 320, 3)  # 3 samples x (RGB, depth, segmentation, cloud)
     assert REPO.exists()
+
+
+def test_keypoints_are_the_primary_annotators_never_a_models(tmp_path):
+    from depth_annotation.training import keypoints_by_frame
+
+    # the import's keypoint rows (issue 16: annotation/keypoints3d.py)
+    text = h5py.string_dtype()
+    kp_fields = [("frame_index", "<i8"), ("stamp_ns", "<i8"), ("annotator", text), ("name", text), ("u", "<f4")]
+    kp_dtype = np.dtype(kp_fields + [("v", "<f4"), ("xyz", "<f4", (3,)), ("valid_pixels", "u1"), ("reason", text)])
+
+    def row(frame, who, name, x):
+        return (frame, 0, who, name, 1.0, 2.0, np.array([x, 0.0, 1.0], np.float32), 25, "")
+
+    with h5py.File(tmp_path / "k.h5", "w") as f:
+        g = f.create_group("episode_0")
+        g.create_dataset("segmentation", data=np.zeros((2, 2, 2), np.uint8))
+        g.create_dataset("segmentation_index", data=np.array([3, 5]))
+        g.create_dataset("segmentation_source", data=["bob", "alice"], dtype=h5py.string_dtype())
+        rows = [
+            row(3, "alice", "rim_center", 0.1),
+            row(3, "bob", "rim_center", 0.2),  # frame 3's label image is bob's
+            row(3, "bob", "base_center", 0.3),
+            row(5, "prediction:geo", "rim_center", 0.4),
+            row(5, "alice", "handle_top", 0.5),
+            row(7, "prediction:geo", "rim_center", 0.6),  # no person: nothing
+            row(8, "zoe", "rim_center", 0.7),  # no label image: the first person by name
+            row(8, "yves", "nose", 0.8),
+        ]
+        g.create_dataset("keypoints_3d", data=np.array(rows, kp_dtype))
+        names = ["handle_top", "handle_bottom", "rim_center", "base_center"]
+        got = keypoints_by_frame(g, names)
+    assert sorted(got) == [3, 5, 8]
+    assert got[3][0].tolist() == [2, 3] and got[3][1][:, 0].tolist() == pytest.approx([0.2, 0.3])
+    assert got[5][0].tolist() == [0] and got[5][1][0, 0] == pytest.approx(0.5)
+    assert got[8][0].tolist() == [-1] and got[8][1][0, 0] == pytest.approx(0.8)  # yves < zoe; unknown name: -1

@@ -261,10 +261,9 @@ def _cmd_export(args: argparse.Namespace) -> int:
         )
         return 1
     if args.preannotate:
+        # preannotate's own defaults: the parser, so its options never drift from this call
         return _cmd_preannotate(
-            argparse.Namespace(
-                dataset=args.out, config=None, target_hue=None, labelstudio_python=None, quiet=args.quiet
-            )
+            build_parser().parse_args(["preannotate", "--dataset", str(args.out)] + ["--quiet"] * bool(args.quiet))
         )
     return 0
 
@@ -412,6 +411,8 @@ def _cmd_preannotate(args: argparse.Namespace) -> int:
         LabelStudioEncoderError,
         PreannotationConfigError,
         PreannotationError,
+        SamBackend,
+        SamBackendConfig,
         load_preannotation_config,
         preannotate_dataset,
     )
@@ -421,8 +422,21 @@ def _cmd_preannotate(args: argparse.Namespace) -> int:
         config = load_preannotation_config(args.config) if args.config else GeometricConfig()
         if args.target_hue is not None:
             config = dataclasses.replace(config, target_hue_deg=args.target_hue)
+        sam = None
+        if args.sam:
+            sam = SamBackend(
+                SamBackendConfig(
+                    model=args.sam, device=args.sam_device, offline=not args.sam_online, prompt=args.sam_prompt
+                )
+            )
+            if sam.untrained:
+                print(f"warning: {args.sam} is an UNTRAINED model: its masks are meaningless", file=sys.stderr)
         report = preannotate_dataset(
-            args.dataset, config=config, labelstudio_python=args.labelstudio_python, on_frame=lambda n: bar.update(1)
+            args.dataset,
+            config=config,
+            labelstudio_python=args.labelstudio_python,
+            sam=sam,
+            on_frame=lambda n: bar.update(1),
         )
     except (PreannotationError, PreannotationConfigError, LabelStudioEncoderError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -431,10 +445,12 @@ def _cmd_preannotate(args: argparse.Namespace) -> int:
         bar.close()
     regions = ", ".join(f"{k} {v} (mean score {report.mean_score[k]:.2f})" for k, v in report.regions.items())
     print(f"pre-annotated {report.tasks} tasks: {regions or 'no regions'}")
+    sam_ms = f", {report.sam_ms_per_frame:.0f} ms/frame SAM" if report.sam_ms_per_frame is not None else ""
     print(
-        f"  {report.geometric_ms_per_frame:.0f} ms/frame geometry, {report.encode_ms_per_frame:.0f} ms/frame "
+        f"  {report.geometric_ms_per_frame:.0f} ms/frame geometry{sam_ms}, {report.encode_ms_per_frame:.0f} ms/frame "
         f"Label Studio RLE; import {report.tasks_file} into Label Studio (report: {report.report_file})"
     )
+    print(f"  model_version {report.model_version}" + (" (UNTRAINED)" if report.untrained else ""))
     return 0
 
 
@@ -646,6 +662,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--config", help="settings YAML (default: the built-in ones, as in config/preannotation.yaml)")
     sp.add_argument("--target-hue", type=float, help="label objects of this HSV hue (degrees) target_object")
     sp.add_argument("--labelstudio-python", help="a Python with label-studio-sdk (default: .venv-labelstudio)")
+    sp.add_argument("--sam", metavar="MODEL", help="refine objects with Segment Anything: local directory or hub id")
+    sp.add_argument("--sam-prompt", choices=("box", "point"), default="box", help="prompt per geometric cluster")
+    sp.add_argument("--sam-device", default="cpu")
+    sp.add_argument("--sam-online", action="store_true", help="allow downloading the SAM model")
     sp.add_argument("--quiet", action="store_true", help="no progress bar")
     sp.set_defaults(func=_cmd_preannotate)
 

@@ -1,6 +1,6 @@
 """Pre-annotation from depth: the table plane, objects above it, void and background proposed
 geometrically per frame, and written as Label Studio predictions (brush RLE from Label Studio's SDK)
-so annotators refine instead of drawing.
+so annotators refine instead of drawing; optionally refined by Segment Anything (transformers).
 """
 
 from typing import TYPE_CHECKING
@@ -24,5 +24,6 @@ if TYPE_CHECKING:
         frame_prediction,
         labelstudio_python,
     )
+    from .sam import DEFAULT_SAM, SamBackend, SamBackendConfig, prompt_of, refine_regions, save_tiny_sam
 
 __getattr__, __dir__, __all__ = lazy_exports(__name__, __file__)

@@ -30,6 +30,7 @@ from depth_annotation.dataset import open_h5
 from .errors import PreannotationConfigError, PreannotationError
 from .geometric import GeometricConfig, GeometricResult, preannotate_frame
 from .labelstudio_predictions import MODEL_VERSION, BrushRleEncoder, brush_target, frame_prediction
+from .sam import SamBackend
 
 TASKS = "annotation/label_studio_tasks.json"
 LABEL_CONFIG = "annotation/label_config.xml"
@@ -47,6 +48,9 @@ class PreannotationReport:
     mean_score: dict[str, float]
     geometric_ms_per_frame: float
     encode_ms_per_frame: float
+    model_version: str
+    sam_ms_per_frame: float | None
+    untrained: bool
     tasks_file: Path
     report_file: Path
     notes: list[str] = field(default_factory=list)
@@ -116,9 +120,13 @@ def preannotate_dataset(
     *,
     config: GeometricConfig | None = None,
     labelstudio_python: str | Path | None = None,
+    sam: SamBackend | None = None,
     on_frame: Callable[[int], None] | None = None,
 ) -> PreannotationReport:
-    """Write Label Studio predictions for every exported task (see the module docstring)."""
+    """Write Label Studio predictions for every exported task (see the module docstring).
+
+    With `sam`, each frame's object and robot regions are refined by Segment Anything.
+    """
     root = Path(dataset_dir)
     config = config or GeometricConfig()
     config.validate()
@@ -140,6 +148,9 @@ def preannotate_dataset(
     records: list[dict[str, Any]] = []
     geometric_s = encode_s = 0.0
     batch: list[tuple[int, GeometricResult]] = []
+    version = sam.model_version if sam is not None else MODEL_VERSION
+    background_id = next((label.id for label in taxonomy.labels if label.name == "background"), 0)
+    sam_s = 0.0
 
     def flush() -> None:
         nonlocal encode_s
@@ -150,7 +161,7 @@ def preannotate_dataset(
         for i, result in batch:
             n = len(result.regions)
             task = dict(tasks[i])
-            task["predictions"] = [frame_prediction(result, rles[start : start + n], target)]
+            task["predictions"] = [frame_prediction(result, rles[start : start + n], target, model_version=version)]
             start += n
             out_tasks.append(task)
         batch.clear()
@@ -164,6 +175,10 @@ def preannotate_dataset(
             t0 = time.perf_counter()
             result = preannotate_frame(depth, intr, color, config=config, taxonomy=taxonomy)
             geometric_s += time.perf_counter() - t0
+            if sam is not None:
+                t0 = time.perf_counter()
+                result = sam.refine(color, depth, result, background_id=background_id)
+                sam_s += time.perf_counter() - t0
             data = tasks[i]["data"]
             records.append(
                 {
@@ -194,6 +209,9 @@ def preannotate_dataset(
         mean_score={k: round(float(np.mean(v)), 4) for k, v in sorted(scores.items())},
         geometric_ms_per_frame=1000.0 * geometric_s / n,
         encode_ms_per_frame=1000.0 * encode_s / n,
+        model_version=version,
+        sam_ms_per_frame=1000.0 * sam_s / n if sam is not None else None,
+        untrained=bool(sam is not None and sam.untrained),
         tasks_file=root / OUTPUT_TASKS,
         report_file=root / REPORT,
         notes=[] if records else ["the dataset has no annotation tasks"],
@@ -205,7 +223,10 @@ def preannotate_dataset(
         root / REPORT,
         {
             "schema_version": 1,
-            "model_version": MODEL_VERSION,
+            "model_version": version,
+            "sam": None
+            if sam is None
+            else {"model": sam.config.model, "prompt": sam.config.prompt, "untrained": sam.untrained},
             "labelstudio_encoder": str(encoder.python),
             "config": asdict(config),
             "summary": summary,
