@@ -424,6 +424,21 @@ def test_click_depth_is_a_robust_mean_of_the_window_and_nan_without_depth():
     assert "outside" in backproject_click("rim_center", 45.0, 3.0, depth, intr).reason
 
 
+def test_a_click_in_a_distorted_image_back_projects_to_the_true_point():
+    import cv2
+
+    from depth_annotation.annotation import backproject_click
+
+    intr = Intrinsics(640, 480, 600.0, 600.0, 320.5, 240.5, d=(0.12, -0.25, 0.001, -0.002, 0.05))
+    point = np.array([0.21, -0.13, 0.9])
+    (uv,), _ = cv2.projectPoints(point[None], np.zeros(3), np.zeros(3), intr.k, intr.dist_coeffs)
+    depth = np.full((480, 640), 900, np.uint16)
+    k = backproject_click("handle_top", float(uv[0, 0]), float(uv[0, 1]), depth, intr)
+    assert np.linalg.norm(k.xyz - point) < 1e-4
+    plain = Intrinsics(640, 480, 600.0, 600.0, 320.5, 240.5)
+    assert np.linalg.norm(backproject_click("handle_top", *uv[0], depth, plain).xyz - point) > 0.001  # 10x the above
+
+
 def test_keypoints_pair_by_name_nearest_first_whatever_their_order():
     def kp(name, x):
         return Keypoint3D(name, 0.0, 0.0, np.array([x, 0.0, 1.0]), 25, "")
