@@ -20,6 +20,7 @@ from depth_annotation.annotation import (
     UNLABELLED,
     AnnotationImportError,
     AnnotatorProfile,
+    Keypoint3D,
     LabelStudioCodec,
     PolygonRegion,
     RleRegion,
@@ -35,6 +36,7 @@ from depth_annotation.annotation import (
     load_tasks,
     load_validation_config,
     mask_depth_outliers,
+    match_keypoints,
     surface_distance_mm,
     synthetic_dataset,
     validate_dataset,
@@ -396,6 +398,60 @@ def test_kappa_and_iou_on_a_hand_computed_example():
     assert class_iou(a, b, [3], valid)[3][0] == 1.0
 
 
+def test_click_depth_is_a_robust_mean_of_the_window_and_nan_without_depth():
+    from depth_annotation.annotation import backproject_click
+
+    intr = Intrinsics(40, 30, 50.0, 50.0, 19.5, 14.5)
+    depth = np.full((30, 40), 800, np.uint16)
+    depth[8:13, 8:13] = [
+        [0, 801, 0, 799, 0],
+        [0, 800, 2000, 800, 0],
+        [0, 802, 800, 798, 0],
+        [0, 0, 0, 0, 0],
+        [0, 0, 0, 0, 0],
+    ]
+    # 8 valid depths: 798 799 800 800 800 801 802 2000; the middle half (2 trimmed each side): 799.5 ... 801
+    k = backproject_click("rim_center", 10.0, 10.0, depth, intr)
+    valid = np.sort(depth[8:13, 8:13][depth[8:13, 8:13] > 0].astype(float))
+    z = valid[valid.size // 4 : valid.size - valid.size // 4].mean() / 1000
+    assert k.valid_pixels == valid.size == 8 and k.reason == ""
+    assert np.allclose(k.xyz, [(10.0 - 19.5) * z / 50.0, (10.0 - 14.5) * z / 50.0, z])
+    assert abs(z - 0.8) < 0.0015  # the 2 m outlier and the dropouts do not move it
+    depth[8:13, 8:13] = 0
+    depth[10, 10] = depth[9, 9] = 800
+    k = backproject_click("rim_center", 10.0, 10.0, depth, intr)
+    assert np.all(np.isnan(k.xyz)) and k.reason.startswith("no depth: 2 of the 5x5")
+    assert "outside" in backproject_click("rim_center", 45.0, 3.0, depth, intr).reason
+
+
+def test_a_click_in_a_distorted_image_back_projects_to_the_true_point():
+    import cv2
+
+    from depth_annotation.annotation import backproject_click
+
+    intr = Intrinsics(640, 480, 600.0, 600.0, 320.5, 240.5, d=(0.12, -0.25, 0.001, -0.002, 0.05))
+    point = np.array([0.21, -0.13, 0.9])
+    (uv,), _ = cv2.projectPoints(point[None], np.zeros(3), np.zeros(3), intr.k, intr.dist_coeffs)
+    depth = np.full((480, 640), 900, np.uint16)
+    k = backproject_click("handle_top", float(uv[0, 0]), float(uv[0, 1]), depth, intr)
+    assert np.linalg.norm(k.xyz - point) < 1e-4
+    plain = Intrinsics(640, 480, 600.0, 600.0, 320.5, 240.5)
+    assert np.linalg.norm(backproject_click("handle_top", *uv[0], depth, plain).xyz - point) > 0.001  # 10x the above
+
+
+def test_keypoints_pair_by_name_nearest_first_whatever_their_order():
+    def kp(name, x):
+        return Keypoint3D(name, 0.0, 0.0, np.array([x, 0.0, 1.0]), 25, "")
+
+    a = [kp("rim_center", 0.00), kp("rim_center", 0.30), kp("handle_top", 0.10)]
+    b = [kp("handle_top", 0.104), kp("rim_center", 0.302), kp("rim_center", 0.001)]
+    pairs = {(p.name, p.first, p.second): p.distance_mm for p in match_keypoints(a, b)}
+    assert pairs.keys() == {("rim_center", 0, 2), ("rim_center", 1, 1), ("handle_top", 2, 0)}
+    assert pairs[("rim_center", 0, 2)] == pytest.approx(1.0) and pairs[("handle_top", 2, 0)] == pytest.approx(4.0)
+    lone = match_keypoints(a[:1], [])
+    assert [(p.first, p.second) for p in lone] == [(0, None)] and np.isnan(lone[0].distance_mm)
+
+
 def test_surface_distance_of_a_point_off_a_tilted_plane():
     intr = Intrinsics(64, 48, 60.0, 60.0, 31.5, 23.5)
     _v, u = np.mgrid[0:48, 0:64].astype(np.float64)
@@ -468,7 +524,8 @@ def test_unlabelled_pixels_are_their_own_value(base, tmp_path, codec):
         copy = g["annotations"]["user2"]["segmentation"][0]
         gt = truth[("episode_0", int(g["timestamps_ns"][0]))]
         box = gt.instances == [o.name for o in base[2].objects].index("box") + 1
-        assert np.all(copy[box & (gt.depth_mm > 0)] == UNLABELLED)
+        assert UNLABELLED == 255  # the documented value (README, store.py)
+        assert np.all(copy[box & (gt.depth_mm > 0)] == 255)
         assert np.all(copy[gt.depth_mm == 0] == 0)
 
 

@@ -24,7 +24,9 @@ if TYPE_CHECKING:
     from .errors import LabelStudioUnavailable as LabelStudioUnavailable
     from .errors import ValidationConfigError as ValidationConfigError
     from .keypoints3d import KEYPOINT_DTYPE as KEYPOINT_DTYPE
+    from .keypoints3d import Keypoint3D as Keypoint3D
     from .keypoints3d import backproject_click as backproject_click
+    from .keypoints3d import match_keypoints as match_keypoints
     from .labelstudio_codec import LabelStudioCodec as LabelStudioCodec
     from .labelstudio_codec import PolygonRegion as PolygonRegion
     from .labelstudio_codec import RleRegion as RleRegion

@@ -1,14 +1,16 @@
 """3D keypoints from clicks on the depth image: the guide's back-projection with a robust depth.
 
 A click at pixel (u, v) becomes `X = (u - cx) Z / fx, Y = (v - cy) Z / fy` in the
-camera frame (the frame's intrinsics; no distortion: the aligned colour stream
-has none). Z is not the single pixel under the click: it is a robust mean of the
-valid depth values in the **5x5 window** around it (at least 3 of the 25) — the
-mean of their middle half (25 % trimmed each side). One pixel carries the
-sensor's full noise (2 mm at 1 m, growing with Z^2) and may be an edge dropout;
-the trimmed mean ignores dropouts and the far or near quarter of a window that
-straddles an edge, and unlike the median of integer millimetres it is not
-quantised to 1 mm. With fewer valid pixels the keypoint is NaN, with the reason.
+camera frame (the frame's intrinsics; RealSense colour streams report no
+distortion, and where a camera has it the click is undistorted first).
+
+Z is not the single pixel under the click: it is a robust mean of the valid depth
+values in the **5x5 window** around it (at least 3 of the 25), the mean of their
+middle half (25 % trimmed each side). One pixel carries the sensor's full noise
+(2 mm at 1 m, growing with Z^2) and may be an edge dropout; the trimmed mean
+ignores dropouts and the far or near quarter of a window that straddles an edge,
+and unlike the median of integer millimetres it is not quantised to 1 mm. With
+fewer valid pixels the keypoint is NaN, with the reason.
 
 Pixel convention: Label Studio stores a keypoint as x, y in percent of the image
 size, with (0, 0) the image's top-left corner; OpenCV's (and our intrinsics')
@@ -20,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import cv2
 import h5py
 import numpy as np
 
@@ -98,7 +101,11 @@ def backproject_click(
             f"no depth: {valid.size} of the {side}x{side} pixels around the click have depth (need {min_valid})",
         )
     z = robust_depth_mm(valid) / 1000.0
-    xyz = intr.backproject(np.array([u]), np.array([v]), np.array([z]))[0]
+    ux, vx = u, v
+    if intr.is_distorted:  # the depth window is read in the image as recorded; the ray needs the ideal pixel
+        ideal = cv2.undistortPoints(np.array([[[u, v]]], np.float64), intr.k, intr.dist_coeffs, P=intr.k)
+        ux, vx = float(ideal[0, 0, 0]), float(ideal[0, 0, 1])
+    xyz = intr.backproject(np.array([ux]), np.array([vx]), np.array([z]))[0]
     return Keypoint3D(name, u, v, xyz, int(valid.size), "")
 
 
