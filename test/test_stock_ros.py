@@ -17,6 +17,7 @@ from ros_harness import REPO, executable, start_process, wait_until
 PROBE = REPO / "test" / "helpers" / "graph_probe.py"
 READY = re.compile(r"\[INFO\] \[(\d+\.\d+)\] \[([\w.]+)\]: ready")
 NODES = ("realsense_node", "coverage_qc_node", "calibration_node")
+MIN_STOCK_FPS = 5.0
 
 
 def _ready_times(procs) -> dict[str, float]:
@@ -61,6 +62,11 @@ def test_default_rclpy_process_discovers_calls_and_receives(stock_graph, procs, 
         delay = result["nodes"][name] - both_up
         assert delay < 2.0, f"{name} discovered {delay:.2f} s after both it and the probe were up (limit 2 s)"
     assert all(result["services"].values()), result["services"]
+    # Stock Fast DDS carries 640x480 images over fragmented UDP (its shared-memory segment is
+    # 512 KB): a reliable subscriber got 97-100 % of 30 fps between two otherwise idle processes
+    # here, far less when the two cores are busy (README "Middleware"). The bound is the
+    # issue's floor: images must arrive, in order, from the driver's stream.
     for topic, stamps in result["topics"].items():
         fps = len(stamps) / spec["listen_s"]
-        assert fps >= 0.9 * 30, f"{topic}: {fps:.1f} frames/s reached a reliable default subscriber (driver at 30)"
+        assert fps >= MIN_STOCK_FPS, f"{topic}: {fps:.1f} frames/s reached a reliable default subscriber (30 sent)"
+        assert stamps == sorted(stamps) and len(set(stamps)) == len(stamps), f"{topic}: stamps out of order or repeated"

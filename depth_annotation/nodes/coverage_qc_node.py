@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rclpy.node import Node
-from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 from std_srvs.srv import Trigger
 
@@ -39,6 +39,7 @@ from depth_annotation.qc import (
 
 from .messages import diagnostic_array, diagnostic_status, image_msg, stamp_to_ns
 from .params import StartupError, declare, declare_renamed
+from .qos import stream_publisher
 from .runtime import run_node
 
 NODE_NAME = "coverage_qc_node"
@@ -82,7 +83,7 @@ class CoverageQCNode(Node):
         self._last_error = ""
 
         self.pub_quality = self.create_publisher(DepthQuality, "depth_quality", 50)
-        self.pub_overlay = self.create_publisher(Image, "overlay", qos_profile_sensor_data)
+        self.pub_overlay = stream_publisher(self, Image, "overlay")
         self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         qos = QoSProfile(depth=30, reliability=ReliabilityPolicy.BEST_EFFORT)
         self.create_subscription(Image, "aligned_depth_to_color/image_raw", self._on_depth, qos)

@@ -2,7 +2,7 @@
 
 A thin shell: parameters -> `CapturePipeline` (core) -> messages. Topics are
 relative to the node namespace (launch it in `camera`): colour, depth and
-aligned depth images with their camera_info (sensor-data QoS), `status`
+aligned depth images with their camera_info (reliable per REP-2003, overridable), `status`
 (CaptureStatus, 1 Hz), `/diagnostics`, and a static TF from the depth to the
 colour optical frame. Services `set_camera_info` (colour) and
 `depth/set_camera_info` replace the factory intrinsics.
@@ -25,7 +25,7 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from geometry_msgs.msg import TransformStamped
 from rclpy.node import Node
 from rclpy.parameter import Parameter
-from rclpy.qos import DurabilityPolicy, QoSProfile, qos_profile_sensor_data
+from rclpy.qos import DurabilityPolicy, QoSProfile
 from sensor_msgs.msg import CameraInfo, Image
 from sensor_msgs.srv import SetCameraInfo
 from tf2_msgs.msg import TFMessage
@@ -54,6 +54,7 @@ from depth_annotation.msg import CaptureStatus, StreamStats
 
 from .messages import camera_info_msg, diagnostic_array, diagnostic_status, image_msg, make_header, stamp_from_ns
 from .params import StartupError, declare
+from .qos import stream_publisher
 from .runtime import run_node
 
 NODE_NAME = "realsense_node"
@@ -77,13 +78,14 @@ class RealSenseNode(Node):
         self._stopped_ns: int | None = None
         self._override: dict[str, Intrinsics] = {}
 
-        image_qos = qos_profile_sensor_data
-        self.pub_color = self.create_publisher(Image, "color/image_raw", image_qos)
-        self.pub_color_info = self.create_publisher(CameraInfo, "color/camera_info", image_qos)
-        self.pub_depth = self.create_publisher(Image, "depth/image_raw", image_qos)
-        self.pub_depth_info = self.create_publisher(CameraInfo, "depth/camera_info", image_qos)
-        self.pub_aligned = self.create_publisher(Image, "aligned_depth_to_color/image_raw", image_qos)
-        self.pub_aligned_info = self.create_publisher(CameraInfo, "aligned_depth_to_color/camera_info", image_qos)
+        # REP-2003: reliable publishers (rviz2, depth_image_proc and `ros2 bag record` subscribe
+        # reliably), overridable per topic with qos_overrides (nodes/qos.py).
+        self.pub_color = stream_publisher(self, Image, "color/image_raw")
+        self.pub_color_info = stream_publisher(self, CameraInfo, "color/camera_info")
+        self.pub_depth = stream_publisher(self, Image, "depth/image_raw")
+        self.pub_depth_info = stream_publisher(self, CameraInfo, "depth/camera_info")
+        self.pub_aligned = stream_publisher(self, Image, "aligned_depth_to_color/image_raw")
+        self.pub_aligned_info = stream_publisher(self, CameraInfo, "aligned_depth_to_color/camera_info")
         self.pub_status = self.create_publisher(CaptureStatus, "status", 10)
         self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)
