@@ -27,7 +27,16 @@ ALLOWED = {
     "preannotation": {"common", "dataset"},  # geometric pre-annotation of the exported tasks
     "nodes": {"common", "capture", "qc", "calibration", "mono", "dataset", "annotation", "training", "preannotation"},
     "cli": {
-        "common", "capture", "qc", "calibration", "mono", "dataset", "annotation", "training", "preannotation", "nodes"
+        "common",
+        "capture",
+        "qc",
+        "calibration",
+        "mono",
+        "dataset",
+        "annotation",
+        "training",
+        "preannotation",
+        "nodes",
     },
 }
 CONCEPTS = ["common", "capture", "qc", "calibration", "mono", "dataset", "annotation", "training", "preannotation"]

@@ -135,9 +135,7 @@ def play(
                     cls = message_class(info.msgtype)
                 except (ImportError, AttributeError, ValueError):
                     if topics:
-                        raise BagError(
-                            f"cannot play {info.topic}: {info.msgtype} is not installed here"
-                        ) from None
+                        raise BagError(f"cannot play {info.topic}: {info.msgtype} is not installed here") from None
                     log(f"skipping {info.topic}: its type {info.msgtype} is not installed here")
                     continue
                 pubs[info.topic] = node.create_publisher(cls, info.topic, playback_qos(info))
