@@ -125,3 +125,19 @@ def test_streams_in_stamp_order_get_every_pairable_frame_with_its_nearest_match(
         if info is None:  # none within the tolerance: the latest earlier one (there is one: frames need info)
             info = max(t for t in streams["info"] if t <= f.stamp_ns)
         assert f.items["info"] == ("info", info)
+
+
+def test_a_late_frame_never_gets_a_newer_sticky_camera_info():
+    """Depth arriving out of stamp order must not pair with camera_info newer than itself (found by hypothesis)."""
+    s = sync.StampSynchronizer("depth", ["color", "info"], sticky=["info"], tolerance_ns=0, max_buffer=1000)
+    base = 1_000_000_000
+    arrivals = [("color", 900_000_000), ("depth", 1), ("color", 2), ("depth", 2), ("color", 1), ("depth", 5),
+                ("info", 4), ("color", 8), ("info", 8), ("color", 3), ("depth", 3), ("depth", 8)]  # fmt: skip
+    frames = []
+    for stream, offset in arrivals:
+        stamp = offset if offset >= base else base + offset
+        frames += s.add(stream, stamp, (stream, stamp))
+    frames += s.flush()
+    for frame in frames:
+        if "info" in frame.items:
+            assert frame.items["info"][1] <= frame.stamp_ns, (frame.stamp_ns, frame.items["info"])

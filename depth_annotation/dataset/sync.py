@@ -54,6 +54,7 @@ class _Stream:
     used: list[bool] = field(default_factory=list)
     latest_seen: int = -1
     last_item: Any = None
+    last_stamp: int = -1  # stamp of last_item
 
 
 class StampSynchronizer:
@@ -107,7 +108,7 @@ class StampSynchronizer:
             else:
                 self.counts[s.name].unmatched += 1
         if s.sticky:
-            s.last_item = s.items[i]
+            s.last_item, s.last_stamp = s.items[i], s.stamps[i]
         del s.stamps[i], s.items[i], s.used[i]
 
     def _nearest(self, s: _Stream, stamp: int) -> int | None:
@@ -134,7 +135,10 @@ class StampSynchronizer:
                     if not s.used[j]:
                         s.used[j] = True
                         self.counts[s.name].matched += 1
-                elif s.sticky and (s.last_item is not None or any(t <= stamp for t in s.stamps)):
+                elif s.sticky and (
+                    (s.last_item is not None and s.last_stamp <= stamp) or any(t <= stamp for t in s.stamps)
+                ):
+                    # the latest earlier message: never one newer than the frame (frames can arrive late)
                     k = bisect.bisect_right(s.stamps, stamp) - 1
                     items[s.name] = s.items[k] if k >= 0 else s.last_item
                 elif s.required:
