@@ -80,7 +80,7 @@ class BoardSpec:
         """The printed pattern (uint8, white = 255) at `px_per_square`, no margin."""
         w, h = self.squares_x * px_per_square, self.squares_y * px_per_square
         if self.kind == "charuco":
-            return self.cv_charuco_board().generateImage((w, h), marginSize=0, borderBits=1)
+            return np.asarray(self.cv_charuco_board().generateImage((w, h), marginSize=0, borderBits=1), np.uint8)
         yy, xx = np.mgrid[0:h, 0:w] // px_per_square
         return np.where((xx + yy) % 2 == 0, 0, 255).astype(np.uint8)
 
@@ -105,7 +105,7 @@ class BoardDetection:
         return int(self.ids.size)
 
     def object_points(self, spec: BoardSpec) -> np.ndarray:
-        return spec.corner_points()[self.ids]
+        return np.asarray(spec.corner_points()[self.ids])
 
 
 class BoardDetector:

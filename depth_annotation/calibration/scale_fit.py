@@ -18,6 +18,7 @@ delta < 1.25, the usual monocular-depth metrics.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -45,7 +46,7 @@ class ScaleShift:
         z[bad] = np.nan
         return z
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {
             "model": "inverse_depth = scale * relative_disparity + shift",
             "scale": self.scale,

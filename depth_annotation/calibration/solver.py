@@ -9,6 +9,7 @@ worst, how well the views cover the image. OpenCV 5 (`calibrateCamera`,
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -98,7 +99,7 @@ class ViewSelector:
         span = arr.max(axis=0) - arr.min(axis=0)
         # a full x/y sweep moves the centre ~0.7 of the image; size 0.3..0.8; skew 0..0.5
         useful = np.array([0.7, 0.7, 0.5, 0.5])
-        return {k: float(min(v, 1.0)) for k, v in zip(("x", "y", "size", "skew"), span / useful)}
+        return {k: float(min(v, 1.0)) for k, v in zip(("x", "y", "size", "skew"), span / useful, strict=True)}
 
     def reset(self) -> None:
         self.params.clear()
@@ -117,9 +118,16 @@ class IntrinsicsResult:
     views_used: int
     rejected_views: list[int] = field(default_factory=list)  # indices into the input views
     worst_views: list[int] = field(default_factory=list)
+    image_size: tuple[int, int] | None = None
+    board: BoardSpec | None = None
+    coverage: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
+        """The `intrinsics` section of the calibration JSON."""
         return {
+            "board": self.board.to_dict() if self.board else None,
+            "image_size": list(self.image_size) if self.image_size else None,
+            "coverage": self.coverage,
             "success": self.success,
             "message": self.message,
             "rms_px": self.rms_px,
@@ -131,16 +139,23 @@ class IntrinsicsResult:
         }
 
 
-def _per_view_errors(obj, img, rvecs, tvecs, k, d) -> np.ndarray:
+def _per_view_errors(
+    obj: Sequence[np.ndarray],
+    img: Sequence[np.ndarray],
+    rvecs: Sequence[np.ndarray],
+    tvecs: Sequence[np.ndarray],
+    k: np.ndarray,
+    d: np.ndarray,
+) -> np.ndarray:
     errs = []
-    for o, i, r, t in zip(obj, img, rvecs, tvecs):
+    for o, i, r, t in zip(obj, img, rvecs, tvecs, strict=True):
         proj, _ = cv2.projectPoints(o, r, t, k, d)
         errs.append(np.sqrt(np.mean(np.sum((proj.reshape(-1, 2) - i.reshape(-1, 2)) ** 2, axis=1))))
     return np.asarray(errs)
 
 
 def calibrate_intrinsics(
-    views: list[BoardDetection],
+    views: Sequence[BoardDetection | None],
     spec: BoardSpec,
     image_size: tuple[int, int],
     *,
@@ -167,11 +182,13 @@ def calibrate_intrinsics(
         )
     flags = cv2.CALIB_RATIONAL_MODEL if distortion_model == "rational_polynomial" else 0
 
-    def solve(idx: list[int]):
-        obj = [views[i].object_points(spec).astype(np.float32) for i in idx]
-        img = [views[i].corners_px.reshape(-1, 1, 2).astype(np.float32) for i in idx]
+    found = {i: v for i, v in enumerate(views) if v is not None}
+
+    def solve(idx: list[int]) -> tuple[float, np.ndarray, np.ndarray, np.ndarray]:
+        obj = [found[i].object_points(spec).astype(np.float32) for i in idx]
+        img = [found[i].corners_px.reshape(-1, 1, 2).astype(np.float32) for i in idx]
         rms, k, d, rvecs, tvecs = cv2.calibrateCamera(obj, img, image_size, None, None, flags=flags)
-        return rms, k, d.ravel(), _per_view_errors(obj, img, rvecs, tvecs, k, d)
+        return float(rms), np.asarray(k), np.asarray(d).ravel(), _per_view_errors(obj, img, rvecs, tvecs, k, d)
 
     try:
         rms, k, d, errs = solve(usable)
@@ -302,8 +319,8 @@ def calibrate_stereo(
         right.k,
         right.dist_coeffs,
         size,
-        None,
-        None,
+        np.eye(3),
+        np.zeros((3, 1)),
         flags=cv2.CALIB_FIX_INTRINSIC,
     )
     ext = Extrinsics(r, t.ravel(), "left", "right")
@@ -364,7 +381,7 @@ def expected_plane_depth(intr: Intrinsics, pose: Extrinsics, mask: np.ndarray) -
         norm = (pts.reshape(-1, 2) - [intr.cx, intr.cy]) / [intr.fx, intr.fy]
     rays = np.column_stack([norm, np.ones(len(norm))])
     n = pose.rotation[:, 2]
-    return (n @ pose.translation) / (rays @ n)
+    return np.asarray((n @ pose.translation) / (rays @ n), dtype=np.float64)
 
 
 @dataclass
@@ -400,7 +417,8 @@ def verify_depth(
     """Compare sensor depth (aligned to this camera) with the board plane seen by PnP."""
     if depth_mm.shape != (intr.height, intr.width):
         raise CalibrationError(
-            f"depth is {depth_mm.shape[1]}x{depth_mm.shape[0]} but the camera is {intr.width}x{intr.height}: use depth aligned to this camera"
+            f"depth is {depth_mm.shape[1]}x{depth_mm.shape[0]} but the camera is {intr.width}x{intr.height}: "
+            "use depth aligned to this camera"
         )
     mask = board_mask(spec, intr, pose) & (depth_mm > 0)
     n = int(mask.sum())
