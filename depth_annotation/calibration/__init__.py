@@ -13,8 +13,11 @@ if TYPE_CHECKING:
     from .board_render import place_board, render_board, varied_board_poses
     from .calibration_file import CALIBRATION_FILE, save_camera_info_yaml, save_section
     from .errors import BoardError, CalibrationError, ScaleFitError
-    from .scale_fit import ScaleShift, evaluate, fit_scale_shift
+    from .offline import OfflineCalibration, OfflineOutcome
+    from .report import write_report_png
+    from .scale_fit import ScaleShift, evaluate, fit_scale_shift, fit_scale_shift_to_distances
     from .session import (
+        MONO_REFERENCES,
         CalibrationSession,
         CaptureResult,
         DepthCheckSummary,
@@ -23,17 +26,26 @@ if TYPE_CHECKING:
         MonoSample,
         MonoScaleResult,
         SessionConfig,
+        gray_image,
+        image_digest,
         median_check,
+        pixel_rays,
+        sample_bilinear,
     )
     from .solver import (
+        OPEN,
+        CalibrationGates,
         DepthCheck,
         IntrinsicsResult,
         StereoResult,
+        ViewParams,
         ViewSelector,
         board_mask,
         calibrate_intrinsics,
         calibrate_stereo,
         calibration_document,
+        corner_coverage,
+        coverage_of,
         estimate_board_pose,
         expected_plane_depth,
         verify_depth,

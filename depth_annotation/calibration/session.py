@@ -20,18 +20,21 @@ Thread-safe: one lock guards the state; board detection runs outside it.
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from dataclasses import dataclass, field
 from typing import Any
 
+import cv2
 import numpy as np
 
-from depth_annotation.common import Extrinsics, Intrinsics, StampBuffer, mad_sigma
+from depth_annotation.common import Extrinsics, ImageConversionError, Intrinsics, StampBuffer, mad_sigma
 
 from .board import BoardDetection, BoardDetector, BoardSpec
 from .errors import CalibrationError, ScaleFitError
-from .scale_fit import ScaleShift, fit_scale_shift
+from .scale_fit import ScaleShift, fit_scale_shift, fit_scale_shift_to_distances
 from .solver import (
+    CalibrationGates,
     DepthCheck,
     IntrinsicsResult,
     StereoResult,
@@ -45,6 +48,51 @@ from .solver import (
 )
 
 NAN = float("nan")
+MONO_REFERENCES = ("board_plane", "board_size", "points")
+
+
+def gray_image(image: np.ndarray, encoding: str) -> np.ndarray:
+    """The grayscale image the board detector wants, from an rgb8, bgr8 or mono8 image."""
+    if encoding == "rgb8":
+        return np.asarray(cv2.cvtColor(image, cv2.COLOR_RGB2GRAY))
+    if encoding == "bgr8":
+        return np.asarray(cv2.cvtColor(image, cv2.COLOR_BGR2GRAY))
+    if encoding in ("mono8", "8UC1"):
+        return image
+    raise ImageConversionError(f"calibration needs rgb8, bgr8 or mono8 images, got {encoding!r}")
+
+
+def image_digest(gray: np.ndarray) -> bytes:
+    """What identifies an image's content: a view is one frame, however often it is sent."""
+    h = hashlib.blake2b(digest_size=16)
+    h.update(np.asarray(gray.shape, np.int64).tobytes())
+    h.update(np.ascontiguousarray(gray).tobytes())
+    return h.digest()
+
+
+def pixel_rays(intr: Intrinsics, px: np.ndarray) -> np.ndarray:
+    """(N, 3) rays (z = 1) through pixels, undistorted with the camera's model."""
+    pts = np.asarray(px, np.float64).reshape(-1, 1, 2)
+    if len(pts) == 0:
+        return np.zeros((0, 3))
+    norm = cv2.undistortPoints(pts, intr.k, intr.dist_coeffs).reshape(-1, 2)
+    return np.column_stack([norm, np.ones(len(norm))])
+
+
+def sample_bilinear(image: np.ndarray, px: np.ndarray) -> np.ndarray:
+    """Values of a float image at sub-pixel positions (NaN outside it or where a neighbour is NaN)."""
+    pts = np.asarray(px, np.float32).reshape(-1, 1, 2)
+    if len(pts) == 0:
+        return np.zeros(0)
+    out = cv2.remap(
+        np.asarray(image, np.float32),
+        pts[..., 0],
+        pts[..., 1],
+        cv2.INTER_LINEAR,
+        borderMode=cv2.BORDER_CONSTANT,
+        borderValue=float("nan"),
+    )
+    return np.asarray(out, np.float64).ravel()
 
 
 @dataclass(frozen=True)
@@ -66,6 +114,7 @@ class SessionConfig:
     max_depth_checks: int = 100
     max_mono_frames: int = 1000
     mono_samples_per_frame: int = 400
+    gates: CalibrationGates = field(default_factory=CalibrationGates)
 
 
 @dataclass(frozen=True)
@@ -75,6 +124,7 @@ class KeptView:
     stamp_ns: int
     gray: np.ndarray
     detection: BoardDetection
+    digest: bytes = b""
 
 
 @dataclass(frozen=True)
@@ -118,11 +168,22 @@ class DepthCheckSummary:
 
 @dataclass(frozen=True)
 class MonoSample:
-    """Relative disparity and board-plane depth sampled on one frame's board."""
+    """Relative disparity on one frame's board: on the board plane, and at the detected corners."""
 
     stamp_ns: int
     disparity: np.ndarray  # (N,) relative disparity on board pixels
-    depth_m: np.ndarray  # (N,) the board plane's depth Z at the same pixels
+    depth_m: np.ndarray  # (N,) the board plane's depth Z at the same pixels (from the board pose)
+    corner_rays: np.ndarray = field(default_factory=lambda: np.zeros((0, 3)))  # (M, 3) rays of the corners
+    corner_disparity: np.ndarray = field(default_factory=lambda: np.zeros(0))  # (M,) at the corners
+    corner_points: np.ndarray = field(default_factory=lambda: np.zeros((0, 3)))  # (M, 3) on the board (m)
+
+    def corner_pairs(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Every pair of corners with its known metric distance: (rays a, rays b, d a, d b, distance)."""
+        ok = np.flatnonzero(np.isfinite(self.corner_disparity))
+        i, j = np.triu_indices(len(ok), k=1)
+        i, j = ok[i], ok[j]
+        dist = np.linalg.norm(self.corner_points[i] - self.corner_points[j], axis=1)
+        return self.corner_rays[i], self.corner_rays[j], self.corner_disparity[i], self.corner_disparity[j], dist
 
 
 @dataclass(frozen=True)
@@ -134,7 +195,8 @@ class MonoScaleResult:
     fit: ScaleShift | None = None
     scale_spread: float = NAN  # robust std of the per-frame scales, relative to the scale
     frames_used: int = 0
-    reference: str = "board plane (solvePnP)"
+    reference: str = "board_plane"
+    pairs_used: int = 0  # known-size references (corner pairs, point pairs)
 
     @property
     def scale(self) -> float:
@@ -147,7 +209,13 @@ class MonoScaleResult:
     def to_dict(self) -> dict[str, Any]:
         """The `mono_scale` section of the calibration JSON."""
         fit = self.fit.to_dict() if self.fit else {}
-        return {**fit, "scale_spread": self.scale_spread, "frames": self.frames_used, "reference": self.reference}
+        return {
+            **fit,
+            "scale_spread": self.scale_spread,
+            "frames": self.frames_used,
+            "reference": self.reference,
+            "reference_pairs": self.pairs_used,
+        }
 
 
 def median_check(checks: list[DepthCheck]) -> DepthCheckSummary:
@@ -171,7 +239,12 @@ def median_check(checks: list[DepthCheck]) -> DepthCheckSummary:
 
 
 class CalibrationSession:
-    """Views, pairs, stamp buffers and samples of one calibration session, and the services over them."""
+    """Views, pairs, stamp buffers and samples of one calibration session, and the services over them.
+
+    One frame, one view: a view (and a stereo pair) is identified by its image stamp and by
+    its content, so a frame sent twice, a frame kept by the selector and then captured on
+    request, or a capture when no new image has arrived never counts twice.
+    """
 
     def __init__(self, config: SessionConfig | None = None) -> None:
         self.config = config or SessionConfig()
@@ -189,13 +262,18 @@ class CalibrationSession:
         self.mono_samples: list[MonoSample] = []
         self.status_text = "waiting for images"
         n = self.config.buffer_size
-        self._latest: tuple[int, np.ndarray, BoardDetection | None] | None = None
+        self._latest: tuple[int, np.ndarray, BoardDetection | None, bytes] | None = None
+        self._last_capture_stamp: int | None = None
         self._last_detect_ns: int | None = None
-        self._left: StampBuffer[tuple[np.ndarray, BoardDetection | None]] = StampBuffer(n)
+        self._view_stamps: dict[int, int] = {}  # stamp -> view index
+        self._view_digests: dict[bytes, int] = {}
+        self._pair_keys: set[int | bytes] = set()  # left stamps and left image digests of the kept pairs
+        self._left: StampBuffer[tuple[np.ndarray, BoardDetection | None, bytes]] = StampBuffer(n)
         self._right: StampBuffer[BoardDetection | None] = StampBuffer(n)
-        self._poses: StampBuffer[Extrinsics] = StampBuffer(n)
+        self._poses: StampBuffer[tuple[BoardDetection, Extrinsics]] = StampBuffer(n)
         self._depth: StampBuffer[np.ndarray] = StampBuffer(n)
         self._relative: StampBuffer[np.ndarray] = StampBuffer(n)
+        self._newest_relative: tuple[int, np.ndarray] | None = None
 
     def _new_selector(self) -> ViewSelector:
         return ViewSelector(min_sharpness=self.config.min_sharpness, min_distance=self.config.min_view_distance)
@@ -221,9 +299,12 @@ class CalibrationSession:
         """Report an input problem on the status line."""
         self.status_text = text
 
+    def coverage(self) -> dict[str, float]:
+        return self.selector.coverage()
+
     def status(self) -> str:
         """One line for the status topic: progress, coverage and the sample counts."""
-        cov = self.selector.coverage()
+        cov = self.coverage()
         return (
             f"{self.status_text}; coverage x {cov['x']:.2f} y {cov['y']:.2f} size {cov['size']:.2f} "
             f"skew {cov['skew']:.2f}; stereo pairs {len(self.pairs)}; depth checks {len(self.depth_checks)}; "
@@ -235,6 +316,9 @@ class CalibrationSession:
         with self._lock:
             self.views.clear()
             self.pairs.clear()
+            self._view_stamps.clear()
+            self._view_digests.clear()
+            self._pair_keys.clear()
             self.selector.reset()
             self.pair_selector.reset()
             self.depth_checks.clear()
@@ -253,26 +337,30 @@ class CalibrationSession:
             return None
         self._last_detect_ns = stamp_ns
         det = self.detector.detect(gray)
+        digest = image_digest(gray)
         size = (int(gray.shape[1]), int(gray.shape[0]))
         with self._lock:
-            self._latest = (stamp_ns, gray, det)
-            self._left.put(stamp_ns, (gray, det))
+            self._latest = (stamp_ns, gray, det, digest)
+            self._left.put(stamp_ns, (gray, det, digest))
             if self.image_size is not None and size != self.image_size:
                 self.status_text = (
                     f"image size {size[0]}x{size[1]} differs from the {self.image_size[0]}x{self.image_size[1]} "
                     "views kept so far: call reset to start over at the new size"
                 )
                 return det
-            kept, why = self.selector.consider(gray, det, size)
-            if kept and det is not None:
-                self.views.append(KeptView(stamp_ns, gray, det))
-                self.image_size = size
-            self.status_text = f"{len(self.views)}/{self.config.min_views} views ({why})"
+            seen = self._already_a_view(stamp_ns, digest)
+            if seen:
+                why = seen
+            else:
+                kept, why = self.selector.consider(gray, det, size)
+                if kept and det is not None:
+                    self._keep(KeptView(stamp_ns, gray, det, digest))
+            self.status_text = f"{len(self.views)}/{self.config.min_views} views (frame {stamp_ns}: {why})"
             self._pair_left(stamp_ns)
             intr = self.intrinsics
             if det is not None and intr is not None and intr.width == size[0]:
                 try:
-                    self._poses.put(stamp_ns, estimate_board_pose(det, self.spec, intr))
+                    self._poses.put(stamp_ns, (det, estimate_board_pose(det, self.spec, intr)))
                 except CalibrationError:
                     return det
                 self._match_depth(stamp_ns)
@@ -294,12 +382,27 @@ class CalibrationSession:
             self._match_depth(stamp_ns)
 
     def add_relative(self, stamp_ns: int, disparity: np.ndarray) -> None:
-        """Relative (monocular) disparity: sampled on the board plane of the same stamp."""
+        """Relative (monocular) disparity: sampled on the board of the same stamp; the newest serves `points`."""
         with self._lock:
+            self._newest_relative = (stamp_ns, disparity)
             self._relative.put(stamp_ns, disparity)
             self._match_relative(stamp_ns)
 
-    # --- matching (called with the lock held) ----------------------------------------------------
+    # --- views and matching (called with the lock held) ------------------------------------------
+    def _already_a_view(self, stamp_ns: int, digest: bytes) -> str:
+        """Why this frame is a view already ('' when it is not)."""
+        if stamp_ns in self._view_stamps:
+            return f"frame {stamp_ns} is view {self._view_stamps[stamp_ns]} already"
+        if digest in self._view_digests:
+            return f"the same image as view {self._view_digests[digest]} (sent again with stamp {stamp_ns})"
+        return ""
+
+    def _keep(self, view: KeptView) -> None:
+        self._view_stamps[view.stamp_ns] = len(self.views)
+        self._view_digests[view.digest] = len(self.views)
+        self.views.append(view)
+        self.image_size = (int(view.gray.shape[1]), int(view.gray.shape[0]))
+
     def _pair_left(self, stamp_ns: int) -> None:
         hit = self._right.nearest(stamp_ns, self.config.stereo_tolerance_ns)
         if hit is not None:
@@ -312,12 +415,13 @@ class CalibrationSession:
 
     def _make_pair(self, left_stamp: int, right_stamp: int) -> None:
         """Both frames leave their buffers (each pairs once); the pair is kept if both see the board."""
-        gray, det_l = self._left.pop(left_stamp)
+        gray, det_l, digest = self._left.pop(left_stamp)
         det_r = self._right.pop(right_stamp)
-        if det_l is None or det_r is None:
+        if det_l is None or det_r is None or left_stamp in self._pair_keys or digest in self._pair_keys:
             return
         kept, _ = self.pair_selector.consider(gray, det_l, (int(gray.shape[1]), int(gray.shape[0])))
         if kept:
+            self._pair_keys.update((left_stamp, digest))
             self.pairs.append(KeptPair(left_stamp, right_stamp, det_l, det_r))
 
     def _match_depth(self, stamp_ns: int) -> None:
@@ -328,7 +432,7 @@ class CalibrationSession:
             return
         depth = self._depth.pop(depth_hit[0])
         try:
-            check = verify_depth(depth, intr, pose_hit[1], self.spec)
+            check = verify_depth(depth, intr, pose_hit[1][1], self.spec)
         except CalibrationError as exc:
             self.status_text = str(exc)
             return
@@ -345,41 +449,56 @@ class CalibrationSession:
         if rel.shape != (intr.height, intr.width):
             self.status_text = f"relative depth is {rel.shape[1]}x{rel.shape[0]}, the camera {intr.width}x{intr.height}"
             return
-        pose = pose_hit[1]
+        det, pose = pose_hit[1]
         mask = board_mask(self.spec, intr, pose)
         z = expected_plane_depth(intr, pose, mask)
         d = rel[mask]
         pick = np.linspace(0, len(z) - 1, min(len(z), self.config.mono_samples_per_frame)).astype(int)
-        sample = MonoSample(rel_hit[0], d[pick], z[pick])
+        sample = MonoSample(
+            rel_hit[0],
+            d[pick],
+            z[pick],
+            corner_rays=pixel_rays(intr, det.corners_px),
+            corner_disparity=sample_bilinear(rel, det.corners_px),
+            corner_points=det.object_points(self.spec),
+        )
         self.mono_samples = (self.mono_samples + [sample])[-self.config.max_mono_frames :]
 
     # --- services --------------------------------------------------------------------------------
     def capture_view(self) -> CaptureResult:
-        """Keep the newest detected image as a view even if it resembles a kept one."""
+        """Keep the newest detected image as a view even if it resembles a kept one.
+
+        Refused when that image is a view already (kept by the selector, captured before, or the
+        same content under another stamp) or when no new image arrived since the last capture.
+        """
         with self._lock:
+            n = len(self.views)
             if self._latest is None:
-                return CaptureResult(False, "no image received yet", len(self.views))
-            stamp, gray, det = self._latest
+                return CaptureResult(False, "no image received yet", n)
+            stamp, gray, det, digest = self._latest
+            if stamp == self._last_capture_stamp:
+                return CaptureResult(False, f"no new image since the last capture_view (frame {stamp}); {n} views", n)
+            self._last_capture_stamp = stamp
+            seen = self._already_a_view(stamp, digest)
+            if seen:
+                return CaptureResult(False, f"{seen}; {n} views", n)
             size = (int(gray.shape[1]), int(gray.shape[0]))
             if self.image_size is not None and size != self.image_size:
-                return CaptureResult(
-                    False, f"image size {size} differs from the kept views {self.image_size}", len(self.views)
-                )
+                return CaptureResult(False, f"image size {size} differs from the kept views {self.image_size}", n)
             kept, why = self.selector.consider(gray, det, size, force=True)
             if kept and det is not None:
-                self.views.append(KeptView(stamp, gray, det))
-                self.image_size = size
+                self._keep(KeptView(stamp, gray, det, digest))
             return CaptureResult(kept, f"{why}; {len(self.views)} views", len(self.views))
 
-    def calibrate(self, *, board: BoardSpec | None = None, min_views: int = 0) -> IntrinsicsResult:
+    def calibrate(self, *, board: BoardSpec | None = None, min_views: int = 0, force: bool = False) -> IntrinsicsResult:
         """Intrinsics from the kept views (re-detected first when `board` differs from the session's).
 
-        On success the result becomes the session's intrinsics (board poses use it from then on).
+        Gated on RMS, coverage and uncertainty (`SessionConfig.gates`) unless `force`. On success
+        the result becomes the session's intrinsics (board poses use it from then on).
         """
         with self._lock:
             views = list(self.views)
             size = self.image_size
-            coverage = self.selector.coverage()
         spec = board or self.spec
         need = min_views or self.config.min_views
         if size is None:
@@ -398,10 +517,10 @@ class CalibrationSession:
             min_views=need,
             max_rms_px=self.config.max_rms_px,
             reject_outliers=self.config.reject_outliers,
+            gates=self.config.gates,
+            force=force,
         )
-        result.image_size = size
-        result.board = spec
-        result.coverage = coverage
+        result.view_stamps_ns = [views[i].stamp_ns for i in result.used_views]
         if result.success:
             self.calibrated = result.intrinsics
         return result
@@ -439,11 +558,102 @@ class CalibrationSession:
             )
         return median_check(checks)
 
-    def calibrate_mono_scale(self, *, min_frames: int = 0) -> MonoScaleResult:
-        """1/Z = scale * d_rel + shift over the board-plane samples of every matched frame."""
-        need = min_frames or self.config.min_mono_frames
+    def calibrate_mono_scale(
+        self,
+        *,
+        min_frames: int = 0,
+        reference: str = "board_plane",
+        points_px: np.ndarray | None = None,
+        distances_m: np.ndarray | None = None,
+    ) -> MonoScaleResult:
+        """1/Z = scale * d_rel + shift for monocular disparity, from one of three references.
+
+        * `board_plane`: the board's plane from its pose (solvePnP) on every matched frame;
+        * `board_size`: the board as an object of known size at an unknown pose: the metric
+          distances between its corners (no board pose, only the rays through the corners);
+        * `points`: pairs of pixels (u1, v1, u2, v2 per row of `points_px`) in the newest
+          relative-disparity frame and their metric distance apart (`distances_m`): a ruler,
+          a table edge, any object of known size. Given with `board_size`, they are added to it.
+        """
+        reference = reference or "board_plane"
+        if reference not in MONO_REFERENCES:
+            return MonoScaleResult(False, f"unknown reference {reference!r}: one of {', '.join(MONO_REFERENCES)}")
+        pts = np.zeros((0, 4)) if points_px is None else np.asarray(points_px, np.float64).reshape(-1, 4)
+        lengths = np.zeros(0) if distances_m is None else np.asarray(distances_m, np.float64).ravel()
+        if len(pts) != len(lengths):
+            return MonoScaleResult(
+                False, f"{len(pts)} point pairs but {len(lengths)} distances: give u1 v1 u2 v2 and one distance each"
+            )
+        if reference == "board_plane" and len(pts):
+            return MonoScaleResult(False, "point pairs need reference 'points' or 'board_size'")
+        if reference == "points" and not len(pts):
+            return MonoScaleResult(False, "reference 'points' needs at least one pair of points and its distance")
         with self._lock:
             samples = list(self.mono_samples)
+            newest = self._newest_relative
+        if reference == "board_plane":
+            return self._mono_from_plane(samples, min_frames or self.config.min_mono_frames)
+        intr = self.intrinsics
+        if intr is None:
+            return MonoScaleResult(
+                False, "no intrinsics yet: calibrate, or publish color/camera_info", reference=reference
+            )
+        parts: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
+        if reference == "board_size":
+            need = min_frames or self.config.min_mono_frames
+            if len(samples) < need:
+                return MonoScaleResult(
+                    False,
+                    f"have {len(samples)} of {need} frames with the board and relative depth; "
+                    "keep the board in view at several distances",
+                    reference=reference,
+                )
+            parts += [s.corner_pairs() for s in samples]
+        if len(pts):
+            if newest is None:
+                return MonoScaleResult(False, "no relative-disparity frame received yet", reference=reference)
+            rel = newest[1]
+            if rel.shape != (intr.height, intr.width):
+                return MonoScaleResult(
+                    False,
+                    f"relative depth is {rel.shape[1]}x{rel.shape[0]}, the camera {intr.width}x{intr.height}",
+                    reference=reference,
+                )
+            a, b = pts[:, :2], pts[:, 2:]
+            parts.append(
+                (pixel_rays(intr, a), pixel_rays(intr, b), sample_bilinear(rel, a), sample_bilinear(rel, b), lengths)
+            )
+        ra, rb, da, db, dist = (np.concatenate(x) for x in zip(*parts, strict=True))
+        try:
+            fit = fit_scale_shift_to_distances(ra, rb, da, db, dist)
+        except ScaleFitError as exc:
+            return MonoScaleResult(False, str(exc), reference=reference)
+        spread = NAN
+        if reference == "board_size":  # per-frame scale with the pooled shift held
+            per_frame = []
+            for s in samples:
+                pairs = s.corner_pairs()
+                if len(pairs[4]):
+                    try:
+                        per_frame.append(fit_scale_shift_to_distances(*pairs, shift=fit.shift).scale)
+                    except ScaleFitError:
+                        continue
+            spread = mad_sigma(per_frame, fit.scale) / abs(fit.scale) if per_frame else NAN
+        held = "" if fit.shift_fitted else " (shift held at 0: every reference at one depth; add others to fit it)"
+        frames = len(samples) if reference == "board_size" else 1
+        what = "board corner spacing" if reference == "board_size" else "known distances"
+        return MonoScaleResult(
+            True,
+            f"1/Z = {fit.scale:.5g} * d_rel + {fit.shift:.5g} from {fit.n_pixels} {what} pairs over {frames} "
+            f"frame(s){held}" + (f" (scale spread {spread * 100:.2f} %)" if np.isfinite(spread) else ""),
+            fit,
+            spread,
+            frames,
+            reference,
+            fit.n_pixels,
+        )
+
+    def _mono_from_plane(self, samples: list[MonoSample], need: int) -> MonoScaleResult:
         if len(samples) < need:
             return MonoScaleResult(
                 False,

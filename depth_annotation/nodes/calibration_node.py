@@ -1,14 +1,25 @@
 """calibration_node: ChArUco / checkerboard calibration as ROS services.
 
-Watches a colour (or IR) image, detects the board at a bounded rate and keeps the
-views that are sharp and new. Services (relative to the node namespace):
+Watches a colour (or IR) image, detects the board at a bounded rate (by image stamp) and
+keeps the views that are sharp and new; one frame is one view, however often it is sent.
+Services (relative to the node namespace):
 
-* `capture_view` (std_srvs/Trigger): keep the current view even if similar;
-* `calibrate` (Calibrate): intrinsics, gated on RMS reprojection error;
+* `capture_view` (std_srvs/Trigger): keep the newest image as a view even if similar
+  (refused when it is a view already, or no new image arrived since the last capture);
+* `calibrate` (Calibrate): intrinsics, refused when the RMS reprojection error, the coverage
+  (x, y, size, skew) or the uncertainty of fx, fy, cx, cy fails its gate, unless `force`;
 * `calibrate_stereo` (CalibrateStereo): extrinsics to a second camera from synchronized pairs;
 * `verify_depth` (VerifyDepth): sensor depth against the board plane;
-* `calibrate_mono_scale` (CalibrateMonoScale): metric scale for monocular disparity;
+* `calibrate_mono_scale` (CalibrateMonoScale): metric scale for monocular disparity, from the
+  board plane, the board's known size, or pairs of points a known distance apart;
 * `reset` (std_srvs/Trigger).
+
+Image inputs (`color/image_raw`, `right/image_raw`) are subscribed **reliable, keep last 10**:
+a person holds each view up once, so a lost image is a lost view (a best-effort subscription
+lost most 1280x720 views in a stock environment); 10 frames absorb a detection falling behind
+a 30 fps stream without ever holding stale views. A best-effort camera publisher does not
+match a reliable subscription: set `qos_overrides./<ns>/color/image_raw.subscription.reliability:
+best_effort` for one. Depth, disparity and camera_info stay best effort (sensor data).
 
 The views, pairs, stamp buffers, samples and maths live in `calibration.CalibrationSession`
 (as image_pipeline's camera_calibration keeps its calibrator apart from its node): this node
@@ -24,14 +35,17 @@ camera_info YAML; the intrinsics are published on `camera_info` and, when
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
+from typing import Any
 
-import cv2
 import numpy as np
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
+from rclpy.client import Client
 from rclpy.node import Node
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.qos_overriding_options import QoSOverridingOptions
 from sensor_msgs.msg import CameraInfo, Image
 from sensor_msgs.srv import SetCameraInfo
 from std_msgs.msg import String
@@ -41,8 +55,10 @@ from depth_annotation.calibration import (
     BoardError,
     BoardSpec,
     CalibrationError,
+    CalibrationGates,
     CalibrationSession,
     SessionConfig,
+    gray_image,
     save_camera_info_yaml,
     save_section,
 )
@@ -57,14 +73,7 @@ NODE_NAME = "calibration_node"
 
 
 def _gray(msg: Image) -> np.ndarray:
-    arr = image_to_array(msg)
-    if msg.encoding == "rgb8":
-        return cv2.cvtColor(arr, cv2.COLOR_RGB2GRAY)
-    if msg.encoding == "bgr8":
-        return cv2.cvtColor(arr, cv2.COLOR_BGR2GRAY)
-    if msg.encoding in ("mono8", "8UC1"):
-        return arr
-    raise ImageConversionError(f"calibration needs rgb8, bgr8 or mono8 images, got {msg.encoding!r}")
+    return gray_image(image_to_array(msg), msg.encoding)
 
 
 class CalibrationNode(Node):
@@ -83,6 +92,7 @@ class CalibrationNode(Node):
         except BoardError as exc:
             raise StartupError(str(exc)) from None
         detect_rate = d("detect_rate_hz", 5.0, "board detections per second at most", low=0.1, high=100.0)
+        gate = CalibrationGates()
         self.session = CalibrationSession(
             SessionConfig(
                 spec=spec,
@@ -103,6 +113,27 @@ class CalibrationNode(Node):
                 min_view_distance=d(
                     "min_view_distance", 0.1, "how different a new view must be (x, y, size, skew)", low=0.0, high=2.0
                 ),
+                gates=CalibrationGates(
+                    min_coverage_x=d(
+                        "min_coverage_x", gate.min_coverage_x, "calibrate refuses below", low=0.0, high=1.0
+                    ),
+                    min_coverage_y=d(
+                        "min_coverage_y", gate.min_coverage_y, "calibrate refuses below", low=0.0, high=1.0
+                    ),
+                    min_coverage_size=d(
+                        "min_coverage_size", gate.min_coverage_size, "calibrate refuses below", low=0.0, high=1.0
+                    ),
+                    min_coverage_skew=d(
+                        "min_coverage_skew", gate.min_coverage_skew, "calibrate refuses below", low=0.0, high=1.0
+                    ),
+                    max_std_fraction=d(
+                        "max_std_fraction",
+                        gate.max_std_fraction,
+                        "calibrate refuses when std(fx, fy, cx or cy) exceeds this fraction of the value",
+                        low=0.0,
+                        high=1.0,
+                    ),
+                ),
             )
         )
         self.dataset_dir = Path(
@@ -114,25 +145,30 @@ class CalibrationNode(Node):
         streams = ReentrantCallbackGroup()
         services = MutuallyExclusiveCallbackGroup()
         qos = QoSProfile(depth=5, reliability=ReliabilityPolicy.BEST_EFFORT)
-        self.create_subscription(Image, "color/image_raw", self._on_image, qos, callback_group=streams)
+        views = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST)
+        overridable = QoSOverridingOptions.with_default_policies()
+        for topic, cb in (("color/image_raw", self._on_image), ("right/image_raw", self._on_right)):
+            self.create_subscription(
+                Image, topic, cb, views, callback_group=streams, qos_overriding_options=overridable
+            )
         self.create_subscription(CameraInfo, "color/camera_info", self._on_info, qos, callback_group=streams)
-        self.create_subscription(Image, "right/image_raw", self._on_right, qos, callback_group=streams)
         self.create_subscription(CameraInfo, "right/camera_info", self._on_right_info, qos, callback_group=streams)
         self.create_subscription(Image, "aligned_depth_to_color/image_raw", self._on_depth, qos, callback_group=streams)
         self.create_subscription(Image, "mono/disparity", self._on_relative, qos, callback_group=streams)
         latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)
         self.pub_info = self.create_publisher(CameraInfo, "camera_info", latched)
         self.pub_status = self.create_publisher(String, "status", 10)
-        for name, srv, cb in (
+        handlers: tuple[tuple[str, Any, Callable[[Any, Any], Any]], ...] = (
             ("capture_view", Trigger, self._srv_capture),
             ("reset", Trigger, self._srv_reset),
             ("calibrate", Calibrate, self._srv_calibrate),
             ("calibrate_stereo", CalibrateStereo, self._srv_stereo),
             ("verify_depth", VerifyDepth, self._srv_verify),
             ("calibrate_mono_scale", CalibrateMonoScale, self._srv_mono),
-        ):
-            self.create_service(srv, name, cb, callback_group=services)
-        self.driver_client = self.create_client(
+        )
+        for name, srv, handler in handlers:
+            self.create_service(srv, name, handler, callback_group=services)
+        self.driver_client: Client[Any, Any] = self.create_client(
             SetCameraInfo, d("driver_service", "set_camera_info", "the driver's SetCameraInfo service")
         )
         self.create_timer(1.0, self._publish_status)
@@ -202,11 +238,14 @@ class CalibrationNode(Node):
     def _srv_calibrate(self, req: Calibrate.Request, res: Calibrate.Response) -> Calibrate.Response:
         board = None
         if req.board_type:
+            # The service counts a checkerboard's inner corners (what OpenCV's pattern size is);
+            # BoardSpec counts the printed squares.
+            extra = 1 if req.board_type == "checkerboard" else 0
             try:
                 board = BoardSpec(
                     req.board_type,
-                    int(req.squares_x),
-                    int(req.squares_y),
+                    int(req.squares_x) + extra,
+                    int(req.squares_y) + extra,
                     float(req.square_length_m),
                     float(req.marker_length_m),
                     req.dictionary or self.session.spec.dictionary,
@@ -214,14 +253,25 @@ class CalibrationNode(Node):
             except BoardError as exc:
                 res.success, res.message = False, f"board override rejected: {exc}"
                 return res
-        result = self.session.calibrate(board=board, min_views=int(req.min_views))
+        result = self.session.calibrate(board=board, min_views=int(req.min_views), force=bool(req.force))
         res.success, res.message = result.success, result.message
         if result.image_size is None:
             return res
         res.rms_px = result.rms_px
         res.per_view_error_px = result.per_view_error_px
         res.views_used = result.views_used
+        res.view_stamps_ns = result.view_stamps_ns
         res.image_width, res.image_height = result.image_size
+        res.failed_gates, res.forced = result.failed_gates, result.forced
+        cov = result.coverage
+        if cov:
+            res.coverage_x, res.coverage_y = cov["x"], cov["y"]
+            res.coverage_size, res.coverage_skew = cov["size"], cov["skew"]
+        res.corner_coverage = result.corner_coverage
+        if result.std_dev:
+            res.std_fx, res.std_fy = result.std_dev["fx"], result.std_dev["fy"]
+            res.std_cx, res.std_cy = result.std_dev["cx"], result.std_dev["cy"]
+            res.std_d = result.std_dev_d
         if result.intrinsics is not None:
             intr = result.intrinsics
             res.k = intr.k.ravel().tolist()
@@ -230,7 +280,7 @@ class CalibrationNode(Node):
         if not result.success or result.intrinsics is None:
             return res  # nothing saved
         try:
-            path = self._save("intrinsics", result.to_dict())
+            path = self._save("intrinsics", {**result.to_dict(), "source": "calibration_node"})
             save_camera_info_yaml(path.parent, result.intrinsics, self.camera_name)
         except (OSError, CalibrationError) as exc:
             res.success, res.message = False, f"{result.message}; could not save: {exc}"
@@ -277,8 +327,13 @@ class CalibrationNode(Node):
     def _srv_mono(
         self, req: CalibrateMonoScale.Request, res: CalibrateMonoScale.Response
     ) -> CalibrateMonoScale.Response:
-        result = self.session.calibrate_mono_scale(min_frames=int(req.min_frames))
-        res.success, res.message = result.success, result.message
+        result = self.session.calibrate_mono_scale(
+            min_frames=int(req.min_frames),
+            reference=str(req.reference),
+            points_px=np.asarray(req.points_px, np.float64),
+            distances_m=np.asarray(req.distances_m, np.float64),
+        )
+        res.success, res.message, res.reference = result.success, result.message, result.reference
         if not result.success:
             return res
         res.scale, res.shift, res.scale_spread, res.frames_used = (
@@ -287,6 +342,8 @@ class CalibrationNode(Node):
             result.scale_spread,
             result.frames_used,
         )
+        res.pairs_used = result.pairs_used
+        res.shift_fitted = bool(result.fit.shift_fitted) if result.fit else False
         res.saved_path = str(self._save("mono_scale", result.to_dict()))
         return res
 
