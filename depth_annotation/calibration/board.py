@@ -51,6 +51,21 @@ class BoardSpec:
             if not hasattr(cv2.aruco, self.dictionary):
                 raise BoardError(f"unknown ArUco dictionary {self.dictionary!r} (e.g. DICT_5X5_100)")
 
+    @classmethod
+    def from_counts(
+        cls,
+        kind: str,
+        count_x: int,
+        count_y: int,
+        square_length_m: float,
+        marker_length_m: float = 0.03,
+        dictionary: str = "DICT_5X5_100",
+    ) -> BoardSpec:
+        """A board as the `calibrate` service and `depth-annotation calibrate` name it: ChArUco by its
+        squares, a checkerboard by its inner corners (OpenCV's pattern size, what people count)."""
+        extra = 1 if kind == "checkerboard" else 0
+        return cls(kind, count_x + extra, count_y + extra, square_length_m, marker_length_m, dictionary)
+
     @property
     def size_m(self) -> tuple[float, float]:
         """Printed size of the squared area (width, height) in metres."""

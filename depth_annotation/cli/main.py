@@ -205,15 +205,9 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     from depth_annotation.common import ImageConversionError, image_to_array
     from depth_annotation.dataset import BagError, bag_io
 
-    extra = 1 if args.board == "checkerboard" else 0  # a checkerboard is given by its inner corners
     try:
-        spec = BoardSpec(
-            args.board,
-            args.squares_x + extra,
-            args.squares_y + extra,
-            args.square_length_m,
-            args.marker_length_m,
-            args.dictionary,
+        spec = BoardSpec.from_counts(  # a checkerboard by its inner corners, as the service takes it
+            args.board, args.squares_x, args.squares_y, args.square_length_m, args.marker_length_m, args.dictionary
         )
     except BoardError as exc:
         print(f"error: {exc}", file=sys.stderr)

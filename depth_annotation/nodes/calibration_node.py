@@ -238,14 +238,11 @@ class CalibrationNode(Node):
     def _srv_calibrate(self, req: Calibrate.Request, res: Calibrate.Response) -> Calibrate.Response:
         board = None
         if req.board_type:
-            # The service counts a checkerboard's inner corners (what OpenCV's pattern size is);
-            # BoardSpec counts the printed squares.
-            extra = 1 if req.board_type == "checkerboard" else 0
             try:
-                board = BoardSpec(
+                board = BoardSpec.from_counts(  # a checkerboard by its inner corners, as the srv says
                     req.board_type,
-                    int(req.squares_x) + extra,
-                    int(req.squares_y) + extra,
+                    int(req.squares_x),
+                    int(req.squares_y),
                     float(req.square_length_m),
                     float(req.marker_length_m),
                     req.dictionary or self.session.spec.dictionary,
