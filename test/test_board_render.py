@@ -54,3 +54,11 @@ def test_bad_board_specs():
         BoardSpec(dictionary="DICT_NOPE")
     with pytest.raises(BoardError, match="kind"):
         BoardSpec(kind="circles")
+
+
+def test_boards_named_as_the_service_names_them():
+    """The calibrate service and the offline command count a checkerboard's inner corners, ChArUco's squares."""
+    checker = BoardSpec.from_counts("checkerboard", 9, 6, 0.025)
+    assert (checker.squares_x, checker.squares_y, checker.inner_corners) == (10, 7, (9, 6))
+    charuco = BoardSpec.from_counts("charuco", 7, 5, 0.04, 0.03, "DICT_4X4_50")
+    assert charuco == BoardSpec("charuco", 7, 5, 0.04, 0.03, "DICT_4X4_50")

@@ -1,21 +1,33 @@
 """calibration_node as a process: fed rendered board views over DDS, called with `ros2 service call`-style clients."""
 
 import json
+import subprocess
 
 import cv2
 import numpy as np
 import pytest
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from ros_harness import VENV_BIN
 from sensor_msgs.msg import CameraInfo, Image
+from std_msgs.msg import String
 from std_srvs.srv import Trigger
 
-from depth_annotation.calibration import BoardSpec, board_mask, expected_plane_depth, render_board, varied_board_poses
+from depth_annotation.calibration import (
+    BoardSpec,
+    board_mask,
+    expected_plane_depth,
+    render_board,
+    varied_board_poses,
+)
 from depth_annotation.common import Intrinsics
+from depth_annotation.dataset import bag_io
 from depth_annotation.nodes.messages import camera_info_msg, image_msg, make_header
 from depth_annotation.srv import Calibrate, CalibrateMonoScale, VerifyDepth
 
 TRUE = Intrinsics(640, 480, 600.0, 604.0, 322.5, 237.8, d=(-0.13, 0.07, 0.0012, -0.0008, -0.02))
-QOS = QoSProfile(depth=5, reliability=ReliabilityPolicy.BEST_EFFORT)
+QOS = QoSProfile(depth=5, reliability=ReliabilityPolicy.BEST_EFFORT)  # depth and disparity: sensor data
+VIEWS_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)  # what the node's image input asks for
+S = 1_000_000_000
 
 
 def call(ros, client, request, timeout=30):
@@ -37,7 +49,7 @@ def test_calibrate_verify_and_mono_scale_over_services(ros, procs, tmp_path):
         },
     )
     node = ros.node("board_waver")
-    pub_img = node.create_publisher(Image, "/camera/color/image_raw", QOS)
+    pub_img = node.create_publisher(Image, "/camera/color/image_raw", VIEWS_QOS)
     pub_info = node.create_publisher(CameraInfo, "/camera/color/camera_info", QOS)
     pub_depth = node.create_publisher(Image, "/camera/aligned_depth_to_color/image_raw", QOS)
     pub_rel = node.create_publisher(Image, "/camera/mono/disparity", QOS)
@@ -62,24 +74,30 @@ def test_calibrate_verify_and_mono_scale_over_services(ros, procs, tmp_path):
         msg = image_msg(
             cv2.cvtColor(gray, cv2.COLOR_GRAY2RGB), "rgb8", make_header(stamp, "camera_color_optical_frame")
         )
-        for _ in range(2):  # best effort: send twice, the node keeps one
+        for _ in range(2):  # every view sent twice: one frame is still one view
             pub_img.publish(msg)
             ros.spin_until(lambda: False, timeout=0.06)
         stamp += 100_000_000
 
-    forced = call(ros, node.create_client(Trigger, "/camera/capture_view"), Trigger.Request())
-    assert forced.success and "kept" in forced.message  # the last view again, on request
-
     res = call(ros, calibrate, Calibrate.Request(min_views=20))
     assert res.success, res.message
     assert res.rms_px < 0.5 and res.views_used >= 20 and len(res.per_view_error_px) == res.views_used
-    assert res.k[0] == pytest.approx(TRUE.fx, rel=0.005) and res.k[4] == pytest.approx(TRUE.fy, rel=0.005)
+    assert len(set(res.view_stamps_ns)) == res.views_used <= 30  # distinct frames only
+    for i, name in ((0, "fx"), (4, "fy"), (2, "cx"), (5, "cy")):
+        assert res.k[i] == pytest.approx(getattr(TRUE, name), rel=0.005), name
+    assert list(res.d[2:4]) == pytest.approx(list(TRUE.d[2:4]), abs=5e-4)  # p1, p2 where OpenCV puts them
+    assert not res.forced and list(res.failed_gates) == []
+    assert 0 < res.std_fx < 0.005 * res.k[0] and 0 < res.std_cy < 0.005 * res.k[5] and len(res.std_d) == 5
+    assert min(res.coverage_x, res.coverage_y, res.coverage_size, res.coverage_skew) >= 0.4
     saved = json.loads(open(res.saved_path).read())
     intr = saved["intrinsics"]
     assert saved["schema_version"] == 1
     assert intr["rms_px"] == pytest.approx(res.rms_px)
     assert intr["per_view_error_px"] == pytest.approx(list(res.per_view_error_px))
     assert intr["intrinsics"]["fx"] == pytest.approx(res.k[0]) and intr["intrinsics"]["d"] == pytest.approx(list(res.d))
+    assert intr["forced"] is False and intr["failed_gates"] == [] and intr["view_stamps_ns"] == list(res.view_stamps_ns)
+    assert intr["std_dev"]["fx"] == pytest.approx(res.std_fx) and intr["std_dev"]["d"] == pytest.approx(list(res.std_d))
+    assert intr["coverage"]["x"] == pytest.approx(res.coverage_x) and intr["gates"]["max_std_fraction"] == 0.005
     assert (tmp_path / "calibration" / "camera_color.yaml").exists()
     assert ros.spin_until(lambda: bool(published_info), timeout=10)
     assert published_info[-1].k[0] == pytest.approx(res.k[0])
@@ -105,14 +123,184 @@ def test_calibrate_verify_and_mono_scale_over_services(ros, procs, tmp_path):
     v = call(ros, node.create_client(VerifyDepth, "/camera/verify_depth"), VerifyDepth.Request())
     assert v.success, v.message
     assert v.bias_percent == pytest.approx(2.0, abs=0.3) and v.frames_used >= 1
-    m = call(ros, node.create_client(CalibrateMonoScale, "/camera/calibrate_mono_scale"), CalibrateMonoScale.Request())
+    mono = node.create_client(CalibrateMonoScale, "/camera/calibrate_mono_scale")
+    m = call(ros, mono, CalibrateMonoScale.Request())
     assert m.success, m.message
     assert m.scale == pytest.approx(1.25, rel=0.02) and m.shift == pytest.approx(-0.125, abs=0.01)
+    assert m.reference == "board_plane"
     doc = json.loads((tmp_path / "calibration" / "calibration.json").read_text())
     assert set(doc) >= {"intrinsics", "depth_check", "mono_scale", "schema_version"}
     assert doc["mono_scale"]["scale"] == pytest.approx(m.scale)
+
+    # The same scale from known sizes: the board's corner spacing (no pose), and two points a known distance apart
+    size = call(ros, mono, CalibrateMonoScale.Request(reference="board_size"))
+    assert size.success and size.reference == "board_size" and size.pairs_used > 1000, size.message
+    assert size.scale == pytest.approx(1.25, rel=0.02) and size.shift == pytest.approx(-0.125, abs=0.01)
+    corners = spec.corner_points()[[0, 5, 18, 23]]  # four corners of the 6 x 4 grid, on the last frame
+    px = cv2.projectPoints(corners, cv2.Rodrigues(pose.rotation)[0], pose.translation, TRUE.k, TRUE.dist_coeffs)[0]
+    px = px.reshape(-1, 2)
+    pairs = np.array([[*px[0], *px[3]], [*px[1], *px[2]], [*px[0], *px[1]]])
+    lengths = [float(np.linalg.norm(corners[a] - corners[b])) for a, b in ((0, 3), (1, 2), (0, 1))]
+    pts = call(
+        ros, mono, CalibrateMonoScale.Request(reference="points", points_px=pairs.ravel().tolist(), distances_m=lengths)
+    )
+    assert pts.success and pts.reference == "points" and pts.pairs_used == 3, pts.message
+    assert pts.scale == pytest.approx(1.25, rel=0.03)
+    assert (
+        json.loads((tmp_path / "calibration" / "calibration.json").read_text())["mono_scale"]["reference"] == "points"
+    )
 
     reset = call(ros, node.create_client(Trigger, "/camera/reset"), Trigger.Request())
     assert reset.success
     again = call(ros, calibrate, Calibrate.Request())
     assert not again.success
+
+
+def rgb_msg(gray, stamp):
+    return image_msg(cv2.cvtColor(gray, cv2.COLOR_GRAY2RGB), "rgb8", make_header(stamp, "camera_color_optical_frame"))
+
+
+class StatusWatch:
+    """The node's status line (1 Hz): wait until it reports what a frame did."""
+
+    def __init__(self, ros, node):
+        self.ros, self.last = ros, ""
+        node.create_subscription(String, "/camera/status", self._on, 10)
+
+    def _on(self, msg):
+        self.last = msg.data
+
+    def wait(self, text, timeout=15):
+        assert self.ros.spin_until(lambda: text in self.last, timeout=timeout), (text, self.last)
+
+
+def test_one_frame_one_view_gates_and_force_over_services(ros, procs, tmp_path):
+    procs.node(
+        "calibration_node",
+        namespace="camera",
+        params={"dataset_dir": str(tmp_path), "min_view_distance": 2.0},  # the selector keeps the first view only
+    )
+    node = ros.node("board_waver")
+    pub = node.create_publisher(Image, "/camera/color/image_raw", VIEWS_QOS)
+    status = StatusWatch(ros, node)
+    capture = node.create_client(Trigger, "/camera/capture_view")
+    calibrate = node.create_client(Calibrate, "/camera/calibrate")
+    spec = BoardSpec()
+    a, b, c = (render_board(spec, TRUE, p, noise_sigma=1.0).image for p in varied_board_poses(spec, TRUE, 3, seed=6))
+    assert ros.spin_until(lambda: pub.get_subscription_count() > 0, timeout=30)
+
+    pub.publish(rgb_msg(a, 1 * S))
+    status.wait(f"1/20 views (frame {S}: kept)")
+    pub.publish(rgb_msg(a, 1 * S))  # the same message again (not even detected again: not a new frame)
+    ros.spin_until(lambda: False, timeout=0.5)
+    first = call(ros, capture, Trigger.Request())
+    assert not first.success and "is view 0 already" in first.message
+    second = call(ros, capture, Trigger.Request())
+    assert not second.success and "no new image since the last capture_view" in second.message
+    pub.publish(rgb_msg(a, 2 * S))  # a stale picture under a new stamp
+    status.wait(f"frame {2 * S}: the same image as view 0")
+    stale = call(ros, capture, Trigger.Request())
+    assert not stale.success and "the same image as view 0" in stale.message
+    for stamp, image in ((3 * S, b), (4 * S, c)):
+        pub.publish(rgb_msg(image, stamp))
+        status.wait(f"(frame {stamp}: too similar")
+        kept = call(ros, capture, Trigger.Request())
+        assert kept.success and "kept" in kept.message, kept.message
+
+    refused = call(ros, calibrate, Calibrate.Request(min_views=3))
+    assert not refused.success and refused.message.startswith("refused:") and refused.saved_path == ""
+    assert refused.views_used == 3 and len(refused.per_view_error_px) == 3
+    assert list(refused.view_stamps_ns) == [1 * S, 3 * S, 4 * S]
+    assert any(g.startswith("coverage") for g in refused.failed_gates), refused.failed_gates
+    assert not (tmp_path / "calibration").exists()
+    forced = call(ros, calibrate, Calibrate.Request(min_views=3, force=True))
+    assert forced.success and forced.forced and "FORCED" in forced.message
+    assert list(forced.failed_gates) == list(refused.failed_gates)
+    doc = json.loads(open(forced.saved_path).read())["intrinsics"]
+    assert doc["forced"] is True and doc["failed_gates"] == list(refused.failed_gates)
+    assert doc["views_used"] == 3 and doc["view_stamps_ns"] == [1 * S, 3 * S, 4 * S]
+
+
+T1280 = Intrinsics(1280, 720, 910.0, 912.0, 641.5, 358.2, d=(-0.12, 0.06, 0.0010, -0.0007, -0.015))
+
+
+@pytest.fixture(scope="module")
+def views_1280(tmp_path_factory):
+    """25 ChArUco views at 1280x720 through a camera with known K and D, as PNG files."""
+    folder = tmp_path_factory.mktemp("views_1280")
+    spec = BoardSpec()
+    for i, pose in enumerate(varied_board_poses(spec, T1280, 25, seed=1)):
+        image = render_board(spec, T1280, pose, noise_sigma=1.0, rng=np.random.default_rng(i)).image
+        cv2.imwrite(str(folder / f"view_{i:02d}.png"), image)
+    return folder
+
+
+def opencv_alone(files, image_size):
+    """Intrinsics from OpenCV's own ChArUco detector and calibrateCamera: the reference to compare with."""
+    board = cv2.aruco.CharucoBoard((7, 5), 0.04, 0.03, cv2.aruco.getPredefinedDictionary(cv2.aruco.DICT_5X5_100))
+    detector = cv2.aruco.CharucoDetector(board)
+    obj, img = [], []
+    for f in files:
+        corners, ids, _, _ = detector.detectBoard(cv2.imread(str(f), cv2.IMREAD_GRAYSCALE))
+        o, i = board.matchImagePoints(corners, ids)
+        obj.append(o)
+        img.append(i)
+    _, k, _, _, _ = cv2.calibrateCamera(obj, img, image_size, None, None)
+    return {"fx": k[0, 0], "fy": k[1, 1], "cx": k[0, 2], "cy": k[1, 2]}
+
+
+def run_cli(*args):
+    return subprocess.run(
+        [str(VENV_BIN / "depth-annotation"), "calibrate", "--quiet", *args], capture_output=True, text=True, timeout=300
+    )
+
+
+def test_1280x720_views_through_the_service_match_truth_opencv_and_the_offline_command(
+    ros, procs, tmp_path, views_1280
+):
+    procs.node(
+        "calibration_node", namespace="camera", params={"dataset_dir": str(tmp_path / "node"), "min_view_distance": 0.0}
+    )
+    node = ros.node("board_waver")
+    pub = node.create_publisher(Image, "/camera/color/image_raw", VIEWS_QOS)
+    status = StatusWatch(ros, node)
+    files = sorted(views_1280.glob("*.png"))
+    assert ros.spin_until(lambda: pub.get_subscription_count() > 0, timeout=30)
+    (sub,) = node.get_subscriptions_info_by_topic("/camera/color/image_raw")
+    assert sub.qos_profile.reliability == ReliabilityPolicy.RELIABLE  # a held-up view is never dropped
+    for i, f in enumerate(files):  # 5 Hz, each image once: reliable delivery keeps every view
+        pub.publish(rgb_msg(cv2.imread(str(f), cv2.IMREAD_GRAYSCALE), (i + 1) * S))
+        ros.spin_until(lambda: False, timeout=0.2)
+    status.wait(f"25/20 views (frame {25 * S}: kept)", timeout=30)
+    res = call(ros, node.create_client(Calibrate, "/camera/calibrate"), Calibrate.Request(min_views=20))
+    assert res.success, res.message
+    assert res.views_used == 25 and list(res.view_stamps_ns) == [(i + 1) * S for i in range(25)]
+    ours = {"fx": res.k[0], "fy": res.k[4], "cx": res.k[2], "cy": res.k[5]}
+    reference = opencv_alone(files, (1280, 720))
+    for name in ours:
+        truth = getattr(T1280, name)
+        err, err_cv = abs(ours[name] / truth - 1) * 100, abs(reference[name] / truth - 1) * 100
+        assert err < 0.3 and err <= err_cv + 0.1, (name, err, err_cv)
+
+    # The offline command over the same images, and over a bag of them, gives the service's result.
+    out = run_cli("--images", str(views_1280), "--board", "charuco", "--squares-x", "7", "--squares-y", "5",
+                  "--square-length-m", "0.04", "--marker-length-m", "0.03", "--out", str(tmp_path / "cli"))  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    bag = tmp_path / "views_bag"
+    with bag_io.BagWriter(bag, storage="mcap") as w:
+        w.add_topic("/camera/color/image_raw", "sensor_msgs/msg/Image")
+        for i, f in enumerate(files):
+            rgb = cv2.cvtColor(cv2.imread(str(f), cv2.IMREAD_GRAYSCALE), cv2.COLOR_GRAY2RGB)
+            w.write("/camera/color/image_raw", (i + 1) * S, bag_io.image(rgb, "rgb8", (i + 1) * S, "cam"))
+    from_bag = run_cli("--bag", str(bag), "--select", "all", "--board", "charuco", "--squares-x", "7",
+                       "--squares-y", "5", "--square-length-m", "0.04", "--out", str(tmp_path / "bag_cli"))  # fmt: skip
+    assert from_bag.returncode == 0, from_bag.stderr
+    service = json.loads(open(res.saved_path).read())["intrinsics"]
+    for cli_out in ("cli", "bag_cli"):
+        doc = json.loads((tmp_path / cli_out / "calibration.json").read_text())["intrinsics"]
+        # the same detections and solve; OpenCV's threaded sums leave ~1e-9 of rounding
+        assert doc["views_used"] == 25 and doc["rms_px"] == pytest.approx(service["rms_px"], rel=1e-6)
+        for key in ("fx", "fy", "cx", "cy", "d"):
+            assert doc["intrinsics"][key] == pytest.approx(service["intrinsics"][key], rel=1e-6, abs=1e-9), key
+        for key in ("fx", "fy", "cx", "cy", "d"):
+            assert doc["std_dev"][key] == pytest.approx(service["std_dev"][key], rel=1e-5), key

@@ -1,6 +1,7 @@
 """Calibration: ChArUco / checkerboard boards (definition, detection, rendering), view selection,
-intrinsics, stereo extrinsics, depth verification against the board plane, and the robust
-scale/shift fit behind the monocular scale.
+intrinsics, stereo extrinsics, depth verification against the board plane, the robust
+scale/shift fit behind the monocular scale, the calibration session a node or the offline
+command drives, and the calibration JSON on disk.
 """
 
 from typing import TYPE_CHECKING
@@ -10,14 +11,41 @@ from depth_annotation.common import lazy_exports
 if TYPE_CHECKING:
     from .board import BoardDetector, BoardSpec
     from .board_render import place_board, render_board, varied_board_poses
+    from .calibration_file import CALIBRATION_FILE, save_camera_info_yaml, save_section
     from .errors import BoardError, CalibrationError, ScaleFitError
-    from .scale_fit import ScaleShift, evaluate, fit_scale_shift
+    from .offline import OfflineCalibration, OfflineOutcome
+    from .report import write_report_png
+    from .scale_fit import ScaleShift, evaluate, fit_scale_shift, fit_scale_shift_to_distances
+    from .session import (
+        MONO_REFERENCES,
+        CalibrationSession,
+        CaptureResult,
+        DepthCheckSummary,
+        KeptPair,
+        KeptView,
+        MonoSample,
+        MonoScaleResult,
+        SessionConfig,
+        gray_image,
+        image_digest,
+        median_check,
+        pixel_rays,
+        sample_bilinear,
+    )
     from .solver import (
+        OPEN,
+        CalibrationGates,
+        DepthCheck,
+        IntrinsicsResult,
+        StereoResult,
+        ViewParams,
         ViewSelector,
         board_mask,
         calibrate_intrinsics,
         calibrate_stereo,
         calibration_document,
+        corner_coverage,
+        coverage_of,
         estimate_board_pose,
         expected_plane_depth,
         verify_depth,

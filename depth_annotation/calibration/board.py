@@ -51,6 +51,21 @@ class BoardSpec:
             if not hasattr(cv2.aruco, self.dictionary):
                 raise BoardError(f"unknown ArUco dictionary {self.dictionary!r} (e.g. DICT_5X5_100)")
 
+    @classmethod
+    def from_counts(
+        cls,
+        kind: str,
+        count_x: int,
+        count_y: int,
+        square_length_m: float,
+        marker_length_m: float = 0.03,
+        dictionary: str = "DICT_5X5_100",
+    ) -> BoardSpec:
+        """A board as the `calibrate` service and `depth-annotation calibrate` name it: ChArUco by its
+        squares, a checkerboard by its inner corners (OpenCV's pattern size, what people count)."""
+        extra = 1 if kind == "checkerboard" else 0
+        return cls(kind, count_x + extra, count_y + extra, square_length_m, marker_length_m, dictionary)
+
     @property
     def size_m(self) -> tuple[float, float]:
         """Printed size of the squared area (width, height) in metres."""
@@ -80,7 +95,7 @@ class BoardSpec:
         """The printed pattern (uint8, white = 255) at `px_per_square`, no margin."""
         w, h = self.squares_x * px_per_square, self.squares_y * px_per_square
         if self.kind == "charuco":
-            return self.cv_charuco_board().generateImage((w, h), marginSize=0, borderBits=1)
+            return np.asarray(self.cv_charuco_board().generateImage((w, h), marginSize=0, borderBits=1), np.uint8)
         yy, xx = np.mgrid[0:h, 0:w] // px_per_square
         return np.where((xx + yy) % 2 == 0, 0, 255).astype(np.uint8)
 
@@ -105,7 +120,7 @@ class BoardDetection:
         return int(self.ids.size)
 
     def object_points(self, spec: BoardSpec) -> np.ndarray:
-        return spec.corner_points()[self.ids]
+        return np.asarray(spec.corner_points()[self.ids])
 
 
 class BoardDetector:
@@ -129,8 +144,17 @@ class BoardDetector:
         found, corners = cv2.findChessboardCorners(gray, pattern, flags=flags)
         if not found:
             return None
+        # camera_calibration's refinement window: half the smallest corner spacing, large enough
+        # to snap to the corner and small enough to never reach the next one. A fixed 5x5 window
+        # left real photographs (blur, JPEG) at twice the reprojection error.
+        grid = corners.reshape(pattern[1], pattern[0], 2)
+        spacing = min(
+            float(np.linalg.norm(np.diff(grid, axis=0), axis=2).min()),
+            float(np.linalg.norm(np.diff(grid, axis=1), axis=2).min()),
+        )
+        radius = max(2, int(np.ceil(0.5 * spacing)))
         criteria = (cv2.TERM_CRITERIA_EPS + cv2.TERM_CRITERIA_MAX_ITER, 50, 1e-3)
-        corners = cv2.cornerSubPix(gray, corners, (5, 5), (-1, -1), criteria).reshape(-1, 2)
+        corners = cv2.cornerSubPix(gray, corners, (radius, radius), (-1, -1), criteria).reshape(-1, 2)
         ids = np.arange(len(corners))
         # A checkerboard is symmetric under 180 degrees; OpenCV may report the
         # corners from either end. Order them so id 0 is nearest the first

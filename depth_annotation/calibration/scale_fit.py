@@ -18,6 +18,7 @@ delta < 1.25, the usual monocular-depth metrics.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -33,7 +34,8 @@ class ScaleShift:
     scale: float
     shift: float
     inlier_ratio: float = 1.0
-    n_pixels: int = 0
+    n_pixels: int = 0  # pixels (or reference pairs) behind the fit
+    shift_fitted: bool = True  # False: held fixed (known-size fits with every reference at one depth)
 
     def depth(self, d_rel: np.ndarray, *, min_depth_m: float = 0.05, max_depth_m: float = 20.0) -> np.ndarray:
         """Metric depth in metres; NaN where the fit gives no valid depth."""
@@ -45,13 +47,14 @@ class ScaleShift:
         z[bad] = np.nan
         return z
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {
             "model": "inverse_depth = scale * relative_disparity + shift",
             "scale": self.scale,
             "shift": self.shift,
             "inlier_ratio": self.inlier_ratio,
             "n_pixels": self.n_pixels,
+            "shift_fitted": self.shift_fitted,
         }
 
 
@@ -159,3 +162,83 @@ def holdout_split(mask: np.ndarray, holdout_fraction: float = 0.2, seed: int = 0
     rng = np.random.default_rng(seed)
     held = rng.random(mask.shape) < holdout_fraction
     return mask & ~held, mask & held
+
+
+# --- from known sizes -------------------------------------------------------------------------
+
+
+def fit_scale_shift_to_distances(
+    rays_a: np.ndarray,
+    rays_b: np.ndarray,
+    d_a: np.ndarray,
+    d_b: np.ndarray,
+    distances_m: np.ndarray,
+    *,
+    shift: float | None = None,
+    iterations: int = 30,
+) -> ScaleShift:
+    """1/Z = scale * d_rel + shift from pairs of pixels whose metric distance apart is known.
+
+    A reference object of known size (two clicked points on a ruler, the corners of a board at
+    an unknown pose) fixes the metric scale without a sensor or a board pose: each pixel's point
+    is X = Z r, r its ray (z = 1, undistorted) and Z = 1 / (scale * d + shift); we minimise the
+    relative distance errors (|X_a - X_b| - L) / L by Gauss-Newton with Tukey weights, started
+    from the closed form with shift 0. The shift is observable only when the references lie at
+    different depths; when they do not (or `shift` is given) it is held (at 0, or the given
+    value) and `ScaleShift.shift_fitted` is False.
+    """
+    ra, rb = (np.asarray(r, np.float64).reshape(-1, 3) for r in (rays_a, rays_b))
+    da, db = (np.asarray(x, np.float64).ravel() for x in (d_a, d_b))
+    length = np.asarray(distances_m, np.float64).ravel()
+    if not (len(ra) == len(rb) == len(da) == len(db) == len(length)):
+        raise ScaleFitError("rays, disparities and distances must have one entry per pair")
+    ok = np.isfinite(da) & np.isfinite(db) & (da > 0) & (db > 0) & (length > 0) & np.isfinite(length)
+    ra, rb, da, db, length = ra[ok], rb[ok], da[ok], db[ok], length[ok]
+    if len(length) < 1:
+        raise ScaleFitError("no reference pair with a positive relative disparity at both ends")
+    # Closed form with shift 0: X = r / (scale d), so |r_a/d_a - r_b/d_b| / scale = L.
+    a = float(np.median(np.linalg.norm(ra / da[:, None] - rb / db[:, None], axis=1) / length))
+    b = 0.0 if shift is None else float(shift)
+    if shift is not None:  # same depths at the median disparity with the held shift
+        a -= b / float(np.median(np.concatenate([da, db])))
+
+    def residuals(a: float, b: float) -> tuple[np.ndarray, np.ndarray]:
+        za, zb = 1.0 / (a * da + b), 1.0 / (b + a * db)
+        delta = ra * za[:, None] - rb * zb[:, None]
+        dist = np.linalg.norm(delta, axis=1)
+        f = (dist - length) / length
+        unit = delta / np.maximum(dist, 1e-12)[:, None]
+        # dZ/da = -d Z^2, dZ/db = -Z^2
+        ja = np.sum(unit * (ra * (-da * za * za)[:, None] - rb * (-db * zb * zb)[:, None]), axis=1) / length
+        jb = np.sum(unit * (ra * (-za * za)[:, None] - rb * (-zb * zb)[:, None]), axis=1) / length
+        return f, np.column_stack([ja, jb])
+
+    f, jac = residuals(a, b)
+    fit_shift = shift is None and len(length) >= 2
+    if fit_shift:
+        # Both columns proportional (every reference at one depth): the shift is not observable.
+        cols = jac / np.maximum(np.linalg.norm(jac, axis=0), 1e-300)
+        fit_shift = abs(float(cols[:, 0] @ cols[:, 1])) < 0.99999
+    w = np.ones(len(f))
+    for _ in range(iterations):
+        f, jac = residuals(a, b)
+        sigma = mad_sigma(f) + 1e-12 if len(f) >= 5 else float("inf")
+        u = f / (4.685 * sigma)
+        w = np.where(np.abs(u) < 1, (1 - u * u) ** 2, 0.0)
+        if w.sum() < (2 if fit_shift else 1):
+            w = np.ones(len(f))
+        jw = jac * w[:, None]
+        if fit_shift:
+            step = np.linalg.lstsq(jw.T @ jac, -(jw.T @ f), rcond=None)[0]
+        else:
+            step = np.array([-(jw[:, 0] @ f) / max(float(jw[:, 0] @ jac[:, 0]), 1e-300), 0.0])
+        a_new, b_new = a + float(step[0]), b + float(step[1])
+        # keep every reference in front of the camera
+        while np.any(a_new * np.concatenate([da, db]) + b_new <= 0) and abs(step).max() > 1e-15:
+            step = step / 2
+            a_new, b_new = a + float(step[0]), b + float(step[1])
+        done = abs(a_new - a) <= 1e-10 * abs(a) and abs(b_new - b) <= 1e-10 * (abs(b) + abs(a) * 1e-3)
+        a, b = a_new, b_new
+        if done:
+            break
+    return ScaleShift(float(a), float(b), float((w > 0).mean()), int(len(length)), shift_fitted=fit_shift)

@@ -182,7 +182,7 @@ def run_demo(out: Path, *, short: bool = False) -> int:
     summary: dict = {"mono_model": model_label}
     try:
         pub = node.create_publisher(
-            Image, "/demo/board/image_raw", QoSProfile(depth=5, reliability=ReliabilityPolicy.BEST_EFFORT)
+            Image, "/demo/board/image_raw", QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE)
         )
         quality: list = []
         node.create_subscription(DepthQuality, "/camera/depth_quality", quality.append, 100)

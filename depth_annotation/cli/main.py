@@ -188,6 +188,130 @@ def _cmd_mono(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_calibrate(args: argparse.Namespace) -> int:
+    """Offline calibration from image files or a bag's image topic, through the node's CalibrationSession."""
+    from dataclasses import astuple
+
+    import cv2
+    from tqdm import tqdm
+
+    from depth_annotation.calibration import (
+        BoardError,
+        BoardSpec,
+        CalibrationError,
+        CalibrationGates,
+        OfflineCalibration,
+        SessionConfig,
+        gray_image,
+    )
+    from depth_annotation.common import ImageConversionError, image_to_array
+    from depth_annotation.dataset import BagError, bag_io
+
+    try:
+        spec = BoardSpec.from_counts(  # a checkerboard by its inner corners, as the service takes it
+            args.board, args.squares_x, args.squares_y, args.square_length_m, args.marker_length_m, args.dictionary
+        )
+    except BoardError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    select_all = args.select == "all" if args.select else bool(args.images)
+    config = SessionConfig(
+        spec=spec,
+        min_views=args.min_views,
+        max_rms_px=args.max_rms_px,
+        min_sharpness=0.0 if select_all else 20.0,
+        min_view_distance=0.0 if select_all else 0.1,
+        detect_period_ns=int(1e9 / args.detect_rate_hz) if args.detect_rate_hz > 0 else 0,
+        min_pairs=args.min_pairs,
+        gates=CalibrationGates(
+            *(
+                default if value is None else value
+                for value, default in zip(
+                    (
+                        args.min_coverage_x,
+                        args.min_coverage_y,
+                        args.min_coverage_size,
+                        args.min_coverage_skew,
+                        args.max_std,
+                    ),
+                    astuple(CalibrationGates()),
+                    strict=True,
+                )
+            )
+        ),
+    )
+    stereo = bool(args.right_images or args.right_topic)
+    if args.right_images and not args.images:
+        print("error: --right-images goes with --images (for a bag use --right-topic)", file=sys.stderr)
+        return 2
+    offline = OfflineCalibration(config, stereo=stereo)
+
+    def image_files(where: str) -> list[Path]:
+        """The images of a folder, or those a glob pattern names (`DIR/left*.jpg`), sorted by name."""
+        d = Path(where)
+        if d.is_dir():
+            found = list(d.iterdir())
+        elif d.parent.is_dir() and any(c in d.name for c in "*?["):
+            found = list(d.parent.glob(d.name))
+        else:
+            raise CalibrationError(f"{d}: not a folder (nor a pattern such as DIR/left*.jpg in one)")
+        files = sorted(p for p in found if p.suffix.lower() in (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"))
+        if not files:
+            raise CalibrationError(f"{d}: no .png/.jpg/.bmp/.tif images")
+        return files
+
+    def read_gray(path: Path):
+        gray = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+        if gray is None:
+            raise CalibrationError(f"{path}: not a readable image")
+        return gray
+
+    out = Path(args.out)
+    try:
+        if args.images:
+            left = image_files(args.images)
+            right = image_files(args.right_images) if args.right_images else []
+            if right and len(right) != len(left):
+                raise CalibrationError(
+                    f"{len(left)} images in {args.images} but {len(right)} in {args.right_images}: "
+                    "stereo pairs are matched by sorted file name"
+                )
+            source = str(Path(args.images).resolve())
+            for i, path in enumerate(tqdm(left, desc="calibrate", unit="image", disable=args.quiet)):
+                stamp = (i + 1) * 1_000_000_000  # sorted file name order; a pair shares its stamp
+                offline.add(stamp, read_gray(path))
+                if right:
+                    offline.add_right(stamp, read_gray(right[i]))
+        else:
+            source = f"{Path(args.bag).resolve()} {args.topic}"
+            wanted = [args.topic] + ([args.right_topic] if args.right_topic else [])
+            with bag_io.open_bag(args.bag) as reader:
+                bag_io.require_topics(reader, wanted)
+                for topic, _, msg in tqdm(
+                    bag_io.messages(reader, wanted), desc="calibrate", unit="msg", disable=args.quiet
+                ):
+                    gray = gray_image(image_to_array(msg), msg.encoding)
+                    if topic == args.topic:
+                        offline.add(bag_io.stamp_of(msg), gray)
+                    else:
+                        offline.add_right(bag_io.stamp_of(msg), gray)
+        outcome = offline.finish(
+            out, camera=args.camera_name, min_views=args.min_views, force=args.force, source=source
+        )
+    except (CalibrationError, BagError, ImageConversionError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    cal = outcome.intrinsics
+    print(f"{args.camera_name}: {'OK' if cal.success else 'FAILED'}: {cal.message}")
+    if outcome.right is not None:
+        print(f"{args.camera_name}_right: {'OK' if outcome.right.success else 'FAILED'}: {outcome.right.message}")
+        if outcome.stereo is not None:
+            print(f"stereo: {'OK' if outcome.stereo.success else 'FAILED'}: {outcome.stereo.message}")
+    for path in dict.fromkeys(outcome.files):
+        print(f"wrote {path}")
+    return 0 if outcome.success else 1
+
+
 def _cmd_export(args: argparse.Namespace) -> int:
     """rosbag2 -> HDF5 + dataset_info.json + annotation package."""
     from depth_annotation.common import DEFAULT_TAXONOMY, ImageConversionError, default_taxonomy_path, load_taxonomy
@@ -598,6 +722,47 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--quiet", action="store_true", help="no progress bar")
     sp.add_argument("--preannotate", action="store_true", help="then run preannotate on the new dataset")
     sp.set_defaults(func=_cmd_export)
+
+    sp = sub.add_parser(
+        "calibrate",
+        help="camera calibration from image files or a bag, as the calibration node does (JSON, YAML, PNG report)",
+    )
+    src = sp.add_mutually_exclusive_group(required=True)
+    src.add_argument(
+        "--images", help="folder (or pattern, 'DIR/left*.jpg') of board images (png, jpg, bmp, tif), by sorted name"
+    )
+    src.add_argument("--bag", help="rosbag2 directory or .mcap/.db3 file")
+    sp.add_argument("--topic", default="/camera/color/image_raw", help="image topic in the bag (default %(default)s)")
+    sp.add_argument(
+        "--right-images", help="the right camera's images (folder or pattern): pairs matched by sorted file name"
+    )
+    sp.add_argument("--right-topic", help="the right camera's topic in the bag: stereo pairs matched by stamp")
+    sp.add_argument("--board", choices=("charuco", "checkerboard"), required=True)
+    sp.add_argument("--squares-x", type=int, required=True, help="ChArUco squares / checkerboard inner corners along x")
+    sp.add_argument("--squares-y", type=int, required=True)
+    sp.add_argument("--square-length-m", type=float, required=True, help="printed square size (metres)")
+    sp.add_argument("--marker-length-m", type=float, default=0.03, help="ChArUco marker size (default %(default)s)")
+    sp.add_argument("--dictionary", default="DICT_5X5_100", help="ChArUco dictionary (default %(default)s)")
+    sp.add_argument("--out", required=True, help="folder for calibration.json, <camera>.yaml and the PNG report")
+    sp.add_argument("--camera-name", default="camera_color", help="camera name in the YAML and JSON")
+    sp.add_argument(
+        "--select",
+        choices=("all", "auto"),
+        help="all: every image with a board is a view (default for --images); auto: the node's selector keeps "
+        "sharp views unlike the kept ones (default for --bag)",
+    )
+    sp.add_argument("--detect-rate-hz", type=float, default=0.0, help="bag: detections per second of stamps (0: all)")
+    sp.add_argument("--min-views", type=int, default=10, help="views needed (default %(default)s)")
+    sp.add_argument("--min-pairs", type=int, default=10, help="stereo pairs needed (default %(default)s)")
+    sp.add_argument("--max-rms-px", type=float, default=0.5, help="RMS reprojection error gate (default %(default)s)")
+    for key in ("x", "y", "size", "skew"):
+        sp.add_argument(f"--min-coverage-{key}", type=float, help="coverage gate (default: the node's, see README)")
+    sp.add_argument(
+        "--max-std", type=float, help="gate: largest std of fx, fy, cx, cy over the value (default: the node's, 0.005)"
+    )
+    sp.add_argument("--force", action="store_true", help="write the calibration even if a gate fails (recorded)")
+    sp.add_argument("--quiet", action="store_true", help="no progress bar")
+    sp.set_defaults(func=_cmd_calibrate)
 
     sp = sub.add_parser("record", help="record topics to a rosbag2 (mcap/sqlite3) without ros2 bag")
     sp.add_argument("topics", nargs="+")
