@@ -71,6 +71,6 @@ def generate_launch_description() -> LaunchDescription:
         name="calibration_node",
         namespace=ns,
         output="screen",
-        parameters=[config("calibration.yaml"), {"dataset_dir": out}],
+        parameters=[config("calibration.yaml"), {"output_dir": out}],
     )
     return LaunchDescription(args + [driver, qc, calibration])

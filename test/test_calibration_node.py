@@ -42,7 +42,7 @@ def test_calibrate_verify_and_mono_scale_over_services(ros, procs, tmp_path):
         "calibration_node",
         namespace="camera",
         params={
-            "dataset_dir": str(tmp_path),
+            "output_dir": str(tmp_path),
             "detect_rate_hz": 100.0,
             "min_mono_frames": 8,
             "verify_frames": 5,
@@ -178,7 +178,7 @@ def test_one_frame_one_view_gates_and_force_over_services(ros, procs, tmp_path):
     procs.node(
         "calibration_node",
         namespace="camera",
-        params={"dataset_dir": str(tmp_path), "min_view_distance": 2.0},  # the selector keeps the first view only
+        params={"output_dir": str(tmp_path), "min_view_distance": 2.0},  # the selector keeps the first view only
     )
     node = ros.node("board_waver")
     pub = node.create_publisher(Image, "/camera/color/image_raw", VIEWS_QOS)

@@ -136,7 +136,7 @@ def test_full_node_set_runs_with_the_launch_params(ros, procs, tmp_path):
         params={"output_dir": str(out / "qc")},
     )
     procs.node(
-        "calibration_node", namespace="camera", params_file=cfg / "calibration.yaml", params={"dataset_dir": str(out)}
+        "calibration_node", namespace="camera", params_file=cfg / "calibration.yaml", params={"output_dir": str(out)}
     )
     procs.node(
         "mono_depth_node",

@@ -151,7 +151,7 @@ def run_demo(out: Path, *, short: bool = False) -> int:
             "__ns:=/camera",
             "-r",
             "color/image_raw:=/demo/board/image_raw",
-            *ros({"dataset_dir": out, "detect_rate_hz": 50.0}),
+            *ros({"output_dir": out, "detect_rate_hz": 50.0}),
         ],
     )
     graph.start(

@@ -85,6 +85,7 @@ class AnnotationExporter:
                 qc_flagged=flagged,
                 intrinsics=[float(v) for v in intrinsics],
                 scene_id=scene_id,
+                taxonomy_version=self.taxonomy.version,
             )
         )
         return True

@@ -67,6 +67,7 @@ def task(
     qc_flagged: bool,
     intrinsics: list[float],
     scene_id: str,
+    taxonomy_version: str,
 ) -> dict[str, Any]:
     return {
         "data": {
@@ -77,6 +78,7 @@ def task(
             "stamp_ns": str(stamp_ns),
             "qc_status": qc_status,
             "scene_id": scene_id,
+            "taxonomy_version": taxonomy_version,  # the importer refuses results made with another taxonomy
         },
         "meta": {"camera_intrinsics_fx_fy_cx_cy": intrinsics, "qc_flagged": qc_flagged, "depth_scale": 0.001},
     }

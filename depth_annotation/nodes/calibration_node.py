@@ -66,7 +66,7 @@ from depth_annotation.common import CameraModelError, ImageConversionError, Intr
 from depth_annotation.srv import Calibrate, CalibrateMonoScale, CalibrateStereo, VerifyDepth
 
 from .messages import camera_info_msg, make_header, stamp_to_ns
-from .params import StartupError, declare
+from .params import StartupError, declare, declare_renamed
 from .runtime import run_node
 
 NODE_NAME = "calibration_node"
@@ -137,7 +137,9 @@ class CalibrationNode(Node):
             )
         )
         self.dataset_dir = Path(
-            d("dataset_dir", "dataset", "calibration results go to <dataset_dir>/calibration/")
+            declare_renamed(
+                self, "output_dir", "dataset_dir", "dataset", "calibration results go to <output_dir>/calibration/"
+            )
         ).expanduser()
         self.camera_name = d("camera_name", "camera_color", "camera name in the YAML and JSON")
         self.push_to_driver = d("push_to_driver", False, "send calibrated intrinsics to the driver's set_camera_info")
