@@ -107,7 +107,10 @@ def run_demo(out: Path, *, short: bool = False) -> int:
     print("[demo] preparing the monocular model ...", flush=True)
     model, model_label = _mono_model(out)
     cfg = REPO / "config"
-    ros = lambda params: [a for k, v in params.items() for a in ("-p", f"{k}:={v}")]  # noqa: E731
+
+    def ros(params: dict[str, object]) -> list[str]:
+        return [a for k, v in params.items() for a in ("-p", f"{k}:={v}")]
+
     graph = Graph(out / "logs")
     graph.start(
         "realsense_node",
@@ -329,7 +332,10 @@ def annotation_round_trip(out: Path, *, frames: int = 16) -> dict[str, Any]:
         imported = import_export(export_path, dataset_files(dataset), codec=codec).summary()
     result = validate_dataset(dataset)
     s = result.report["summary"]
-    fmt = lambda v, unit="": "n/a" if v is None else f"{v:.3f}{unit}"  # noqa: E731
+
+    def fmt(v: float | None, unit: str = "") -> str:
+        return "n/a" if v is None else f"{v:.3f}{unit}"
+
     rows = [
         ("frames imported", f"{imported['frames']} ({imported['frames_with_several_annotators']} by two annotators)"),
         ("keypoints (3D)", imported["keypoints"]),
