@@ -75,7 +75,8 @@ def pixel_rays(intr: Intrinsics, px: np.ndarray) -> np.ndarray:
     pts = np.asarray(px, np.float64).reshape(-1, 1, 2)
     if len(pts) == 0:
         return np.zeros((0, 3))
-    norm = cv2.undistortPoints(pts, intr.k, intr.dist_coeffs).reshape(-1, 2)
+    criteria = (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, 30, 1e-9)
+    norm = cv2.undistortPoints(pts, intr.k, intr.dist_coeffs, R=None, P=None, criteria=criteria).reshape(-1, 2)
     return np.column_stack([norm, np.ones(len(norm))])
 
 
