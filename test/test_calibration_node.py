@@ -298,9 +298,10 @@ def test_1280x720_views_through_the_service_match_truth_opencv_and_the_offline_c
     service = json.loads(open(res.saved_path).read())["intrinsics"]
     for cli_out in ("cli", "bag_cli"):
         doc = json.loads((tmp_path / cli_out / "calibration.json").read_text())["intrinsics"]
-        # the same detections and solve; OpenCV's threaded sums leave ~1e-9 of rounding
-        assert doc["views_used"] == 25 and doc["rms_px"] == pytest.approx(service["rms_px"], rel=1e-6)
+        # the same detections and solve; OpenCV's threaded sums leave rounding differences (seen: 1.2e-8
+        # absolute, 3e-6 relative, on k3 = 0.0037); a real difference in views or solve is orders larger
+        assert doc["views_used"] == 25 and doc["rms_px"] == pytest.approx(service["rms_px"], rel=1e-5)
         for key in ("fx", "fy", "cx", "cy", "d"):
-            assert doc["intrinsics"][key] == pytest.approx(service["intrinsics"][key], rel=1e-6, abs=1e-9), key
+            assert doc["intrinsics"][key] == pytest.approx(service["intrinsics"][key], rel=1e-5, abs=1e-7), key
         for key in ("fx", "fy", "cx", "cy", "d"):
             assert doc["std_dev"][key] == pytest.approx(service["std_dev"][key], rel=1e-5), key
