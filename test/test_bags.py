@@ -10,7 +10,6 @@ that rosbag2 wrote each mcap bag with the same messages as its sqlite3 twin.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import sqlite3
 import subprocess
@@ -20,7 +19,7 @@ from pathlib import Path
 import pytest
 import rosbags.rosbag2
 import yaml
-from ros_harness import REPO, VENV_BIN, NodeProcess, wait_until
+from ros_harness import REPO, VENV_BIN, NodeProcess, stock_environment, wait_until
 from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, QosReliability, QosTime
 from rosbags.rosbag2 import CompressionFormat, CompressionMode, Writer
 
@@ -264,20 +263,9 @@ def test_export_of_a_bag_without_images_lists_its_topics(shared_data, tmp_path):
 
 # --- play, between processes ----------------------------------------------------------------------
 
-# What a stock ROS 2 shell has none of (main's ros_harness.stock_environment does the same).
-PROJECT_DDS_VARIABLES = (
-    "FASTDDS_DEFAULT_PROFILES_FILE",
-    "FASTRTPS_DEFAULT_PROFILES_FILE",
-    "FASTDDS_BUILTIN_TRANSPORTS",
-    "ROS_AUTOMATIC_DISCOVERY_RANGE",
-    "ROS_STATIC_PEERS",
-    "ROS_LOCALHOST_ONLY",
-    "RMW_IMPLEMENTATION",
-)
-
 
 def stock_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in PROJECT_DDS_VARIABLES}
+    env = stock_environment()
     env["PYTHONUNBUFFERED"] = "1"
     return env
 
