@@ -30,7 +30,7 @@ def test_missing_local_model_says_how_to_provide_it(tmp_path):
     with pytest.raises(MonoModelError, match=r"not available offline \(no such directory\).*local directory.*HF_HOME"):
         DepthAnything(MonoModelConfig(model=str(tmp_path / "nope")))
     (tmp_path / "empty").mkdir()
-    with pytest.raises(MonoModelError, match="lacks config.json, model.safetensors"):
+    with pytest.raises(MonoModelError, match=r"lacks config\.json, model\.safetensors"):
         DepthAnything(MonoModelConfig(model=str(tmp_path / "empty")))
 
 
