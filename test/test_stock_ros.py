@@ -35,8 +35,6 @@ def stock_graph(procs, tmp_path):
     cfg = REPO / "config"
     for exe in NODES:
         cmd = [str(executable(exe)), "--ros-args", "--params-file", str(cfg / f"{exe.removesuffix('_node')}.yaml")]
-        if exe == "coverage_qc_node":
-            cmd[-1] = str(cfg / "coverage_qc.yaml")
         cmd += ["-r", "__ns:=/camera", "-p", f"output_dir:={tmp_path / exe}"]
         started.append(procs.command(cmd, exe, stock=True))
     return started
