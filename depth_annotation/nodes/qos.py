@@ -3,23 +3,21 @@
 Publishers of sensor streams are reliable (SystemDefault): rviz2's image display,
 Humble's depth_image_proc and `ros2 bag record` all subscribe reliably, and a
 best-effort publisher leaves them with "incompatible QoS" and nothing to show.
-Our own subscribers use SensorData (best effort, keep last 5): a reliable
-publisher serves them too, and they never slow a publisher down or queue old
-frames. Every stream publisher and subscription accepts `qos_overrides` (rclpy's
-standard parameters, e.g. `qos_overrides./camera/color/image_raw.publisher.reliability:
-best_effort`), so a deployment can choose per topic without code changes.
+Our own stream subscribers stay best effort (a reliable publisher serves them too,
+and they never slow a publisher down). Every stream publisher accepts
+`qos_overrides` (rclpy's standard parameters, e.g.
+`qos_overrides./camera/color/image_raw.publisher.reliability: best_effort`), so a
+deployment can choose per topic without code changes.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from rclpy.node import Node
 from rclpy.publisher import Publisher
-from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rclpy.qos import QoSProfile, ReliabilityPolicy
 from rclpy.qos_overriding_options import QoSOverridingOptions
-from rclpy.subscription import Subscription
 
 # SystemDefault-like: reliable, volatile, keep last. Depth 5 bounds what a slow reliable
 # subscriber makes the publisher keep for retransmission.
@@ -30,18 +28,4 @@ def stream_publisher(node: Node, msg_type: Any, topic: str) -> Publisher:
     """A sensor-stream publisher: reliable by default, overridable per topic."""
     return node.create_publisher(
         msg_type, topic, STREAM_PUBLISHER_QOS, qos_overriding_options=QoSOverridingOptions.with_default_policies()
-    )
-
-
-def stream_subscription(
-    node: Node, msg_type: Any, topic: str, callback: Callable[[Any], None], **kwargs: Any
-) -> Subscription:
-    """A sensor-stream subscription: SensorData (best effort, keep last 5), overridable per topic."""
-    return node.create_subscription(
-        msg_type,
-        topic,
-        callback,
-        qos_profile_sensor_data,
-        qos_overriding_options=QoSOverridingOptions.with_default_policies(),
-        **kwargs,
     )
