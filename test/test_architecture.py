@@ -42,7 +42,17 @@ ALLOWED = {
 CONCEPTS = ["common", "capture", "qc", "calibration", "mono", "dataset", "annotation", "training", "preannotation"]
 # ROS client code lives in nodes/ and in the CLI modules that talk to a live graph.
 ROS_CLIENTS = {"cli/bag_replay.py", "cli/demo.py"}
-ROS_MODULES = ("rclpy", "sensor_msgs", "std_msgs", "std_srvs", "diagnostic_msgs", "geometry_msgs", "tf2_msgs")
+ROS_MODULES = (
+    "rclpy",
+    "rcl_interfaces",
+    "builtin_interfaces",
+    "sensor_msgs",
+    "std_msgs",
+    "std_srvs",
+    "diagnostic_msgs",
+    "geometry_msgs",
+    "tf2_msgs",
+)
 
 
 def _imports(path: Path) -> list[tuple[str, list[str], int]]:
