@@ -45,6 +45,30 @@ def load_scale_file(path: str | Path) -> ScaleShift:
         ) from None
 
 
+@dataclass(frozen=True)
+class PixelTransform:
+    """The per-pixel half of the alignment, when it is known before inference (a fixed or
+    previous scale, or a metric model): backends with a GPU apply it beside the network."""
+
+    scale: float
+    shift: float
+    min_depth_m: float
+    max_depth_m: float
+    identity: bool = False  # metric_model: the output is already metres
+
+    def apply(self, output: np.ndarray) -> np.ndarray:
+        """Metric depth in metres (float32), NaN where invalid: what `MetricAligner.align` computes."""
+        if self.identity:
+            depth = np.asarray(output, dtype=np.float32).copy()
+        else:
+            depth = ScaleShift(self.scale, self.shift).depth(
+                output, min_depth_m=self.min_depth_m, max_depth_m=self.max_depth_m
+            )
+        valid = np.isfinite(depth) & (depth >= self.min_depth_m) & (depth <= self.max_depth_m)
+        depth[~valid] = np.nan
+        return depth
+
+
 @dataclass
 class FitReport:
     mode: str
@@ -88,11 +112,33 @@ class MetricAligner:
             self._split_cache[shape] = np.random.default_rng(self.seed).random(shape) < self.holdout_fraction
         return self._split_cache[shape]
 
+    def pixel_transform(self, sensor_available: bool) -> PixelTransform | None:
+        """The metric transform of the next frame if it is known before inference: always for a
+        metric model or a scale file, for sensor_fit only when this frame has no sensor depth to
+        fit on (the last fit is reused) and a fit exists."""
+        if self.mode == "metric_model":
+            return PixelTransform(0.0, 0.0, self.min_depth_m, self.max_depth_m, identity=True)
+        if self.scale is None or (self.mode == "sensor_fit" and sensor_available):
+            return None
+        return PixelTransform(self.scale.scale, self.scale.shift, self.min_depth_m, self.max_depth_m)
+
     def align(
-        self, output: np.ndarray, sensor_depth_m: np.ndarray | None = None
+        self,
+        output: np.ndarray,
+        sensor_depth_m: np.ndarray | None = None,
+        *,
+        depth_m: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray, FitReport]:
-        """(metric depth in metres with NaN where invalid, validity mask, report)."""
+        """(metric depth in metres with NaN where invalid, validity mask, report).
+
+        `depth_m`: this frame's depth already computed with `pixel_transform(...)` (on the GPU);
+        then only the validity mask and the score are computed here."""
         t0 = time.perf_counter()
+        if depth_m is not None:
+            if self.pixel_transform(sensor_depth_m is not None) is None:
+                raise MetricConfigError("depth_m given for a frame whose scale is fitted on its own output")
+            if depth_m.shape != output.shape:
+                raise MetricConfigError(f"depth_m {depth_m.shape} does not match the output {output.shape}")
         nan = float("nan")
         fitted, inliers, fit_px = False, nan, 0
         sensor_ok = None
@@ -109,7 +155,9 @@ class MetricAligner:
             )
         held = self._held_out(output.shape)
 
-        if self.mode == "metric_model":
+        if depth_m is not None:
+            depth = depth_m
+        elif self.mode == "metric_model":
             depth = np.asarray(output, dtype=np.float32).copy()
         else:
             if self.mode == "sensor_fit" and sensor_depth_m is not None and sensor_ok is not None:

@@ -6,6 +6,16 @@ never `trust_remote_code`. In offline mode (the default here: our machines canno
 download, and a robot should not fetch hundreds of MB by surprise) nothing is
 downloaded; a missing model fails at once with how to provide it.
 
+A frame's path (torch backend): the uint8 image goes to the model's device (through a
+pinned buffer on CUDA), is resized and normalised there exactly as the image processor
+does it (`preprocess.py`), runs through the network (fp16 on CUDA by default), is resized
+back to the image's size and, when the metric scale is known before inference, made
+metric there too; one synchronisation brings the results home. Optionally the network is
+`torch.compile`d and, for a fixed image shape on CUDA, the whole device path is captured
+once as a CUDA graph and replayed. On the CPU, Pillow does the same resize (bit-identical)
+and is faster there. `load_model` picks the backend: `torch`, or an exported ONNX model
+run by ONNX Runtime or OpenVINO (`onnx_backend.py`, for robots without a GPU).
+
 Licences: Depth-Anything-V2-Small is Apache-2.0; Base and Large are CC-BY-NC-4.0
 and are refused unless `allow_non_commercial` is set.
 """
@@ -16,27 +26,48 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .errors import MonoModelError
+from .preprocess import ProcessorSettings, TensorPreprocessor, network_input_size, pil_preprocess
 
 if TYPE_CHECKING:
+    import torch
     from transformers import PreTrainedModel
+
+    from .metric import PixelTransform
 
 DEFAULT_MODEL = "depth-anything/Depth-Anything-V2-Small-hf"
 NON_COMMERCIAL_MARKERS = ("-base", "-large", "-giant")
+BACKENDS = ("torch", "onnxruntime", "openvino")
+PREPROCESS = ("device", "processor")
 
 
 @dataclass(frozen=True)
 class MonoModelConfig:
-    model: str = DEFAULT_MODEL  # hub id or local directory
-    device: str = "cpu"  # cpu | cuda | cuda:N
-    fp16: bool = True  # only applies on cuda
-    input_size: int = 518  # shorter side fed to the network; 0 = native resolution
+    model: str = DEFAULT_MODEL  # hub id or local directory (torch); an exported .onnx file (onnxruntime, openvino)
+    device: str = "cpu"  # cpu | cuda | cuda:N (torch)
+    fp16: bool = True  # reduced precision: fp16 on CUDA; OpenVINO's bf16 where the CPU has it
+    input_size: int = 518  # shorter side fed to the network; 0 = native resolution (an ONNX model's is fixed)
     offline: bool = True
     allow_non_commercial: bool = False
+    backend: str = "torch"  # torch | onnxruntime | openvino
+    preprocess: str = "device"  # device: ours, where the model runs; processor: transformers' on the CPU
+    compile: bool = False  # torch.compile the network
+    cuda_graphs: bool = False  # capture a frame's device path per image shape and replay it (CUDA)
+    threads: int = 0  # CPU threads for inference (torch, ONNX Runtime, OpenVINO); 0 = the library's default
+
+
+@dataclass
+class Prediction:
+    """One frame: the model output at the image's size, its metric depth where a transform was
+    applied on the device (NaN where invalid; None otherwise) and the inference time."""
+
+    output: np.ndarray
+    depth_m: np.ndarray | None
+    inference_ms: float
 
 
 def _missing_message(model: str, detail: str) -> str:
@@ -48,11 +79,99 @@ def _missing_message(model: str, detail: str) -> str:
     )
 
 
-class DepthAnything:
-    """A loaded Depth Anything model; `predict` maps an RGB image to its output at the image's size."""
+def _check_images(images: list[np.ndarray]) -> tuple[int, int]:
+    h, w = images[0].shape[:2]
+    for im in images:
+        if im.ndim != 3 or im.shape[2] != 3 or im.dtype != np.uint8:
+            raise MonoModelError(f"expected uint8 RGB images (H, W, 3), got {im.dtype} {im.shape}")
+        if im.shape[:2] != (h, w):
+            raise MonoModelError("a batch must hold images of one size")
+    return h, w
+
+
+class DepthModel:
+    """What every backend offers: model output per image at the image's size."""
+
+    config: MonoModelConfig
+    settings: ProcessorSettings
+    is_metric: bool = False
+    max_depth: float = 0.0
+    parameters: int = 0
+
+    def describe(self) -> str:
+        raise NotImplementedError
+
+    def network_size(self, height: int, width: int) -> tuple[int, int]:
+        """The network input (height, width) for an image of this size."""
+        return network_input_size(height, width, self._target(height, width), keep_aspect_ratio=True, multiple=14)
+
+    def _target(self, height: int, width: int) -> tuple[int, int]:
+        """The size asked of the processor: the input size, or the image's nearest multiples of 14 (native)."""
+        if self.config.input_size <= 0:
+            return max(14, round(height / 14) * 14), max(14, round(width / 14) * 14)
+        return self.config.input_size, self.config.input_size
+
+    def _infer(
+        self, images: list[np.ndarray], transform: PixelTransform | None
+    ) -> tuple[list[np.ndarray], list[np.ndarray] | None]:
+        raise NotImplementedError
+
+    def predict_batch(self, images: list[np.ndarray]) -> tuple[list[np.ndarray], float]:
+        """Model output (relative disparity, or metric depth in metres for metric models) per image,
+        resized to each image's size; and the inference time in ms (pre- and postprocessing included)."""
+        if not images:
+            return [], 0.0
+        _check_images(images)
+        t0 = time.perf_counter()
+        outs, _ = self._infer(images, None)
+        return outs, (time.perf_counter() - t0) * 1000.0
+
+    def predict(self, image: np.ndarray) -> tuple[np.ndarray, float]:
+        outs, ms = self.predict_batch([image])
+        return outs[0], ms
+
+    def predict_frame(self, image: np.ndarray, transform: PixelTransform | None = None) -> Prediction:
+        """`predict`, and where the backend can, the metric transform applied beside the network
+        (on the GPU) in the same pass: `depth_m` is then set."""
+        _check_images([image])
+        t0 = time.perf_counter()
+        outs, depths = self._infer([image], transform)
+        return Prediction(outs[0], depths[0] if depths else None, (time.perf_counter() - t0) * 1000.0)
+
+
+def load_model(config: MonoModelConfig) -> DepthModel:
+    """The model for `config.backend`; a missing backend package fails with one line saying what to install."""
+    if config.backend not in BACKENDS:
+        raise MonoModelError(f"backend must be one of {', '.join(BACKENDS)}, got {config.backend!r}")
+    if config.backend == "torch":
+        return DepthAnything(config)
+    from .onnx_backend import OnnxDepthModel
+
+    return OnnxDepthModel(config)
+
+
+def _metric_on_device(out: torch.Tensor, t: PixelTransform) -> torch.Tensor:
+    """`PixelTransform.apply` in torch (float32), on the output's device."""
+    import torch
+
+    if t.identity:
+        z = out.clone()
+        ok = torch.isfinite(z)
+    else:
+        inv = out * t.scale + t.shift
+        z = torch.reciprocal(inv)
+        ok = torch.isfinite(z) & (inv > 0)
+    ok &= (z >= t.min_depth_m) & (z <= t.max_depth_m)
+    return torch.where(ok, z, torch.full_like(z, float("nan")))
+
+
+class DepthAnything(DepthModel):
+    """A loaded Depth Anything model (torch); `predict` maps an RGB image to its output at the image's size."""
 
     def __init__(self, config: MonoModelConfig) -> None:
         self.config = config
+        if config.preprocess not in PREPROCESS:
+            raise MonoModelError(f"preprocess must be one of {', '.join(PREPROCESS)}, got {config.preprocess!r}")
         name = config.model.lower()
         if any(m in name for m in NON_COMMERCIAL_MARKERS) and not config.allow_non_commercial:
             raise MonoModelError(
@@ -75,6 +194,8 @@ class DepthAnything:
         import torch
         from transformers import AutoImageProcessor, DepthAnythingForDepthEstimation
 
+        if config.threads > 0:
+            torch.set_num_threads(config.threads)
         try:
             self.model = DepthAnythingForDepthEstimation.from_pretrained(
                 source, local_files_only=config.offline, use_safetensors=True, trust_remote_code=False
@@ -96,43 +217,121 @@ class DepthAnything:
         self.is_metric = getattr(self.model.config, "depth_estimation_type", "relative") == "metric"
         self.max_depth = float(getattr(self.model.config, "max_depth", 0.0) or 0.0)
         self.parameters = sum(p.numel() for p in self.model.parameters())
+        self.settings = ProcessorSettings.from_processor(self.processor)
+        self.device_preprocess = TensorPreprocessor(self.settings) if config.preprocess == "device" else None
+        self.net: Any = torch.compile(self.model) if config.compile else self.model
+        self.cuda_graphs = config.cuda_graphs and self.device.type == "cuda"
+        self.graph_error = ""  # why a CUDA graph could not be captured (then the frame runs eagerly)
+        self._pinned: dict[tuple[str, tuple[int, ...]], torch.Tensor] = {}
+        self._graphs: dict[tuple[int, int, int], tuple[Any, torch.Tensor, torch.Tensor]] = {}
 
-    def _size(self, height: int, width: int) -> dict[str, int]:
-        if self.config.input_size <= 0:  # native: nearest multiples of the patch size
-            return {"height": max(14, round(height / 14) * 14), "width": max(14, round(width / 14) * 14)}
-        return {"height": self.config.input_size, "width": self.config.input_size}
-
-    def predict_batch(self, images: list[np.ndarray]) -> tuple[list[np.ndarray], float]:
-        """Model output (relative disparity, or metric depth in metres for metric models) per image,
-        resized to each image's size; and the inference time in ms (preprocessing included)."""
-        if not images:
-            return [], 0.0
-        h, w = images[0].shape[:2]
-        for im in images:
-            if im.ndim != 3 or im.shape[2] != 3 or im.dtype != np.uint8:
-                raise MonoModelError(f"expected uint8 RGB images (H, W, 3), got {im.dtype} {im.shape}")
-            if im.shape[:2] != (h, w):
-                raise MonoModelError("a batch must hold images of one size")
-        t0 = time.perf_counter()
-        inputs = self.processor(
-            images=list(images),
-            return_tensors="pt",
-            size=self._size(h, w),
-            keep_aspect_ratio=True,
-            ensure_multiple_of=14,
+    def describe(self) -> str:
+        extras = [p for p, on in (("compiled", self.config.compile), ("CUDA graphs", self.cuda_graphs)) if on]
+        dtype = str(self.dtype).replace("torch.", "")
+        return f"torch on {self.device}, {dtype}, {self.config.preprocess} preprocessing" + "".join(
+            f", {e}" for e in extras
         )
-        pixel_values = inputs["pixel_values"].to(self.device, dtype=self.dtype)
-        with self.torch.inference_mode():
-            out = self.model(pixel_values=pixel_values).predicted_depth  # (B, h', w')
-            out = self.torch.nn.functional.interpolate(
-                out[:, None].float(), size=(h, w), mode="bilinear", align_corners=False
-            )[:, 0]
-        result = [o.cpu().numpy().astype(np.float32) for o in out]
-        return result, (time.perf_counter() - t0) * 1000.0
 
-    def predict(self, image: np.ndarray) -> tuple[np.ndarray, float]:
-        outs, ms = self.predict_batch([image])
-        return outs[0], ms
+    # --- the device path --------------------------------------------------------------------
+    def _host_buffer(self, name: str, shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
+        """A page-locked host buffer, reused while the shape stays (only on CUDA)."""
+        key = (name, shape)
+        if key not in self._pinned:
+            self._pinned[key] = self.torch.empty(shape, dtype=dtype, pin_memory=True)
+        return self._pinned[key]
+
+    def _forward(self, pixel_values: torch.Tensor, height: int, width: int) -> torch.Tensor:
+        """Network, then its output resized to the image: (B, H, W) float32 on the device."""
+        out = self.net(pixel_values=pixel_values).predicted_depth  # (B, h', w')
+        return self.torch.nn.functional.interpolate(
+            out[:, None].float(), size=(height, width), mode="bilinear", align_corners=False
+        )[:, 0]
+
+    def _device_frame(self, images_u8: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        assert self.device_preprocess is not None
+        pixel_values = self.device_preprocess(images_u8, size, self.dtype)
+        return self._forward(pixel_values, images_u8.shape[1], images_u8.shape[2])
+
+    def _graph(self, static_in: torch.Tensor, size: tuple[int, int]) -> tuple[Any, torch.Tensor] | None:
+        """Capture the device path for this input shape once (warm-up on a side stream first)."""
+        torch = self.torch
+        try:
+            stream = torch.cuda.Stream(self.device)
+            stream.wait_stream(torch.cuda.current_stream(self.device))
+            with torch.cuda.stream(stream), torch.inference_mode():
+                for _ in range(3):
+                    self._device_frame(static_in, size)
+            torch.cuda.current_stream(self.device).wait_stream(stream)
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph), torch.inference_mode():
+                static_out = self._device_frame(static_in, size)
+            return graph, static_out
+        except RuntimeError as exc:  # an op that cannot be captured: run eagerly from now on
+            self.graph_error = str(exc).splitlines()[0]
+            self.cuda_graphs = False
+            return None
+
+    def _infer(
+        self, images: list[np.ndarray], transform: PixelTransform | None
+    ) -> tuple[list[np.ndarray], list[np.ndarray] | None]:
+        torch = self.torch
+        h, w = images[0].shape[:2]
+        size = self.network_size(h, w)
+        if self.device_preprocess is None:  # transformers' processor on the CPU (the reference path)
+            inputs = self.processor(
+                images=list(images),
+                return_tensors="pt",
+                size=dict(zip(("height", "width"), self._target(h, w), strict=True)),
+                keep_aspect_ratio=True,
+                ensure_multiple_of=14,
+            )
+            with torch.inference_mode():
+                out = self._forward(inputs["pixel_values"].to(self.device, dtype=self.dtype), h, w)
+            return [o.cpu().numpy().astype(np.float32) for o in out], None
+        if self.device.type != "cuda":  # CPU: Pillow's resize is the same, bit for bit, and faster here
+            pixel_values = torch.from_numpy(np.concatenate([pil_preprocess(im, size, self.settings) for im in images]))
+            with torch.inference_mode():
+                out = self._forward(pixel_values.to(self.device, dtype=self.dtype), h, w)
+            return [o.numpy().astype(np.float32, copy=True) for o in out], None
+
+        b = len(images)
+        host_in = self._host_buffer("in", (b, h, w, 3), torch.uint8)
+        host_np = host_in.numpy()
+        for i, im in enumerate(images):
+            host_np[i] = im
+        with torch.inference_mode():
+            out: torch.Tensor | None = None
+            if self.cuda_graphs:
+                key = (b, h, w)
+                if key not in self._graphs:
+                    static_in = torch.empty((b, h, w, 3), dtype=torch.uint8, device=self.device)
+                    static_in.copy_(host_in)
+                    captured = self._graph(static_in, size)
+                    if captured is not None:
+                        self._graphs[key] = (captured[0], static_in, captured[1])
+                if key in self._graphs:
+                    graph, static_in, static_out = self._graphs[key]
+                    static_in.copy_(host_in, non_blocking=True)
+                    graph.replay()
+                    out = static_out
+            if out is None:
+                out = self._device_frame(host_in.to(self.device, non_blocking=True), size)
+            host_out = self._host_buffer("out", (b, h, w), torch.float32)
+            host_out.copy_(out, non_blocking=True)
+            host_depth = None
+            if transform is not None:
+                host_depth = self._host_buffer("depth", (b, h, w), torch.float32)
+                host_depth.copy_(_metric_on_device(out, transform), non_blocking=True)
+            torch.cuda.current_stream(self.device).synchronize()  # the frame's one synchronisation
+        outs = [host_out[i].numpy().copy() for i in range(b)]
+        depths = [host_depth[i].numpy().copy() for i in range(b)] if host_depth is not None else None
+        return outs, depths
+
+    def forward_only(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """The network alone on pixel values already on the device (benchmarks)."""
+        with self.torch.inference_mode():
+            out: torch.Tensor = self.net(pixel_values=pixel_values).predicted_depth
+            return out
 
 
 def _save_with_processor(model: PreTrainedModel, directory: str | Path) -> Path:
