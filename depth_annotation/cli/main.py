@@ -102,14 +102,19 @@ def _cmd_mono(args: argparse.Namespace) -> int:
     )
     from depth_annotation.dataset import BagError, bag_io
     from depth_annotation.mono import (
-        DepthAnything,
         MetricAligner,
         MetricConfigError,
         MonoModelConfig,
         MonoModelError,
+        load_model,
         load_scale_file,
     )
 
+    if getattr(args, "mono_command", None) == "export-onnx":
+        return _cmd_mono_export_onnx(args)
+    if not (args.images or args.bag) or not args.out:
+        print("error: mono needs --images DIR or --bag BAG, and --out DIR (or: mono export-onnx)", file=sys.stderr)
+        return 2
     out = Path(args.out)
     if out.exists() and any(out.iterdir()) and not args.overwrite:
         print(f"error: {out} is not empty (use --overwrite)", file=sys.stderr)
@@ -118,8 +123,16 @@ def _cmd_mono(args: argparse.Namespace) -> int:
     try:
         scale = load_scale_file(args.scale_file) if args.scale_file else None
         aligner = MetricAligner(mode, scale=scale)
-        model = DepthAnything(
-            MonoModelConfig(model=args.model, device=args.device, input_size=args.input_size, offline=not args.online)
+        model = load_model(
+            MonoModelConfig(
+                model=args.model,
+                device=args.device,
+                input_size=args.input_size,
+                offline=not args.online,
+                backend=args.backend,
+                threads=args.threads,
+                fp16=not args.fp32,
+            )
         )
     except (MetricConfigError, MonoModelError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -154,8 +167,9 @@ def _cmd_mono(args: argparse.Namespace) -> int:
     records = []
     try:
         for name, rgb, sensor in tqdm(frames(), desc="mono depth", unit="frame"):
-            output, infer_ms = model.predict(rgb)
-            depth_m, _, rep = aligner.align(output, sensor)
+            pred = model.predict_frame(rgb, aligner.pixel_transform(sensor is not None))
+            output, infer_ms = pred.output, pred.inference_ms
+            depth_m, _, rep = aligner.align(output, sensor, depth_m=pred.depth_m)
             cv2.imwrite(str(out / "depth" / f"{name}.png"), depth_to_millimetres(depth_m, "32FC1"))
             records.append(
                 {
@@ -169,7 +183,7 @@ def _cmd_mono(args: argparse.Namespace) -> int:
                     "inference_ms": infer_ms,
                 }
             )
-    except (BagError, ImageConversionError) as exc:
+    except (BagError, ImageConversionError, MonoModelError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     atomic_io.write_json(
@@ -177,8 +191,9 @@ def _cmd_mono(args: argparse.Namespace) -> int:
         {
             "schema_version": 1,
             "model": args.model,
+            "backend": model.describe(),
             "mode": mode,
-            "untrained_model": (Path(args.model) / "UNTRAINED.txt").exists(),
+            "untrained_model": model.untrained,
             "scale_file": args.scale_file,
             "depth_unit": "millimetre (uint16 PNG), 0 = no depth",
             "frames": records,
@@ -310,6 +325,29 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     for path in dict.fromkeys(outcome.files):
         print(f"wrote {path}")
     return 0 if outcome.success else 1
+
+
+def _cmd_mono_export_onnx(args: argparse.Namespace) -> int:
+    """A transformers Depth Anything -> one .onnx file for the onnxruntime/openvino backends."""
+    from depth_annotation.mono import MonoModelError, export_onnx
+
+    try:
+        width, height = (int(v) for v in args.image_size.lower().split("x"))
+    except ValueError:
+        print(f"error: --image-size must be WIDTHxHEIGHT, got {args.image_size!r}", file=sys.stderr)
+        return 2
+    try:
+        info = export_onnx(
+            args.model_dir, args.out, input_size=args.size, image_size=(width, height), offline=not args.online
+        )
+    except MonoModelError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(
+        f"wrote {args.out}: network input {info.network_height}x{info.network_width} for {width}x{height} images "
+        f"(input size {info.input_size}); run it with backend:=onnxruntime or backend:=openvino"
+    )
+    return 0
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
@@ -654,19 +692,47 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--seed", type=int, default=0, help="scene layout and noise seed")
     sp.set_defaults(func=_cmd_synth)
 
-    sp = sub.add_parser("mono", help="monocular metric depth for a folder of images or a bag's colour topic")
-    src = sp.add_mutually_exclusive_group(required=True)
+    sp = sub.add_parser(
+        "mono",
+        help="monocular metric depth for a folder of images or a bag's colour topic (or: mono export-onnx)",
+    )
+    mono_sub = sp.add_subparsers(dest="mono_command", required=False, metavar="{export-onnx}")
+    ep = mono_sub.add_parser("export-onnx", help="export a Depth Anything checkpoint to ONNX (CPU backends)")
+    ep.add_argument("model_dir", help="local directory (config.json, model.safetensors) or cached hub id")
+    ep.add_argument("out", help="the .onnx file to write")
+    ep.add_argument(
+        "--size", type=int, default=518, help="network input size, e.g. 518, 392, 266 (default %(default)s)"
+    )
+    ep.add_argument(
+        "--image-size", default="640x480", help="camera image WIDTHxHEIGHT it will run on (default %(default)s)"
+    )
+    ep.add_argument("--online", action="store_true", help="allow downloading the model")
+    src = sp.add_mutually_exclusive_group()
     src.add_argument("--images", help="folder of .png/.jpg RGB images")
     src.add_argument("--bag", help="rosbag2 directory or .mcap/.db3 file")
     sp.add_argument("--topic", default="/camera/color/image_raw", help="colour topic in the bag (default %(default)s)")
     sp.add_argument("--depth-topic", help="aligned sensor depth topic in the bag: fit scale per frame (sensor_fit)")
     sp.add_argument("--scale-file", help="calibration JSON with mono_scale (scale_file mode)")
     sp.add_argument("--metric-model", action="store_true", help="the checkpoint predicts metres (metric_model mode)")
-    sp.add_argument("--model", default="depth-anything/Depth-Anything-V2-Small-hf", help="hub id or local directory")
+    sp.add_argument(
+        "--model",
+        default="depth-anything/Depth-Anything-V2-Small-hf",
+        help="hub id or local directory (torch); a .onnx file from mono export-onnx (onnxruntime, openvino)",
+    )
     sp.add_argument("--device", default="cpu")
-    sp.add_argument("--input-size", type=int, default=518, help="network input size (0: native resolution)")
+    sp.add_argument(
+        "--input-size", type=int, default=518, help="network input size (0: native; an ONNX model's is fixed)"
+    )
+    sp.add_argument(
+        "--backend",
+        choices=("torch", "onnxruntime", "openvino"),
+        default="torch",
+        help="torch (--model: checkpoint) or a CPU runtime (--model: .onnx from mono export-onnx)",
+    )
+    sp.add_argument("--threads", type=int, default=0, help="CPU threads for inference (0: the backend's default)")
+    sp.add_argument("--fp32", action="store_true", help="full precision (no fp16 on CUDA, no bf16 in OpenVINO)")
     sp.add_argument("--online", action="store_true", help="allow downloading the model")
-    sp.add_argument("--out", required=True)
+    sp.add_argument("--out")
     sp.add_argument("--overwrite", action="store_true")
     sp.set_defaults(func=_cmd_mono)
 

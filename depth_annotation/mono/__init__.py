@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from .model import (
         BACKENDS,
         DEFAULT_MODEL,
+        PREPROCESS,
         DepthAnything,
         DepthModel,
         MonoModelConfig,

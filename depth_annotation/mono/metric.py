@@ -19,12 +19,16 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from depth_annotation.calibration import ScaleFitError, ScaleShift, evaluate, fit_scale_shift
 
 from .errors import MetricConfigError
+
+if TYPE_CHECKING:
+    import torch
 
 MODES = ("scale_file", "sensor_fit", "metric_model")
 
@@ -67,6 +71,20 @@ class PixelTransform:
         valid = np.isfinite(depth) & (depth >= self.min_depth_m) & (depth <= self.max_depth_m)
         depth[~valid] = np.nan
         return depth
+
+    def apply_torch(self, output: torch.Tensor) -> torch.Tensor:
+        """`apply` in torch (float32), on the output's device: no copy to the host, no synchronisation."""
+        import torch
+
+        if self.identity:
+            z = output.float().clone()
+            ok = torch.isfinite(z)
+        else:
+            inv = output.float() * self.scale + self.shift
+            z = torch.reciprocal(inv)
+            ok = torch.isfinite(z) & (inv > 0)
+        ok &= (z >= self.min_depth_m) & (z <= self.max_depth_m)
+        return torch.where(ok, z, torch.full_like(z, float("nan")))
 
 
 @dataclass

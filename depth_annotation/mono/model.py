@@ -35,6 +35,7 @@ from .preprocess import ProcessorSettings, TensorPreprocessor, network_input_siz
 
 if TYPE_CHECKING:
     import torch
+    from torch import Tensor
     from transformers import PreTrainedModel
 
     from .metric import PixelTransform
@@ -97,6 +98,7 @@ class DepthModel:
     is_metric: bool = False
     max_depth: float = 0.0
     parameters: int = 0
+    untrained: bool = False  # a randomly initialised test model (UNTRAINED.txt beside it): meaningless depth
 
     def describe(self) -> str:
         raise NotImplementedError
@@ -150,21 +152,6 @@ def load_model(config: MonoModelConfig) -> DepthModel:
     return OnnxDepthModel(config)
 
 
-def _metric_on_device(out: torch.Tensor, t: PixelTransform) -> torch.Tensor:
-    """`PixelTransform.apply` in torch (float32), on the output's device."""
-    import torch
-
-    if t.identity:
-        z = out.clone()
-        ok = torch.isfinite(z)
-    else:
-        inv = out * t.scale + t.shift
-        z = torch.reciprocal(inv)
-        ok = torch.isfinite(z) & (inv > 0)
-    ok &= (z >= t.min_depth_m) & (z <= t.max_depth_m)
-    return torch.where(ok, z, torch.full_like(z, float("nan")))
-
-
 class DepthAnything(DepthModel):
     """A loaded Depth Anything model (torch); `predict` maps an RGB image to its output at the image's size."""
 
@@ -188,6 +175,7 @@ class DepthAnything(DepthModel):
             if missing:
                 raise MonoModelError(_missing_message(config.model, f"{local} lacks {', '.join(missing)}"))
             source = str(local)
+            self.untrained = (local / "UNTRAINED.txt").exists()
         else:
             source = config.model
 
@@ -300,7 +288,7 @@ class DepthAnything(DepthModel):
         for i, im in enumerate(images):
             host_np[i] = im
         with torch.inference_mode():
-            out: torch.Tensor | None = None
+            result: Tensor | None = None
             if self.cuda_graphs:
                 key = (b, h, w)
                 if key not in self._graphs:
@@ -313,15 +301,15 @@ class DepthAnything(DepthModel):
                     graph, static_in, static_out = self._graphs[key]
                     static_in.copy_(host_in, non_blocking=True)
                     graph.replay()
-                    out = static_out
-            if out is None:
-                out = self._device_frame(host_in.to(self.device, non_blocking=True), size)
+                    result = static_out
+            if result is None:
+                result = self._device_frame(host_in.to(self.device, non_blocking=True), size)
             host_out = self._host_buffer("out", (b, h, w), torch.float32)
-            host_out.copy_(out, non_blocking=True)
+            host_out.copy_(result, non_blocking=True)
             host_depth = None
             if transform is not None:
                 host_depth = self._host_buffer("depth", (b, h, w), torch.float32)
-                host_depth.copy_(_metric_on_device(out, transform), non_blocking=True)
+                host_depth.copy_(transform.apply_torch(result), non_blocking=True)
             torch.cuda.current_stream(self.device).synchronize()  # the frame's one synchronisation
         outs = [host_out[i].numpy().copy() for i in range(b)]
         depths = [host_depth[i].numpy().copy() for i in range(b)] if host_depth is not None else None

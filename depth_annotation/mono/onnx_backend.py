@@ -163,6 +163,7 @@ class OnnxDepthModel(DepthModel):
         self.is_metric = self.info.is_metric
         self.max_depth = self.info.max_depth
         self.parameters = self.info.parameters
+        self.untrained = self.info.untrained
 
     def _read_info(self, text: str | None) -> OnnxModelInfo:
         if not text:

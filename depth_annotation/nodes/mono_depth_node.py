@@ -4,7 +4,11 @@ Subscribes to `color/image_raw` (rgb8/bgr8) and, for sensor_fit, to
 `aligned_depth_to_color/image_raw`. Publishes under `mono/`: `disparity` (32FC1,
 the model's relative output), `depth` (16UC1 mm), `depth_m` (32FC1 m),
 `valid_mask` (mono8, 255 = valid) and `fit_quality` (MonoFitQuality), all with
-the input image's header. Only the latest frame is processed: a frame that
+the input image's header. `backend:=torch` (CPU or GPU: the device path, optionally
+compiled or CUDA-graphed) or `backend:=onnxruntime|openvino` with an exported .onnx model
+(CPU, no torch); with a fixed scale (scale_file, metric model, or sensor_fit's last fit
+on a frame without sensor depth) the metric depth is computed on the GPU with the output.
+Only the latest frame is processed: a frame that
 arrives while the model is busy replaces the waiting one (counted as dropped).
 `/diagnostics` reports the counters (received = processed + failed + dropped +
 pending + in progress) and `max_backlog`, the most frames ever seen waiting,
@@ -34,19 +38,21 @@ from depth_annotation.common import (
     image_to_rgb,
 )
 from depth_annotation.mono import (
+    BACKENDS,
     DEFAULT_MODEL,
     MODES,
-    DepthAnything,
+    PREPROCESS,
     MetricAligner,
     MetricConfigError,
     MonoModelConfig,
     MonoModelError,
+    load_model,
     load_scale_file,
 )
 from depth_annotation.msg import MonoFitQuality
 
 from .messages import diagnostic_array, diagnostic_status, image_msg, stamp_to_ns
-from .params import StartupError, declare
+from .params import StartupError, declare, declare_renamed
 from .runtime import run_node
 
 NODE_NAME = "mono_depth_node"
@@ -57,18 +63,38 @@ class MonoDepthNode(Node):
         super().__init__(NODE_NAME)
         d = partial(declare, self)
         cfg = MonoModelConfig(
-            model=d("model", DEFAULT_MODEL, "Hugging Face hub id or local directory of a Depth Anything checkpoint"),
-            device=d("device", "cpu", "cpu, cuda or cuda:N"),
-            fp16=d("fp16", True, "half precision on CUDA"),
-            input_size=d("input_size", 518, "network input size (0: native resolution)", low=0, high=4096),
+            model=d(
+                "model",
+                DEFAULT_MODEL,
+                "torch: Hugging Face hub id or local directory of a Depth Anything checkpoint; "
+                "onnxruntime/openvino: a .onnx file from `depth-annotation mono export-onnx`",
+            ),
+            backend=d("backend", "torch", "inference backend (onnxruntime/openvino: CPU, no torch)", choices=BACKENDS),
+            device=d("device", "cpu", "cpu, cuda or cuda:N (torch)"),
+            fp16=d("fp16", True, "reduced precision: fp16 on CUDA, OpenVINO's bf16 where the CPU has it"),
+            input_size=d(
+                "input_size", 518, "network input size (0: native resolution; fixed in an ONNX model)", low=0, high=4096
+            ),
             offline=d("offline", True, "never download weights (fail with instructions instead)"),
             allow_non_commercial=d("allow_non_commercial", False, "allow the CC-BY-NC Base/Large checkpoints"),
+            preprocess=d(
+                "preprocess",
+                "device",
+                "device: resize/normalise where the model runs; processor: transformers'",
+                choices=PREPROCESS,
+            ),
+            compile=d("compile", False, "torch.compile the network (torch; compiles on the first frames)"),
+            cuda_graphs=d("cuda_graphs", False, "replay a captured CUDA graph per image size (torch on CUDA)"),
+            threads=declare_renamed(
+                self,
+                "threads",
+                "torch_threads",
+                0,
+                "CPU threads for inference (0: the backend's default, all cores)",
+                low=0,
+                high=256,
+            ),
         )
-        threads = d("torch_threads", 0, "CPU threads for inference (0: torch's default, all cores)", low=0, high=256)
-        if threads:
-            import torch
-
-            torch.set_num_threads(threads)
         mode = d("metric_mode", "sensor_fit", "how relative output becomes metric", choices=MODES)
         scale_file = d(
             "scale_file", "", "calibration JSON with a mono_scale section (scale_file mode; sensor_fit fallback)"
@@ -90,19 +116,17 @@ class MonoDepthNode(Node):
                 min_depth_m=d("min_depth_m", 0.1, "metric depth below this is invalid", low=0.0, high=100.0),
                 max_depth_m=d("max_depth_m", 10.0, "metric depth above this is invalid", low=0.01, high=1000.0),
             )
-            self.model = DepthAnything(cfg)
+            self.model = load_model(cfg)
         except (MetricConfigError, MonoModelError) as exc:
             raise StartupError(str(exc)) from None
         if mode == "metric_model" and not self.model.is_metric:
             raise StartupError(
                 f"metric_mode metric_model needs a metric checkpoint; {cfg.model} predicts relative depth"
             )
-        if self._untrained(cfg.model):
+        if self.model.untrained:
             self.get_logger().warning(f"{cfg.model} is an UNTRAINED test model: its depth is meaningless")
         m = self.model
-        self.get_logger().info(
-            f"model {cfg.model} ({m.parameters / 1e6:.2f} M params, {m.device}, {m.dtype}), mode {mode}"
-        )
+        self.get_logger().info(f"model {cfg.model} ({m.parameters / 1e6:.2f} M params, {m.describe()}), mode {mode}")
 
         self._lock = threading.Condition()
         self._pending: Image | None = None
@@ -130,12 +154,6 @@ class MonoDepthNode(Node):
         self._stop = False
         self._worker = threading.Thread(target=self._work, name="mono-inference", daemon=True)
         self._worker.start()
-
-    @staticmethod
-    def _untrained(model: str) -> bool:
-        from pathlib import Path
-
-        return (Path(model).expanduser() / "UNTRAINED.txt").exists()
 
     # --- input ------------------------------------------------------------------------------
     def _on_color(self, msg: Image) -> None:
@@ -210,8 +228,10 @@ class MonoDepthNode(Node):
         """Infer, align and publish one frame; returns the inference time in ms."""
         rgb = image_to_rgb(msg)
         sensor = self._sensor_for(stamp_to_ns(msg.header.stamp))  # before inference: the buffer moves on meanwhile
-        output, infer_ms = self.model.predict(rgb)
-        depth_m, valid, rep = self.aligner.align(output, sensor)
+        # the metric transform goes with the frame to the GPU when its scale is known beforehand
+        pred = self.model.predict_frame(rgb, self.aligner.pixel_transform(sensor is not None))
+        output, infer_ms = pred.output, pred.inference_ms
+        depth_m, valid, rep = self.aligner.align(output, sensor, depth_m=pred.depth_m)
         header = msg.header
         self.pub_disp.publish(image_msg(output.astype(np.float32), "32FC1", header))
         self.pub_depth_m.publish(image_msg(np.nan_to_num(depth_m, nan=0.0).astype(np.float32), "32FC1", header))
