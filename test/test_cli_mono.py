@@ -126,3 +126,30 @@ def test_mono_over_images_and_bag(tmp_path):
     assert (
         res.returncode == 2 and "/nope not in the bag; it has: /camera/aligned_depth_to_color/image_raw" in res.stderr
     )
+
+
+def test_mono_with_the_onnxruntime_backend_writes_the_same_depth(tmp_path):
+    model = spread_tiny_model(tmp_path / "tiny")
+    scene, intr = SyntheticScene(1), default_intrinsics(160, 120)
+    (tmp_path / "imgs").mkdir()
+    frames = [scene.render(intr, orbit_pose(i * 0.3), frame_seed=i) for i in range(2)]
+    for i, f in enumerate(frames):
+        cv2.imwrite(str(tmp_path / "imgs" / f"{i:03d}.png"), cv2.cvtColor(f.color, cv2.COLOR_RGB2BGR))
+    scale = tmp_path / "calibration.json"
+    scale.write_text(json.dumps({"mono_scale": {"scale": 2.0, "shift": 0.1}}))
+    onnx_file = tmp_path / "tiny.onnx"
+    res = run("export-onnx", str(model), str(onnx_file), "--image-size", "160x120", "--size", "518")
+    assert res.returncode == 0, res.stderr
+    common = ["--images", str(tmp_path / "imgs"), "--scale-file", str(scale)]
+    res = run(
+        *common, "--backend", "onnxruntime", "--model", str(onnx_file), "--threads", "1", "--out", str(tmp_path / "o")
+    )
+    assert res.returncode == 0, res.stderr
+    net = DepthAnything(MonoModelConfig(model=str(model)))  # the torch model's output, made metric here
+    for i, f in enumerate(frames):
+        assert_metric_png(tmp_path / "o" / "depth" / f"{i:03d}.png", net.predict(f.color)[0], 2.0, 0.1)
+    meta = json.loads((tmp_path / "o" / "scale.json").read_text())
+    assert meta["backend"].startswith("ONNX Runtime") and meta["untrained_model"] is True
+
+    res = run(*common, "--backend", "onnxruntime", "--model", str(model), "--out", str(tmp_path / "o2"))
+    assert res.returncode == 2 and res.stderr.count("\n") == 1 and "needs an exported .onnx file" in res.stderr
