@@ -254,7 +254,7 @@ class DepthAnything(DepthModel):
             with torch.cuda.graph(graph), torch.inference_mode():
                 static_out = self._device_frame(static_in, size)
             return graph, static_out
-        except RuntimeError as exc:  # an op that cannot be captured: run eagerly from now on
+        except Exception as exc:  # an op that cannot be captured (RuntimeError, compiler errors): run eagerly
             self.graph_error = str(exc).splitlines()[0]
             self.cuda_graphs = False
             return None
