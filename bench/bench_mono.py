@@ -92,12 +92,12 @@ def _resolution_only_abs_rel(frames: list[Any], size: int) -> float:
 
 
 def _round_robin(models: dict[str, Any], image: np.ndarray, rounds: int) -> dict[str, list[float]]:
-    """ms per frame of each model, one frame each per round (after one warm-up each)."""
-    for m in models.values():
-        m.predict(image)
+    """ms per frame of each model: per round, each model runs one untimed frame (so the previous
+    runtime's idle threads have settled, as in a node that runs one backend) and one timed frame."""
     times: dict[str, list[float]] = {k: [] for k in models}
     for _ in range(rounds):
         for key, m in models.items():
+            m.predict(image)
             t0 = time.perf_counter()
             m.predict(image)
             times[key].append((time.perf_counter() - t0) * 1000.0)
@@ -209,4 +209,7 @@ def run() -> list[dict[str, Any]]:
                 "median ms": float("nan"),
             }
         )
-    return rows
+    columns: dict[str, None] = {}
+    for r in rows:
+        columns.update(dict.fromkeys(r))
+    return [{c: r.get(c, "") for c in columns} for r in rows]  # bench/run.py prints the first row's columns

@@ -1,6 +1,7 @@
 """Monocular depth on the camera's colour stream, fitted per frame against its aligned depth.
 
 ros2 launch depth_annotation mono_depth.launch.py model:=/models/Depth-Anything-V2-Small-hf device:=cuda
+ros2 launch depth_annotation mono_depth.launch.py model:=/models/small_266.onnx backend:=openvino
 """
 
 from launch import LaunchDescription
@@ -23,6 +24,12 @@ def generate_launch_description() -> LaunchDescription:
         ),
         DeclareLaunchArgument("device", default_value="cpu", description="cpu, cuda or cuda:N"),
         DeclareLaunchArgument(
+            "backend",
+            default_value="torch",
+            choices=["torch", "onnxruntime", "openvino"],
+            description="torch, or a CPU runtime with model:=FILE.onnx (depth-annotation mono export-onnx)",
+        ),
+        DeclareLaunchArgument(
             "metric_mode",
             default_value="sensor_fit",
             choices=["scale_file", "sensor_fit", "metric_model"],
@@ -41,6 +48,7 @@ def generate_launch_description() -> LaunchDescription:
             {
                 "model": ParameterValue(LaunchConfiguration("model"), value_type=str),
                 "device": LaunchConfiguration("device"),
+                "backend": LaunchConfiguration("backend"),
                 "metric_mode": LaunchConfiguration("metric_mode"),
                 "scale_file": ParameterValue(LaunchConfiguration("scale_file"), value_type=str),
             },

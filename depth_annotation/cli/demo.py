@@ -166,7 +166,7 @@ def run_demo(out: Path, *, short: bool = False) -> int:
             str(cfg / "mono_depth.yaml"),
             "-r",
             "__ns:=/camera",
-            *ros({"model": model, "torch_threads": 1}),
+            *ros({"model": model, "threads": 1}),
         ],
     )
 

@@ -179,6 +179,8 @@ class OnnxDepthModel(DepthModel):
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.inter_op_num_threads = 1
+        # no busy-waiting between runs: on a robot's few cores the node's other work needs them
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         if self.config.threads > 0:
             options.intra_op_num_threads = self.config.threads
         try:
