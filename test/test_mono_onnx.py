@@ -41,6 +41,8 @@ def test_cpu_backends_equal_torch(exported, backend):
     runtime = load_model(MonoModelConfig(model=str(onnx_file), backend=backend, fp16=False, threads=1))
     assert runtime.untrained and not runtime.is_metric and runtime.parameters == reference.parameters
     assert "network input 392x518" in runtime.describe()
+    if backend == "openvino":
+        assert runtime.precision == "f32"  # fp16=False: full precision asked of OpenVINO, whatever the CPU offers
     for img in frames():
         ref = reference.predict(img)[0]
         got, ms = runtime.predict(img)

@@ -88,7 +88,9 @@ def test_resample_taps_are_pillow_fixed_point():
     index, weight = resample_taps(10, 10, 3)  # same size: each pixel is itself, weight 1.0 = 2**22
     assert (weight.sum(1) == 1 << 22).all() and (index[np.arange(10), weight.argmax(1)] == np.arange(10)).all()
     index, weight = resample_taps(4, 2, 4)  # box filter, halving: mean of pixel pairs
-    pairs = {tuple(sorted(int(i) for i, wt in zip(ri, rw, strict=True) if wt)) for ri, rw in zip(index, weight)}
+    pairs = {
+        tuple(sorted(int(i) for i, wt in zip(ri, rw, strict=True) if wt)) for ri, rw in zip(index, weight, strict=True)
+    }
     assert pairs == {(0, 1), (2, 3)} and set(weight[weight > 0].tolist()) == {1 << 21}
 
 
@@ -107,12 +109,13 @@ def test_metric_transform_on_the_device_equals_the_aligner():
     assert np.array_equal(np.isfinite(dev)[~near_limit], ref_valid[~near_limit])
     ok = ref_valid & np.isfinite(dev)
     assert ok.sum() > 1000 and np.allclose(dev[ok], ref_depth[ok], rtol=1e-6)
-    depth, valid, rep = aligner.align(out, sensor, depth_m=dev.copy())
-    assert (
-        np.array_equal(valid, np.isfinite(dev))
-        and ref_rep.abs_rel > 0.01
-        and rep.abs_rel == pytest.approx(ref_rep.abs_rel, rel=1e-5)
-    )
+    _, valid, rep = aligner.align(out, sensor, depth_m=dev.copy())
+    assert np.array_equal(valid, np.isfinite(dev)) and ref_rep.abs_rel > 0.01
+    assert rep.abs_rel == pytest.approx(ref_rep.abs_rel, rel=1e-5)
+    # the aligner takes the given depth as it is (it is not recomputed): twice the depth comes back twice as deep
+    doubled, _, _ = aligner.align(out, sensor, depth_m=dev * 2)
+    inside = np.isfinite(dev) & (dev * 2 <= 10.0)
+    assert inside.sum() > 1000 and np.array_equal(doubled[inside], dev[inside] * 2)
 
     metric = MetricAligner("metric_model", max_depth_m=1.0).pixel_transform(sensor_available=False)
     dev = metric.apply_torch(torch.from_numpy(out)).numpy()
