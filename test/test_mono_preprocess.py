@@ -140,3 +140,15 @@ def test_cpu_device_path_equals_the_processor_path(tmp_path):
     a, b = new.predict(img)[0], old.predict(img)[0]
     assert a.shape == (120, 160) and np.abs(a - b).max() <= 1e-3 * np.abs(b).max()
     assert "device preprocessing" in new.describe() and "processor preprocessing" in old.describe()
+
+
+def test_a_filter_not_reproduced_on_the_device_falls_back_to_the_processor(tmp_path):
+    import json
+
+    tiny = save_tiny_model(tmp_path / "tiny")
+    cfg = json.loads((tiny / "preprocessor_config.json").read_text())
+    cfg["resample"] = 0  # nearest: Pillow does it outside the resampling code we reproduce
+    (tiny / "preprocessor_config.json").write_text(json.dumps(cfg))
+    model = DepthAnything(MonoModelConfig(model=str(tiny)))
+    assert model.device_preprocess is None and "processor (resample 0 not on the device)" in model.describe()
+    assert model.predict(scene_like(60, 80, 2))[0].shape == (60, 80)

@@ -206,7 +206,13 @@ class DepthAnything(DepthModel):
         self.max_depth = float(getattr(self.model.config, "max_depth", 0.0) or 0.0)
         self.parameters = sum(p.numel() for p in self.model.parameters())
         self.settings = ProcessorSettings.from_processor(self.processor)
-        self.device_preprocess = TensorPreprocessor(self.settings) if config.preprocess == "device" else None
+        self.device_preprocess: TensorPreprocessor | None = None
+        self.preprocess = config.preprocess
+        if config.preprocess == "device":
+            try:
+                self.device_preprocess = TensorPreprocessor(self.settings)
+            except MonoModelError:  # a resampling filter we do not reproduce: the processor does it
+                self.preprocess = f"processor (resample {self.settings.resample} not on the device)"
         self.net: Any = torch.compile(self.model) if config.compile else self.model
         self.cuda_graphs = config.cuda_graphs and self.device.type == "cuda"
         self.graph_error = ""  # why a CUDA graph could not be captured (then the frame runs eagerly)
@@ -216,9 +222,7 @@ class DepthAnything(DepthModel):
     def describe(self) -> str:
         extras = [p for p, on in (("compiled", self.config.compile), ("CUDA graphs", self.cuda_graphs)) if on]
         dtype = str(self.dtype).replace("torch.", "")
-        return f"torch on {self.device}, {dtype}, {self.config.preprocess} preprocessing" + "".join(
-            f", {e}" for e in extras
-        )
+        return f"torch on {self.device}, {dtype}, {self.preprocess} preprocessing" + "".join(f", {e}" for e in extras)
 
     # --- the device path --------------------------------------------------------------------
     def _host_buffer(self, name: str, shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:

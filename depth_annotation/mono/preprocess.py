@@ -102,6 +102,15 @@ def resample_taps(in_size: int, out_size: int, resample: int) -> tuple[np.ndarra
     return np.where(used, index, 0).astype(np.int64), np.where(used, fixed, 0).astype(np.int32)
 
 
+def _resample_code(value: Any) -> int:
+    """Pillow's filter number from what a processor stores (Pillow's enum, an int, or a name)."""
+    names = {"nearest": 0, "lanczos": 1, "bilinear": 2, "bicubic": 3, "box": 4, "hamming": 5}
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return names.get(str(getattr(value, "name", value)).lower(), -1)  # -1: not reproduced on the device
+
+
 @dataclass(frozen=True)
 class ProcessorSettings:
     """What the image processor does to an image (read from it, or from an exported ONNX model)."""
@@ -137,7 +146,7 @@ class ProcessorSettings:
             width=int(get("width", 518)),
             keep_aspect_ratio=bool(getattr(processor, "keep_aspect_ratio", True)),
             ensure_multiple_of=int(getattr(processor, "ensure_multiple_of", 1) or 1),
-            resample=int(getattr(processor, "resample", 3)),
+            resample=_resample_code(getattr(processor, "resample", 3)),
             do_resize=bool(getattr(processor, "do_resize", True)),
             do_rescale=bool(getattr(processor, "do_rescale", True)),
             rescale_factor=float(getattr(processor, "rescale_factor", 1 / 255)),
