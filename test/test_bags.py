@@ -23,7 +23,14 @@ from ros_harness import REPO, VENV_BIN, NodeProcess, stock_environment, wait_unt
 from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, QosReliability, QosTime
 from rosbags.rosbag2 import CompressionFormat, CompressionMode, Writer
 
-from depth_annotation.dataset import DEFAULT_TOPICS, BagError, BagShortReadError, bag_io, bag_recovery, write_synthetic_bag
+from depth_annotation.dataset import (
+    DEFAULT_TOPICS,
+    BagError,
+    BagShortReadError,
+    bag_io,
+    bag_recovery,
+    write_synthetic_bag,
+)
 
 BAGS = [
     "mcap_talker",

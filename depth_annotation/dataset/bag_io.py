@@ -354,13 +354,6 @@ class BagReader:
             raise BagError(f"{path}: compression {info.get('compression_format')!r} is not supported (zstd only)")
         self.compression = mode  # "", "file" or "message"
         self.reconstructed_metadata = layout.metadata is None
-        if self.reconstructed_metadata and path.is_dir():
-            log.warning(
-                "bag %s: no metadata.yaml: topics and counts reconstructed from the storage files "
-                "(`depth-annotation reindex %s` writes one)",
-                path,
-                path,
-            )
         files = list(layout.files)
         if mode == "file":
             tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bag-")))
@@ -372,6 +365,13 @@ class BagReader:
             self.files.append(source)
             counts.update(source.counts)
         self.topics = self._topics(counts, info)
+        if self.reconstructed_metadata and path.is_dir():
+            log.warning(
+                "bag %s: no metadata.yaml: topics and counts reconstructed from the storage files "
+                "(`depth-annotation reindex %s` writes one)",
+                path,
+                path,
+            )
         self._stores = _typestores_for(_bag_types([c for f in self.files for c in f.connections]))
         self._store_of: dict[str, Typestore] = {}  # msgtype -> the store that deserialised it
 
