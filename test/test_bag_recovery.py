@@ -51,12 +51,12 @@ def write_other_writer_bag(directory: Path) -> Path:
             stamp = 1_700_000_000_000_000_000 + i * 33_333_333
             hdr = {"stamp": {"sec": stamp // 10**9, "nanosec": stamp % 10**9}, "frame_id": "cam"}
 
-            def img(arr: np.ndarray, enc: str, step: int) -> dict:
-                h, w = arr.shape[:2]
+            def img(arr: np.ndarray, enc: str, step: int, hdr: dict = hdr) -> dict:
+                rows, cols = arr.shape[:2]
                 return {
                     "header": hdr,
-                    "height": h,
-                    "width": w,
+                    "height": rows,
+                    "width": cols,
                     "encoding": enc,
                     "is_bigendian": 0,
                     "step": step,
@@ -156,7 +156,7 @@ TRUNCATION = re.compile(r"bag (\S+): truncated after (\d+) messages at ([\d.]+) 
 @pytest.mark.parametrize("writer", ["ours", "other"])
 @pytest.mark.parametrize("fraction", [0.3, 0.6, 0.9])
 def test_cut_mcap_exports_every_complete_frame(sources, tmp_path, capsys, writer, fraction):
-    root, files, intact = sources
+    _, files, intact = sources
     bag, cut = cut_copy(files[writer], tmp_path / "cut", fraction)
     survivors = complete_chunk_messages(files[writer], cut)
     wanted = [m for m in survivors if m[0] in WANTED]
