@@ -23,6 +23,7 @@ import yaml
 from mcap.reader import make_reader
 from mcap.records import Message
 from mcap.stream_reader import StreamReader, breakup_chunk
+from mcap.writer import CompressionType
 from mcap_ros2.writer import Writer as Ros2McapWriter
 from ros_harness import VENV_BIN
 
@@ -34,13 +35,13 @@ W, H, FRAMES = 320, 240, 24
 WANTED = [DEFAULT_TOPICS[k] for k in ("depth", "color", "info", "quality")]
 
 
-def write_other_writer_bag(directory: Path) -> Path:
+def write_other_writer_bag(directory: Path, compression: CompressionType = CompressionType.ZSTD) -> Path:
     """A depth + colour + camera_info recording written by mcap-ros2-support (its own CDR encoder,
     zstd chunks with CRCs), no metadata.yaml: another writer than ours."""
     directory.mkdir()
     path = directory / "other.mcap"
     scene, intr = SyntheticScene(1), default_intrinsics(W, H)
-    with path.open("wb") as f, Ros2McapWriter(f, chunk_size=256 * 1024) as w:
+    with path.open("wb") as f, Ros2McapWriter(f, chunk_size=256 * 1024, compression=compression) as w:
         schemas = {
             name: w.register_msgdef(name, bag_io.TYPESTORE.generate_msgdef(name, ros_version=2)[0])
             for name in ("sensor_msgs/msg/Image", "sensor_msgs/msg/CameraInfo")
@@ -183,9 +184,10 @@ def test_cut_mcap_exports_every_complete_frame(sources, tmp_path, capsys, writer
 
 
 def test_corrupt_chunk_is_named_with_its_offset(sources, tmp_path, capsys):
-    """Chunks with a CRC (mcap library writers) are verified: 200 flipped bytes inside one are found."""
-    _, files, intact = sources
-    src = files["other"]
+    """Chunks with a CRC (mcap library writers) are verified: 200 flipped bytes of image data inside an
+    uncompressed chunk (nothing else would notice) are found."""
+    _, _, intact = sources
+    src = write_other_writer_bag(tmp_path / "plain", CompressionType.NONE)
     with src.open("rb") as f:
         chunks = sorted(make_reader(f).get_summary().chunk_indexes, key=lambda c: c.chunk_start_offset)
     target = chunks[len(chunks) // 2]
@@ -198,7 +200,7 @@ def test_corrupt_chunk_is_named_with_its_offset(sources, tmp_path, capsys):
     capsys.readouterr()
     assert main(["export", "--quiet", str(bag), "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
-    assert f"{bag / src.name} at byte {target.chunk_start_offset}: corrupt chunk" in err, err
+    assert f"{bag / src.name} at byte {target.chunk_start_offset}: corrupt chunk (CRCValidationError" in err, err
     assert main(["export", "--quiet", str(bag), "--out", str(tmp_path / "p"), "--allow-partial"]) == 0
     got = read_export(tmp_path / "p")
     n = len(got["timestamps_ns"])
