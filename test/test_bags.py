@@ -23,7 +23,14 @@ from ros_harness import REPO, VENV_BIN, NodeProcess, stock_environment, wait_unt
 from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, QosReliability, QosTime
 from rosbags.rosbag2 import CompressionFormat, CompressionMode, Writer
 
-from depth_annotation.dataset import DEFAULT_TOPICS, BagError, BagShortReadError, bag_io, write_synthetic_bag
+from depth_annotation.dataset import (
+    DEFAULT_TOPICS,
+    BagError,
+    BagShortReadError,
+    bag_io,
+    bag_recovery,
+    write_synthetic_bag,
+)
 
 BAGS = [
     "mcap_talker",
@@ -209,6 +216,17 @@ def drop_last_message(monkeypatch, topic: str) -> None:
         return iter(msgs)
 
     monkeypatch.setattr(rosbags.rosbag2.Reader, "messages", lossy)
+    # mcap messages come from the mcap library's reader (bag_recovery.McapFile): lose one there too
+    original_mcap = bag_recovery.McapFile.messages
+
+    def lossy_mcap(self, want):
+        msgs = list(original_mcap(self, want))
+        last = [i for i, (conn, _, _) in enumerate(msgs) if conn.topic == topic]
+        if last:
+            del msgs[last[-1]]
+        return iter(msgs)
+
+    monkeypatch.setattr(bag_recovery.McapFile, "messages", lossy_mcap)
 
 
 def test_a_short_read_is_a_named_error(shared_data, monkeypatch):

@@ -421,12 +421,33 @@ def _cmd_export(args: argparse.Namespace) -> int:
         print(
             "error: parts of the input could not be read (see warnings); use --allow-partial to accept", file=sys.stderr
         )
-        return 1
+        return 2
     if args.preannotate:
         # preannotate's own defaults: the parser, so its options never drift from this call
         return _cmd_preannotate(
             build_parser().parse_args(["preannotate", "--dataset", str(args.out)] + ["--quiet"] * bool(args.quiet))
         )
+    return 0
+
+
+def _cmd_reindex(args: argparse.Namespace) -> int:
+    """A fresh metadata.yaml (and recovered copies of damaged mcap files) for a bag directory."""
+    from depth_annotation.dataset import BagError, reindex
+
+    try:
+        res = reindex(args.bag)
+    except BagError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    for damaged, copy, where in res.recovered:
+        print(f"{damaged.name}: damaged ({where.cause} at byte {where.offset}); complete chunks copied to {copy.name}")
+    for where in res.damaged:
+        print(f"{where.file.name}: read up to its damage ({where.cause})")
+    kept = " (the old one kept as metadata.yaml.bak)" if res.replaced_metadata else ""
+    print(
+        f"reconstructed metadata from the storage files: wrote {res.metadata}{kept}: "
+        f"{res.messages} messages on {res.topics} topics in {', '.join(f.name for f in res.files)}"
+    )
     return 0
 
 
@@ -836,6 +857,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--duration", type=float, required=True, help="seconds to record")
     sp.add_argument("--storage", choices=("mcap", "sqlite3"), default="mcap")
     sp.set_defaults(func=_cmd_record)
+
+    sp = sub.add_parser("reindex", help="write a fresh metadata.yaml for a bag (and a recovered copy of a cut mcap)")
+    sp.add_argument("bag", help="bag directory; storage files are never modified")
+    sp.set_defaults(func=_cmd_reindex)
 
     sp = sub.add_parser("play", help="replay a rosbag2 with recorded timing and QoS, without ros2 bag")
     sp.add_argument("bag")

@@ -9,9 +9,23 @@ from depth_annotation.common import lazy_exports
 
 if TYPE_CHECKING:
     from .bag_io import BagReader, TopicInfo, open_bag, recorded_qos, stamp_of
+    from .bag_recovery import RecoveryReport
+    from .bag_reindex import ReindexResult, reindex
     from .check import check_dataset
     from .chunk_codecs import CODECS, open_h5, resolve_codec
-    from .errors import BagError, BagShortReadError, CodecError, ExportError
+    from .errors import (
+        BagError,
+        BagInputError,
+        BagMetadataError,
+        BagPermissionError,
+        BagShortReadError,
+        BagTruncatedError,
+        CodecError,
+        ExportError,
+        NotABagError,
+        NotABagFileError,
+        UnknownStorageError,
+    )
     from .exporter import DEFAULT_TOPICS, ExportOptions, ExportSession, export_bags
     from .hdf5_writer import EpisodeMeta, Hdf5DatasetWriter
     from .info import assign_splits

@@ -25,6 +25,8 @@ whose writer did not embed definitions; definitions a bag embeds win for it.
 from __future__ import annotations
 
 import heapq
+import logging
+import os
 import re
 import shutil
 import sqlite3
@@ -55,7 +57,17 @@ from rosbags.typesys.store import Typestore
 
 from depth_annotation.common import Intrinsics, array_to_fields
 
-from .errors import BagError, BagShortReadError
+from . import bag_recovery
+from .bag_recovery import McapFile, RecoveryReport, SqliteFile
+from .errors import (
+    BagError,
+    BagMetadataError,
+    BagPermissionError,
+    BagShortReadError,
+    BagTruncatedError,
+    NotABagError,
+    UnknownStorageError,
+)
 
 if sys.version_info >= (3, 14):  # pragma: no cover - the stdlib module `rosbags` uses from 3.14 on
     from compression import zstd
@@ -162,11 +174,18 @@ def _split_index(path: Path) -> tuple[str, int, str]:
 def _read_metadata(path: Path) -> dict[str, Any]:
     try:
         doc = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as exc:
-        raise BagError(f"{path}: cannot read rosbag2 metadata: {exc}") from None
+    except PermissionError:
+        raise BagPermissionError(f"{path}: permission denied") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BagMetadataError(f"{path}: cannot read rosbag2 metadata: {exc}") from None
+    except yaml.YAMLError as exc:
+        where = getattr(exc, "problem_mark", None)
+        line = f" (line {where.line + 1})" if where is not None else ""
+        cause = str(getattr(exc, "problem", None) or type(exc).__name__)
+        raise BagMetadataError(f"{path}: metadata.yaml does not parse{line}: {cause}") from None
     info = doc.get("rosbag2_bagfile_information") if isinstance(doc, dict) else None
     if not isinstance(info, dict):
-        raise BagError(f"{path}: not rosbag2 metadata (no rosbag2_bagfile_information)")
+        raise BagMetadataError(f"{path}: not rosbag2 metadata (no rosbag2_bagfile_information)")
     return info
 
 
@@ -178,26 +197,28 @@ def bag_layout(path: str | Path) -> BagLayout:
     if p.is_file():
         storage = next((s for s, suffix in STORAGE_SUFFIX.items() if p.suffix == suffix), None)
         if storage is None:
-            raise BagError(f"{p}: not a rosbag2 storage file (expected .mcap or .db3)")
-        return BagLayout(storage, (p,), None)
+            raise NotABagError(f"{p}: not a rosbag2 storage file (expected .mcap or .db3)")
+        return BagLayout(bag_recovery.storage_kind(p), (p,), None)
+    if not os.access(p, os.R_OK | os.X_OK):
+        raise BagPermissionError(f"{p}: permission denied (cannot list the bag directory)")
     meta_path = p / "metadata.yaml"
     if meta_path.exists():
         info = _read_metadata(meta_path)
         storage = str(info.get("storage_identifier", ""))
         if storage not in STORAGE_SUFFIX:
-            raise BagError(f"{meta_path}: storage {storage!r} is not supported (mcap or sqlite3)")
+            raise UnknownStorageError(f"{meta_path}: storage {storage!r} is not supported (mcap or sqlite3)")
         # Before version 4 the paths included the bag directory's name: the file name is what counts.
         files = tuple(p / PurePath(str(f)).name for f in info.get("relative_file_paths") or [])
         missing = [f.name for f in files if not f.exists()]
         if missing:
-            raise BagError(f"{meta_path} lists storage files that are missing: {', '.join(missing)}")
+            raise BagMetadataError(f"{meta_path} lists storage files that are missing: {', '.join(missing)}")
         if not files:
-            raise BagError(f"{meta_path} lists no storage files")
+            raise BagMetadataError(f"{meta_path} lists no storage files")
         return BagLayout(storage, files, info)
     found = {s: sorted(p.glob(f"*{suffix}"), key=_split_index) for s, suffix in STORAGE_SUFFIX.items()}
     kinds = [s for s, fs in found.items() if fs]
     if not kinds:
-        raise BagError(f"{p}: not a rosbag2 bag (no metadata.yaml, no .mcap or .db3 file)")
+        raise NotABagError(f"{p}: not a rosbag2 bag (no metadata.yaml, no .mcap or .db3 file)")
     if len(kinds) > 1:
         raise BagError(f"{p}: has both .mcap and .db3 files and no metadata.yaml: open one file")
     return BagLayout(kinds[0], tuple(found[kinds[0]]), None)
@@ -279,13 +300,48 @@ def _typestores_for(typs: Typesdict) -> list[Typestore]:
 
 # --- reading ----------------------------------------------------------------------------------------
 
+log = logging.getLogger(__name__)
+
 
 def _ext(conn: Connection) -> ConnectionExtRosbag2 | None:
     return conn.ext if isinstance(conn.ext, ConnectionExtRosbag2) else None
 
 
+class _IndexedFile:
+    """An intact sqlite3 file through `rosbags` (time order from its index); damage found while
+    iterating (a page SQLite's COUNT did not touch) ends the read like a recovering one."""
+
+    def __init__(self, path: Path, reader: Reader) -> None:
+        self.path = path
+        self._reader = reader
+        self.connections = list(reader.connections)
+        self.counts = sqlite_topic_counts(path)
+        self.damage: bag_recovery.FileDamage | None = None
+
+    def messages(self, want: set[str]) -> Iterator[tuple[Connection, int, bytes]]:
+        self.damage = None
+        conns = [c for c in self.connections if c.topic in want]
+        if not conns:  # rosbags reads every connection when given none
+            return
+        try:
+            yield from self._reader.messages(connections=conns)
+        except Exception as exc:  # rosbags/apsw raise their own types for a corrupt page
+            self.damage = bag_recovery.FileDamage(self.path, f"{type(exc).__name__}: {exc}")
+
+
+_StorageFile = _IndexedFile | McapFile | SqliteFile
+
+
 class BagReader:
-    """An open bag: its topics, raw messages in time order (checked for completeness), deserialisation."""
+    """An open bag: its topics, raw messages in time order (checked for completeness), deserialisation.
+
+    Each storage file is read by the most complete reader that can: mcap files by the `mcap`
+    library from the start of the file, verifying chunk CRCs (with the summary's channels and
+    counts when the file has one, else a first pass finds them); sqlite3 files through
+    `rosbags` when SQLite can count their messages, else row by row (`bag_recovery`). A
+    damaged file yields every complete message before the damage, and the read then raises
+    `BagTruncatedError` with a `RecoveryReport`.
+    """
 
     def __init__(self, path: Path, layout: BagLayout, stack: ExitStack) -> None:
         self.path = path
@@ -297,24 +353,51 @@ class BagReader:
         if mode and str(info.get("compression_format") or "") != "zstd":
             raise BagError(f"{path}: compression {info.get('compression_format')!r} is not supported (zstd only)")
         self.compression = mode  # "", "file" or "message"
+        self.reconstructed_metadata = layout.metadata is None
         files = list(layout.files)
         if mode == "file":
             tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bag-")))
             files = [self._decompressed(f, tmp) for f in files]
-        self.readers: list[Reader] = []
+        self.files: list[_StorageFile] = []
         counts: Counter[str] = Counter()
         for f in files:
-            try:
-                reader = Reader(f)
-                reader.open()
-            except (ReaderError, OSError) as exc:
-                raise BagError(f"cannot open {f}: {exc}") from None
-            stack.callback(reader.close)
-            self.readers.append(reader)
-            counts.update(_storage_counts(f, self.storage, reader))
+            source = self._open_file(f, stack)
+            self.files.append(source)
+            counts.update(source.counts)
         self.topics = self._topics(counts, info)
-        self._stores = _typestores_for(_bag_types([c for r in self.readers for c in r.connections]))
+        if self.reconstructed_metadata and path.is_dir():
+            log.warning(
+                "bag %s: no metadata.yaml: topics and counts reconstructed from the storage files "
+                "(`depth-annotation reindex %s` writes one)",
+                path,
+                path,
+            )
+        self._stores = _typestores_for(_bag_types([c for f in self.files for c in f.connections]))
         self._store_of: dict[str, Typestore] = {}  # msgtype -> the store that deserialised it
+
+    def _open_file(self, f: Path, stack: ExitStack) -> _StorageFile:
+        kind = bag_recovery.storage_kind(f)
+        if kind != self.storage:
+            raise BagError(f"{f}: a {kind} file in a bag whose storage is {self.storage}")
+        reader = Reader(f)
+        try:
+            reader.open()
+        except (ReaderError, OSError) as exc:  # no summary or footer, unreadable pages: read from the start
+            log.debug("%s: rosbags cannot open it (%s): recovering", f, exc)
+            if kind == "mcap":
+                return McapFile(f)
+            source = SqliteFile(f)
+            stack.callback(source.close)
+            return source
+        stack.callback(reader.close)
+        if kind == "mcap":
+            return McapFile(f, list(reader.connections))
+        try:
+            return _IndexedFile(f, reader)
+        except BagError:  # SQLite cannot count the messages: a damaged file
+            source = SqliteFile(f)
+            stack.callback(source.close)
+            return source
 
     def _decompressed(self, file: Path, tmp: Path) -> Path:
         out = tmp / (file.stem if file.suffix == ".zstd" else file.name)
@@ -332,12 +415,12 @@ class BagReader:
                 fmt = str(meta.get("serialization_format", "cdr"))
                 qos = tuple(parse_qos(meta.get("offered_qos_profiles") or []))
             except (KeyError, TypeError, ReaderError) as exc:
-                raise BagError(f"{self.path / 'metadata.yaml'}: bad topic entry ({exc})") from None
+                raise BagMetadataError(f"{self.path / 'metadata.yaml'}: bad topic entry ({exc})") from None
             if fmt != "cdr":
                 raise BagError(f"{self.path}: topic {name} is serialized as {fmt!r}; only cdr is supported")
             out[name] = TopicInfo(name, msgtype, counts.get(name, 0), qos, int(entry.get("message_count", 0)))
-        for reader in self.readers:
-            for conn in reader.connections:
+        for source in self.files:
+            for conn in source.connections:
                 if conn.topic not in out:
                     ext = _ext(conn)
                     qos = tuple(ext.offered_qos_profiles) if ext else ()
@@ -347,15 +430,21 @@ class BagReader:
     def raw_messages(self, wanted: Collection[str]) -> Iterator[RawMessage]:
         """Messages of the `wanted` topics in receive-time order, as recorded (CDR bytes).
 
-        When the iteration completes, the count per topic is checked against the storage's
-        own count: `BagShortReadError` if the reader returned fewer.
+        When the iteration completes: `BagTruncatedError` (with a `RecoveryReport`) if a
+        storage file was damaged, after every message before the damage was yielded; else
+        the count per topic is checked against the storage's own count (`BagShortReadError`).
         """
         want = set(wanted)
+        report = self._new_report(want)
         read: Counter[str] = Counter()
-        streams = [self._file_messages(reader, want) for reader in self.readers]
+        streams = [self._file_messages(source, want) for source in self.files]
         for msg in heapq.merge(*streams, key=lambda m: m.time_ns):
             read[msg.topic] += 1
+            report.seen(msg.time_ns)
             yield msg
+        report.damage = [source.damage for source in self.files if source.damage is not None]
+        if report.damage:
+            raise BagTruncatedError(report)
         short = {
             t: (read[t], self.topics[t].count)
             for t in sorted(want & self.topics.keys())
@@ -364,17 +453,25 @@ class BagReader:
         if short:
             raise BagShortReadError(self.path, short)
 
-    def _file_messages(self, reader: Reader, want: set[str]) -> Iterator[RawMessage]:
-        conns = [c for c in reader.connections if c.topic in want]
-        if not conns:  # rosbags reads every connection when given none
-            return
-        try:
-            for conn, stamp, data in reader.messages(connections=conns):
-                if self.compression == "message":
+    def _new_report(self, want: set[str]) -> RecoveryReport:
+        report = RecoveryReport(self.path, reconstructed_metadata=self.reconstructed_metadata)
+        if self.layout.metadata is not None:
+            report.expected = sum(t.metadata_count or 0 for name, t in self.topics.items() if name in want)
+        return report
+
+    def _file_messages(self, source: _StorageFile, want: set[str]) -> Iterator[RawMessage]:
+        for conn, stamp, data in source.messages(want):
+            if self.compression == "message":
+                try:
                     data = zstd.decompress(data)
-                yield RawMessage(conn.topic, conn.msgtype, stamp, data)
-        except ReaderError as exc:
-            raise BagError(f"{reader.path}: {exc}") from None
+                except zstd.ZstdError as exc:
+                    raise BagError(f"{source.path}: a {conn.topic} message does not decompress: {exc}") from None
+            yield RawMessage(conn.topic, conn.msgtype, stamp, data)
+
+    @property
+    def truncated(self) -> bool:
+        """True once a read found a damaged storage file."""
+        return any(source.damage is not None for source in self.files)
 
     def deserialize(self, data: bytes | memoryview, msgtype: str) -> Any:
         known = self._store_of.get(msgtype)

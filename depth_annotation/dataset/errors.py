@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from depth_annotation.common import DepthAnnotationError
+
+if TYPE_CHECKING:
+    from .bag_recovery import RecoveryReport
 
 
 class BagError(DepthAnnotationError, RuntimeError):
@@ -25,3 +30,36 @@ class BagShortReadError(BagError):
         self.shortfalls = shortfalls  # topic -> (messages read, messages the storage holds)
         listing = ", ".join(f"{topic}: read {read} of {stored}" for topic, (read, stored) in shortfalls.items())
         super().__init__(f"bag {bag}: the reader returned fewer messages than the storage holds ({listing})")
+
+
+class BagInputError(BagError):
+    """The input is not a readable bag at all (wrong kind of file, bad metadata, no permission):
+    one line naming the file and the cause, never skipped."""
+
+
+class NotABagError(BagInputError):
+    """A directory that holds no rosbag2 bag (no metadata.yaml, no .mcap or .db3 file)."""
+
+
+class NotABagFileError(BagInputError):
+    """A storage file that is neither mcap nor sqlite3 (judged by its first bytes, not its name)."""
+
+
+class UnknownStorageError(BagInputError):
+    """metadata.yaml names a storage plugin other than mcap or sqlite3."""
+
+
+class BagMetadataError(BagInputError):
+    """metadata.yaml does not parse, is not rosbag2 metadata, or lists storage files that are missing."""
+
+
+class BagPermissionError(BagInputError):
+    """The bag directory, its metadata.yaml or a storage file cannot be read for lack of permission."""
+
+
+class BagTruncatedError(BagError):
+    """Raised after the last recoverable message of a damaged bag was yielded; `report` says what came back."""
+
+    def __init__(self, report: RecoveryReport) -> None:
+        self.report = report
+        super().__init__(report.summary())

@@ -35,7 +35,7 @@ from depth_annotation.common import (
 
 from . import bag_io
 from .annotation_export import AnnotationExporter
-from .errors import BagError, BagShortReadError, ExportError
+from .errors import BagError, BagInputError, BagShortReadError, BagTruncatedError, ExportError
 from .hdf5_writer import EpisodeMeta, EpisodeWriter, Hdf5DatasetWriter
 from .info import assign_splits, build_dataset_info
 from .sync import StampSynchronizer
@@ -232,7 +232,11 @@ def _tf_depth_to_color(reader: bag_io.BagReader) -> Extrinsics | None:
     """depth->colour extrinsics from /tf_static (the driver's depth->colour optical transform), if recorded."""
     if "/tf_static" not in bag_io.topics(reader):
         return None
-    for _, _, msg in bag_io.messages(reader, ["/tf_static"]):
+    try:
+        found = list(bag_io.messages(reader, ["/tf_static"]))
+    except BagTruncatedError:  # the main read reports the damage
+        return None
+    for _, _, msg in found:
         for t in msg.transforms:
             if t.header.frame_id.endswith("depth_optical_frame") and t.child_frame_id.endswith("color_optical_frame"):
                 q, tr = t.transform.rotation, t.transform.translation
@@ -288,6 +292,8 @@ def _export_one(
                 raise KeyboardInterrupt
             session.add(stream_of[topic], bag_io.stamp_of(msg), msg)
             read += 1
+    except BagTruncatedError as exc:  # a damaged bag: what came before the damage was added
+        session.problems.append(str(exc))
     except (ExportError, ImageConversionError, BagShortReadError):
         raise  # bad frames, or a reader that lost messages: no dataset from that
     except Exception as exc:  # damage part-way through the bag: keep what was read, report it
@@ -318,6 +324,8 @@ def export_bags(
             with ExitStack() as stack:
                 try:
                     reader = stack.enter_context(bag_io.open_bag(bag))
+                except BagInputError:  # not a bag, bad metadata, no permission: one line, exit 2
+                    raise
                 except BagError as exc:  # unreadable metadata or index: skip the bag, say so
                     session.problems.append(str(exc))
                     continue

@@ -1,0 +1,319 @@
+"""Reading damaged rosbag2 storage files: every complete message before the damage, and what was lost.
+
+A recording cut short (power loss, a killed recorder, a full disk) leaves an mcap
+file without its summary and footer, or a sqlite3 file with missing or corrupt
+pages. Both formats can still be read from the start:
+
+* mcap is read sequentially with the `mcap` library's `StreamReader` (the record
+  reader behind its `NonSeekingReader`), chunk by chunk. A chunk whose CRC is
+  non-zero is verified before its messages are used; a chunk that fails, a cut
+  record or an undecodable chunk ends the read, and the damage names the file and
+  byte offset. Chunks with CRC 0 (older rosbags writers) cannot be verified.
+* sqlite3 is read through the stdlib, row by row in rowid (insertion) order,
+  stopping at the first error SQLite reports ("database disk image is malformed"
+  for a cut file or a zeroed page).
+
+`RecoveryReport` is the result a user acts on: how many messages came back, the
+time of the last one, and what metadata.yaml expected.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from mcap.exceptions import EndOfFile, McapError
+from mcap.records import Channel, Chunk, Message, Schema
+from mcap.stream_reader import StreamReader, breakup_chunk
+from rosbags.interfaces import (
+    Connection,
+    ConnectionExtRosbag2,
+    MessageDefinition,
+    MessageDefinitionFormat,
+)
+from rosbags.rosbag2.metadata import parse_qos
+
+from .errors import BagError
+
+MCAP_MAGIC = b"\x89MCAP0\r\n"
+SQLITE_MAGIC = b"SQLite format 3\x00"
+_DEFINITION_FORMATS = {"ros2msg": MessageDefinitionFormat.MSG, "ros2idl": MessageDefinitionFormat.IDL}
+
+
+@dataclass(frozen=True)
+class FileDamage:
+    """Where reading one storage file stopped and why."""
+
+    file: Path
+    cause: str
+    offset: int | None = None  # byte offset of the damaged record (mcap)
+
+    def __str__(self) -> str:
+        at = f" at byte {self.offset}" if self.offset is not None else ""
+        return f"{self.file}{at}: {self.cause}"
+
+
+@dataclass
+class RecoveryReport:
+    """What reading a bag recovered: complete unless `damage` lists a file."""
+
+    bag: Path
+    messages: int = 0  # messages read (all topics read)
+    first_time_ns: int | None = None
+    last_time_ns: int | None = None
+    expected: int | None = None  # total message count metadata.yaml lists (None: no metadata.yaml)
+    damage: list[FileDamage] = field(default_factory=list)
+    reconstructed_metadata: bool = False  # no metadata.yaml: topics and counts from the storage files
+
+    def seen(self, time_ns: int) -> None:
+        self.messages += 1
+        if self.first_time_ns is None or time_ns < self.first_time_ns:
+            self.first_time_ns = time_ns
+        if self.last_time_ns is None or time_ns > self.last_time_ns:
+            self.last_time_ns = time_ns
+
+    @property
+    def truncated(self) -> bool:
+        return bool(self.damage)
+
+    def summary(self) -> str:
+        """`bag X: truncated after N messages at T s (recovered N of ~M expected from metadata)`."""
+        t = 0.0
+        if self.first_time_ns is not None and self.last_time_ns is not None:
+            t = (self.last_time_ns - self.first_time_ns) / 1e9
+        expected = (
+            f"recovered {self.messages} of ~{self.expected} expected from metadata"
+            if self.expected is not None
+            else f"recovered {self.messages}; no metadata.yaml to compare with"
+        )
+        where = "; ".join(str(d) for d in self.damage)
+        return f"bag {self.bag}: truncated after {self.messages} messages at {t:.3f} s ({expected}): {where}"
+
+
+def storage_kind(file: Path) -> str:
+    """'mcap' or 'sqlite3' from the file's first bytes; NotABagFileError otherwise."""
+    from .errors import BagPermissionError, NotABagFileError
+
+    try:
+        with file.open("rb") as f:
+            head = f.read(16)
+    except PermissionError:
+        raise BagPermissionError(f"{file}: permission denied") from None
+    except OSError as exc:
+        raise BagError(f"{file}: cannot read: {exc.strerror or exc}") from None
+    if head.startswith(MCAP_MAGIC):
+        return "mcap"
+    if head.startswith(SQLITE_MAGIC):
+        return "sqlite3"
+    what = "empty" if not head else f"starts with {head[:8]!r}"
+    raise NotABagFileError(f"{file}: not an mcap or sqlite3 file ({what})")
+
+
+# --- mcap -------------------------------------------------------------------------------------------
+
+
+def _msgdef(schema: Schema | None) -> MessageDefinition:
+    if schema is None or schema.encoding not in _DEFINITION_FORMATS:
+        return MessageDefinition(MessageDefinitionFormat.NONE, "")
+    return MessageDefinition(_DEFINITION_FORMATS[schema.encoding], schema.data.decode(errors="replace"))
+
+
+class _Tell:
+    """A read-only stream that knows how many bytes were read (the offset of the next record)."""
+
+    def __init__(self, f: IO[bytes]) -> None:
+        self._f = f
+        self.pos = 0
+
+    def read(self, n: int = -1) -> bytes:
+        data = self._f.read(n)
+        self.pos += len(data)
+        return data
+
+
+class McapFile:
+    """One mcap file read from its start: channels, message counts and messages up to the first damage.
+
+    `connections`/`counts` come from the caller (an intact file's summary) or from a
+    first sequential pass over the file (a file without summary), which also finds
+    where the damage is.
+    """
+
+    def __init__(self, path: Path, connections: list[Connection] | None = None) -> None:
+        self.path = path
+        self.damage: FileDamage | None = None
+        self._channels: dict[int, Connection] = {}
+        self.counts: Counter[str] = Counter()
+        if connections is None:
+            for conn, _, _ in self._records(want=None, data=False):
+                self.counts[conn.topic] += 1
+            self.connections = list({c.topic: c for c in self._channels.values()}.values())
+        else:
+            self.connections = connections
+            for c in connections:
+                self.counts[c.topic] += c.msgcount
+
+    def messages(self, want: set[str]) -> Iterator[tuple[Connection, int, bytes]]:
+        """(connection, log time ns, CDR bytes) in file order, stopping at the first damage (see `damage`)."""
+        yield from self._records(want, data=True)
+
+    def _records(self, want: set[str] | None, *, data: bool) -> Iterator[tuple[Connection, int, bytes]]:
+        for rec in self.raw_records():
+            if isinstance(rec, Message):
+                conn = self._channels[rec.channel_id]
+                if want is None or conn.topic in want:
+                    yield conn, rec.log_time, rec.data if data else b""
+
+    def raw_records(self) -> Iterator[Schema | Channel | Message]:
+        """The Schema, Channel and Message records of every complete, verified chunk before the damage."""
+        self.damage = None
+        schemas: dict[int, Schema] = {}
+        with self.path.open("rb") as raw:
+            stream = _Tell(raw)
+            reader = StreamReader(stream, emit_chunks=True)  # type: ignore[arg-type]  # duck-typed stream
+            start = len(MCAP_MAGIC)
+            records = iter(reader.records)
+            while True:
+                try:
+                    record = next(records)
+                except StopIteration:
+                    return
+                except EndOfFile:
+                    self.damage = FileDamage(self.path, "cut short inside a record (no summary, no footer)", start)
+                    return
+                except (McapError, ValueError, OSError, EOFError) as exc:
+                    self.damage = FileDamage(self.path, f"unreadable record ({type(exc).__name__}: {exc})", start)
+                    return
+                if isinstance(record, Chunk):
+                    try:
+                        inner = breakup_chunk(record, validate_crc=True)
+                    except Exception as exc:  # CRC mismatch, zstd/lz4 error, a cut inner record
+                        self.damage = FileDamage(self.path, f"corrupt chunk ({type(exc).__name__}: {exc})", start)
+                        return
+                else:
+                    inner = [record]
+                start = stream.pos
+                for rec in inner:
+                    if isinstance(rec, Schema):
+                        schemas[rec.id] = rec
+                        yield rec
+                    elif isinstance(rec, Channel):
+                        self._channels[rec.id] = self._connection(rec, schemas.get(rec.schema_id))
+                        yield rec
+                    elif isinstance(rec, Message):
+                        if rec.channel_id not in self._channels:
+                            self.damage = FileDamage(self.path, f"message on unknown channel {rec.channel_id}", start)
+                            return
+                        yield rec
+
+    def channel(self, channel_id: int) -> Connection:
+        """The connection of a channel seen by `raw_records`."""
+        return self._channels[channel_id]
+
+    def _connection(self, channel: Channel, schema: Schema | None) -> Connection:
+        qos_text = channel.metadata.get("offered_qos_profiles", "")
+        try:
+            qos = parse_qos(qos_text) if qos_text else []
+        except Exception:  # QoS rosbags cannot parse: the topic is still readable without it
+            qos = []
+        msgtype = schema.name if schema is not None else ""
+        ext = ConnectionExtRosbag2(channel.message_encoding, qos)
+        return Connection(channel.id, channel.topic, msgtype, _msgdef(schema), "", 0, ext, self)
+
+
+# --- sqlite3 ----------------------------------------------------------------------------------------
+
+
+class SqliteFile:
+    """One rosbag2 sqlite3 file read row by row through the stdlib, stopping at the first error."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.damage: FileDamage | None = None
+        try:
+            self._con = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+            # A file shorter than its header says is "malformed" before any page is read, unless
+            # the schema is trusted as it is (a flag of this connection; mode=ro still writes nothing).
+            self._con.execute("PRAGMA writable_schema = ON")
+            topics = self._con.execute(
+                "SELECT id, name, type, serialization_format, offered_qos_profiles FROM topics"
+            ).fetchall()
+        except sqlite3.Error as exc:
+            raise BagError(f"{path}: the sqlite3 file's topics table is unreadable ({exc})") from None
+        defs = self._definitions()
+        self._by_id: dict[int, Connection] = {}
+        for tid, name, msgtype, fmt, qos_text in topics:
+            try:
+                qos = parse_qos(qos_text) if qos_text else []
+            except Exception:  # unparsable QoS text: the topic is still readable
+                qos = []
+            msgdef = defs.get(str(msgtype), MessageDefinition(MessageDefinitionFormat.NONE, ""))
+            ext = ConnectionExtRosbag2(str(fmt), qos)
+            self._by_id[int(tid)] = Connection(int(tid), str(name), str(msgtype), msgdef, "", 0, ext, self)
+        self.connections = list(self._by_id.values())
+        # Pass 1: the row headers (no message data) in rowid order, up to the first damaged page.
+        self._rows: list[tuple[int, int, int]] = []  # (timestamp, rowid, topic id)
+        try:
+            for rowid, tid, stamp in self._con.execute("SELECT id, topic_id, timestamp FROM messages ORDER BY id"):
+                if not (isinstance(rowid, int) and isinstance(tid, int) and isinstance(stamp, int)):
+                    self.damage = FileDamage(self.path, f"sqlite3: a damaged row after {len(self._rows)} rows")
+                    break
+                self._rows.append((stamp, rowid, tid))
+        except sqlite3.Error as exc:
+            self.damage = FileDamage(self.path, f"sqlite3: {exc} after {len(self._rows)} rows")
+        self._rows.sort()
+        self.counts: Counter[str] = Counter(self._by_id[t].topic for _, _, t in self._rows if t in self._by_id)
+
+    def rows(self) -> list[tuple[int, int, int]]:
+        """(timestamp, rowid, topic id) of every readable row, in time order."""
+        return list(self._rows)
+
+    def topic_of(self, topic_id: int) -> Connection | None:
+        return self._by_id.get(topic_id)
+
+    def _definitions(self) -> dict[str, MessageDefinition]:
+        try:
+            rows = self._con.execute(
+                "SELECT topic_type, encoding, encoded_message_definition FROM message_definitions"
+            ).fetchall()
+        except sqlite3.Error:  # schema before version 4, or an unreadable page: the standard types are used
+            return {}
+        return {
+            str(t): MessageDefinition(_DEFINITION_FORMATS[str(e)], str(d))
+            for t, e, d in rows
+            if str(e) in _DEFINITION_FORMATS
+        }
+
+    def messages(self, want: set[str]) -> Iterator[tuple[Connection, int, bytes]]:
+        """Messages in time order, each read on its own: the first unreadable one ends the read."""
+        pass1 = self.damage
+        for stamp, rowid, tid in self._rows:
+            conn = self._by_id.get(tid)
+            if conn is None or conn.topic not in want:
+                continue
+            try:
+                row = self._con.execute("SELECT data FROM messages WHERE id = ?", (rowid,)).fetchone()
+            except sqlite3.Error as exc:
+                self.damage = FileDamage(self.path, f"sqlite3: message {rowid} unreadable: {exc}")
+                return
+            if row is None:
+                continue
+            yield conn, stamp, bytes(row[0])
+        self.damage = pass1
+
+    def close(self) -> None:
+        self._con.close()
+
+
+def new_report(bag: Path, metadata: dict[str, Any] | None) -> RecoveryReport:
+    expected = None
+    if metadata is not None:
+        try:
+            expected = int(metadata.get("message_count", 0))
+        except (TypeError, ValueError):
+            expected = None
+    return RecoveryReport(bag, expected=expected, reconstructed_metadata=metadata is None)
