@@ -22,10 +22,12 @@ never printed.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import http.cookiejar
 import json
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -76,6 +78,11 @@ def server_executable(explicit: str | Path | None = None) -> Path:
             f"Label Studio server not found at {path}: run {SETUP_COMMAND} (it builds .venv-labelstudio-server)"
         )
     return path
+
+
+def migrated_template(executable: Path) -> Path:
+    """An empty, fully migrated Label Studio database that `scripts/setup_env.sh` builds in the server's venv."""
+    return executable.parent.parent / "share" / "depth-annotation" / "label_studio.sqlite3"
 
 
 def data_dir_of(dataset: str | Path, data_dir: str | Path | None = None) -> Path:
@@ -130,6 +137,12 @@ def _port_taken(host: str, port: int) -> bool:
         return s.connect_ex(("localhost", port)) == 0
 
 
+def _die_with_parent() -> None:
+    """In the server's process before exec (Linux): SIGTERM when we die, even by SIGKILL, so none is orphaned."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
 class LabelStudioServer:
     """One `label-studio start` child process; `with` starts it, waits until it answers, and stops it."""
 
@@ -166,6 +179,10 @@ class LabelStudioServer:
         if _port_taken(self.host, self.port):
             raise LabelStudioServerError(f"port {self.port} on {self.host} is in use: choose another with --port")
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        template = migrated_template(exe)
+        database = self.data_dir / "label_studio.sqlite3"
+        if template.is_file() and not database.exists():  # skip the first start's migrations (30-90 s)
+            shutil.copyfile(template, database)
         env = {k: v for k, v in os.environ.items() if not k.startswith(("LABEL_STUDIO_", "DEPTH_ANNOTATION_LS_"))}
         env.update(
             LABEL_STUDIO_USERNAME=self.credentials.username,
@@ -175,6 +192,7 @@ class LabelStudioServer:
             LOCAL_FILES_DOCUMENT_ROOT=str(self.document_root),
             LABEL_STUDIO_DISABLE_SIGNUP_WITHOUT_LINK="true",
             COLLECT_ANALYTICS="false",
+            LATEST_VERSION_CHECK="false",  # no question to PyPI at every start (a wait where offline)
             PYTHONUNBUFFERED="1",
         )
         args = [str(exe), "start", "--no-browser", "--internal-host", self.host, "--port", str(self.port)]
@@ -182,7 +200,13 @@ class LabelStudioServer:
         t0 = time.monotonic()
         with open(self.log_path, "ab") as log:  # secrets go through the environment, never argv or the log
             self.process = subprocess.Popen(
-                args, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+                args,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                start_new_session=True,
+                preexec_fn=_die_with_parent,
             )
         try:
             self._wait_ready(t0)
