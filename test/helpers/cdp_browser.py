@@ -26,6 +26,8 @@ class CdpBrowser:
     """One headless Chromium; `call` sends a CDP command (to the attached page when there is one)."""
 
     def __init__(self, profile_dir: Path, *, width: int = 1600, height: int = 1000) -> None:
+        self.profile_dir = profile_dir
+        profile_dir.mkdir(parents=True, exist_ok=True)
         to_chrome_r, self._to_chrome_w = os.pipe()
         self._from_chrome_r, from_chrome_w = os.pipe()
         args = [
@@ -45,7 +47,7 @@ class CdpBrowser:
             ["/bin/sh", "-c", f'exec "$0" "$@" 3<&{to_chrome_r} 4>&{from_chrome_w}', *args],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            stderr=open(profile_dir.parent / "chromium.log", "wb"),
             pass_fds=(to_chrome_r, from_chrome_w),
             start_new_session=True,
             env=dict(os.environ, HOME=str(profile_dir)),
@@ -68,7 +70,9 @@ class CdpBrowser:
         while b"\0" not in self._buf:
             chunk = os.read(self._from_chrome_r, 1 << 20)
             if not chunk:
-                raise RuntimeError("Chromium closed the DevTools pipe")
+                log = self.profile_dir.parent / "chromium.log"
+                tail = log.read_text(errors="replace")[-1500:] if log.exists() else ""
+                raise RuntimeError(f"Chromium closed the DevTools pipe (exit {self.proc.poll()}); {log}:\n{tail}")
             self._buf += chunk
         raw, self._buf = self._buf.split(b"\0", 1)
         return dict(json.loads(raw))
