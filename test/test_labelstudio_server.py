@@ -281,3 +281,32 @@ def test_start_up_failures_are_one_line_and_exit_2(tmp_path):
         res = cli("labelstudio", "serve", "--dataset", dataset, "--port", port, timeout=60)
     assert res.returncode == 2
     assert res.stderr == f"error: port {port} on 127.0.0.1 is in use: choose another with --port\n"
+
+
+def test_credentials_come_from_all_three_variables_or_a_0600_file_and_never_show(tmp_path):
+    from depth_annotation.annotation import LabelStudioServerError
+
+    env = {
+        "DEPTH_ANNOTATION_LS_USER": "a@b.c",
+        "DEPTH_ANNOTATION_LS_PASSWORD": "pw-secret",
+        "DEPTH_ANNOTATION_LS_TOKEN": "tok-secret",
+    }
+    creds = load_credentials(tmp_path / "d1", env=env)
+    assert (creds.username, creds.password, creds.token, creds.source) == (
+        "a@b.c",
+        "pw-secret",
+        "tok-secret",
+        "environment",
+    )
+    assert not (tmp_path / "d1").exists()  # nothing written when the environment has them
+    assert "secret" not in repr(creds) and "secret" not in str(creds)
+    with pytest.raises(LabelStudioServerError, match="all three"):
+        load_credentials(tmp_path / "d2", env={"DEPTH_ANNOTATION_LS_USER": "a@b.c"})
+    with pytest.raises(LabelStudioServerError, match="at least 6"):
+        load_credentials(tmp_path / "d2", env=dict(env, DEPTH_ANNOTATION_LS_TOKEN="abc"))
+    first = load_credentials(tmp_path / "d3", env={})
+    path = tmp_path / "d3" / "credentials.json"
+    assert first.source == str(path) and stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert len(first.password) >= 16 and len(first.token) >= 32
+    assert load_credentials(tmp_path / "d3", env={}) == first  # generated once, then read back
+    assert load_credentials(tmp_path / "d4", env={}).token != first.token
