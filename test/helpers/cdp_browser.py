@@ -42,9 +42,9 @@ class CdpBrowser:
             f"--window-size={width},{height}",
             "about:blank",
         ]
-        # Chromium reads commands on fd 3 and writes on fd 4: the shell puts the pipe ends there
+        # Chromium reads commands on fd 3 and writes on fd 4: bash puts the pipe ends there (dash cannot name fds > 9)
         self.proc = subprocess.Popen(
-            ["/bin/sh", "-c", f'exec "$0" "$@" 3<&{to_chrome_r} 4>&{from_chrome_w}', *args],
+            ["/bin/bash", "-c", f'exec "$0" "$@" 3<&{to_chrome_r} 4>&{from_chrome_w}', *args],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=open(profile_dir.parent / "chromium.log", "wb"),
