@@ -138,6 +138,31 @@ if [[ "$(cat "$LSV/.da-requirements" 2>/dev/null)" != "$ls_stamp" ]]; then
   echo "$ls_stamp" >"$LSV/.da-requirements"
 fi
 
+# --- 4b. Label Studio server (`depth-annotation labelstudio serve/pull`, test_labelstudio_server.py) ------
+# label-studio 1.23.2 pins the same label-studio-sdk 2.1.2 (and numpy/opencv/pydantic) as .venv-labelstudio
+# but other versions of a few packages (python-dateutil), so it gets its own venv, built the same way.
+LSSV="$ROOT/.venv-labelstudio-server"
+lss_stamp=$(stamp_of "$ROOT/requirements/labelstudio-server.txt")
+if [[ "$(cat "$LSSV/.da-requirements" 2>/dev/null)" != "$lss_stamp" ]]; then
+  say "installing the Label Studio server into $LSSV"
+  [[ -x "$LSSV/bin/python" ]] || "$PY" -m venv "$LSSV"
+  "$LSSV/bin/python" -m pip --disable-pip-version-check -q install -r "$ROOT/requirements/labelstudio-server.txt" 2>&1 \
+    | grep -v "is ignored: it is neither a file nor a directory" >&2 || true
+  # (not `label-studio --version`: it asks PyPI for the latest release and waits on a machine offline)
+  "$LSSV/bin/python" -c "import django, label_studio.server" >/dev/null && [[ -x "$LSSV/bin/label-studio" ]] \
+    || die "label-studio did not install into $LSSV"
+  # An empty database with every migration applied: `labelstudio serve` copies it into a new data
+  # directory, so a first start takes seconds instead of the 30-90 s of Label Studio's migrations.
+  tmpl_dir=$(mktemp -d)
+  LABEL_STUDIO_BASE_DATA_DIR="$tmpl_dir" DATABASE_NAME="$tmpl_dir/label_studio.sqlite3" LATEST_VERSION_CHECK=false \
+    "$LSSV/bin/python" -c "from label_studio import server; server._setup_env(); server._apply_database_migrations()" \
+    >"$LSSV/migrate.log" 2>&1 || die "Label Studio's database migrations failed (log: $LSSV/migrate.log)"
+  mkdir -p "$LSSV/share/depth-annotation"
+  mv "$tmpl_dir/label_studio.sqlite3" "$LSSV/share/depth-annotation/label_studio.sqlite3"
+  rm -rf "$tmpl_dir"
+  echo "$lss_stamp" >"$LSSV/.da-requirements"
+fi
+
 # --- 5. Mutation testing tools (only for ./dev.sh mutate) -------------------------------------
 if ((MUTATE)); then
   mut_stamp=$(stamp_of "$ROOT/requirements/mutate.txt")

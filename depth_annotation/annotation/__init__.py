@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from .errors import AnnotationDatasetError as AnnotationDatasetError
     from .errors import AnnotationImportError as AnnotationImportError
     from .errors import LabelStudioFormatError as LabelStudioFormatError
+    from .errors import LabelStudioServerError as LabelStudioServerError
     from .errors import LabelStudioUnavailable as LabelStudioUnavailable
     from .errors import ValidationConfigError as ValidationConfigError
     from .keypoints3d import KEYPOINT_DTYPE as KEYPOINT_DTYPE
@@ -31,6 +32,18 @@ if TYPE_CHECKING:
     from .labelstudio_codec import PolygonRegion as PolygonRegion
     from .labelstudio_codec import RleRegion as RleRegion
     from .labelstudio_codec import labelstudio_python as labelstudio_python
+    from .labelstudio_server import Credentials as Credentials
+    from .labelstudio_server import LabelStudioClient as LabelStudioClient
+    from .labelstudio_server import LabelStudioServer as LabelStudioServer
+    from .labelstudio_server import ProjectInfo as ProjectInfo
+    from .labelstudio_server import data_dir_of as data_dir_of
+    from .labelstudio_server import free_port as free_port
+    from .labelstudio_server import load_credentials as load_credentials
+    from .labelstudio_server import print_login as print_login
+    from .labelstudio_server import pull_export as pull_export
+    from .labelstudio_server import session_cookie as session_cookie
+    from .labelstudio_server import setup_project as setup_project
+    from .labelstudio_server import write_state as write_state
     from .ls_import import ImportResult as ImportResult
     from .ls_import import import_export as import_export
     from .metrics import class_iou as class_iou

@@ -32,3 +32,7 @@ class AnnotationDatasetError(DepthAnnotationError, ValueError):
 
 class ValidationConfigError(DepthAnnotationError, ValueError):
     """A validation config file with an unknown key, a wrong type or a value out of range."""
+
+
+class LabelStudioServerError(DepthAnnotationError, RuntimeError):
+    """The local Label Studio server cannot start or answer (venv missing, port taken, no reply, HTTP error)."""

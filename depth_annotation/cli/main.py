@@ -528,6 +528,50 @@ def _cmd_annotations_synth(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_labelstudio(args: argparse.Namespace) -> int:
+    """`labelstudio serve`: a local Label Studio with the dataset's project; `labelstudio pull`: export + import."""
+    from depth_annotation.annotation import (
+        AnnotationDatasetError,
+        LabelStudioClient,
+        LabelStudioServer,
+        LabelStudioServerError,
+        data_dir_of,
+        load_credentials,
+        print_login,
+        pull_export,
+        setup_project,
+        write_state,
+    )
+
+    ddir = data_dir_of(args.dataset, args.data_dir)
+    try:
+        if args.labelstudio_command == "pull":
+            out = Path(args.out) if args.out else ddir / "export.json"
+            path, annotated = pull_export(args.dataset, out, data_dir=args.data_dir)
+            print(f"exported {annotated} annotated task(s) to {path}")
+            return _cmd_annotations_import(argparse.Namespace(export=path, dataset=args.dataset, workers=None))
+        creds = load_credentials(ddir)
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # stop the server on `kill` as on Ctrl-C
+        with LabelStudioServer(ddir, args.dataset, creds, port=args.port, host=args.host) as server:
+            info = setup_project(LabelStudioClient(server.url, creds.token), args.dataset)
+            write_state(ddir, server, info.project_id)
+            print(f"Label Studio {server.url} up in {server.startup_s:.1f} s (data: {ddir}, log: {server.log_path})")
+            print(f"project {info.project_id}: {info.tasks} task(s) from {info.tasks_file.name}", end="")
+            print(f" ({info.imported} imported now)" if info.imported else " (reused)")
+            print_login(creds)
+            print(f"open {info.url}  (Ctrl-C stops the server)", flush=True)
+            try:
+                while server.process is not None and server.process.poll() is None:
+                    time.sleep(1.0)
+            except KeyboardInterrupt:
+                return 0
+            print(f"error: Label Studio stopped by itself (log: {server.log_path})", file=sys.stderr)
+            return 1
+    except (LabelStudioServerError, AnnotationDatasetError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
 def _cmd_validate(args: argparse.Namespace) -> int:
     """Annotation quality: IoU, kappa, keypoints, mask vs depth; report + re-annotation tasks."""
     from depth_annotation.annotation import AnnotationDatasetError, ValidationConfigError, validate_dataset
@@ -900,6 +944,18 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--miss", action="append", metavar="OBJECT", help="annotator 2 leaves this object unlabelled")
     ap.add_argument("--keypoint-on-background", action="append", metavar="KEYPOINT", help="annotator 2 clicks it off")
     ap.set_defaults(func=_cmd_annotations_synth)
+
+    sp = sub.add_parser("labelstudio", help="a local Label Studio server for a dataset: serve its tasks, pull results")
+    lsp = sp.add_subparsers(dest="labelstudio_command", required=True)
+    ap = lsp.add_parser("serve", help="start Label Studio (127.0.0.1) with the dataset's project and tasks")
+    ap.add_argument("--port", type=int, default=8080)
+    ap.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
+    ap = lsp.add_parser("pull", help="export the project's annotations through the API and import them")
+    ap.add_argument("--out", help="where to keep the JSON export (default DATA_DIR/export.json)")
+    for ap in lsp.choices.values():
+        ap.add_argument("--dataset", required=True, help="dataset directory made by `depth-annotation export`")
+        ap.add_argument("--data-dir", help="Label Studio's data directory (default DATASET/labelstudio)")
+    sp.set_defaults(func=_cmd_labelstudio)
 
     sp = sub.add_parser("validate", help="annotation quality of a dataset: metrics, report, re-annotation tasks")
     sp.add_argument("--dataset", required=True, help="dataset directory with imported annotations")
