@@ -122,7 +122,7 @@ def test_batch_export_equals_separate_runs_lists_the_bad_bags_and_skips_on_rerun
     err = capsys.readouterr().err
     failed = [ln for ln in err.splitlines() if ln.startswith("failed: ")]
     assert len(failed) == 2, err
-    assert any("bag_4_truncated" in ln for ln in failed)
+    assert any("bag_4_truncated" in ln and "no frames were exported" in ln for ln in failed)
     assert any("bag_5_no_depth" in ln and "/camera/aligned_depth_to_color/image_raw" in ln for ln in failed)
     for name in GOOD:
         assert_same_dataset(reference / name, out / name)
@@ -214,3 +214,39 @@ def test_find_bags_refuses_two_bags_with_one_stem_and_an_empty_glob(tmp_path):
         find_bags(str(tmp_path / "*" / "x*"))
     with pytest.raises(BatchError, match="no bags matched"):
         find_bags(str(tmp_path / "nothing*"))
+
+
+def test_batch_mono_actors_write_what_mono_writes(local_ray, bags, tmp_path):
+    from depth_annotation.mono import save_tiny_model
+
+    model = str(save_tiny_model(tmp_path / "tiny"))
+    flags = ["--model", model, "--metric-model", "--input-size", "56"]
+    for name in ("bag_0", "bag_1"):
+        assert main(["mono", "--bag", str(bags / name), "--out", str(tmp_path / "ref" / name), *flags]) == 0
+    out = tmp_path / "out"
+    rc = main(
+        ["batch", "mono", "--bags", str(bags / "bag_[01]"), "--out", str(out), "--actors", "2", "--quiet", *flags]
+    )
+    assert rc == 0
+    for name in ("bag_0", "bag_1"):
+        ref, got = tmp_path / "ref" / name, out / name
+        pngs = sorted(p.name for p in (ref / "depth").iterdir())
+        assert len(pngs) == 6 and sorted(p.name for p in (got / "depth").iterdir()) == pngs
+        for png in pngs:
+            assert (ref / "depth" / png).read_bytes() == (got / "depth" / png).read_bytes()
+        a, b = json.loads((ref / "scale.json").read_text()), json.loads((got / "scale.json").read_text())
+        for doc in (a, b):  # wall-clock time per frame is the only thing that may differ
+            for frame in doc["frames"]:
+                frame.pop("inference_ms")
+        assert a == b
+
+
+def test_without_ray_the_package_imports_and_says_how_to_install(monkeypatch, tmp_path):
+    import sys
+
+    from depth_annotation.batch import RayUnavailable
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` now raises ImportError
+    with pytest.raises(RayUnavailable, match=r"needs Ray, which is not installed: pip install"):
+        run_batch("export", [str(tmp_path)], ExportJob(str(tmp_path / "out"), ExportOptions(out_dir=Path("."))))
+    assert main(["batch", "export", "--bags", str(tmp_path), "--out", str(tmp_path / "out")]) == 2
