@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import threading
 import time
@@ -159,6 +160,9 @@ def test_a_partial_output_is_redone_and_changed_options_redo_everything(local_ra
     (out / "bag_0" / "export" / "dataset.h5").write_bytes(b"half")
     assert [r.status for r in run_batch("export", items, job, opts).results] == ["done", "skipped"]
     assert h5py.is_hdf5(out / "bag_0" / "export" / "dataset.h5")
+    shutil.rmtree(out / "bag_1")  # a marker without its dataset (deleted by hand): redone
+    assert [r.status for r in run_batch("export", items, job, opts).results] == ["skipped", "done"]
+    assert h5py.is_hdf5(out / "bag_1" / "export" / "dataset.h5")
     other = ExportJob(str(out), ExportOptions(out_dir=Path("."), every_k=5))
     assert [r.status for r in run_batch("export", items, other, opts).results] == ["done", "done"]
 
