@@ -25,6 +25,8 @@ ALLOWED = {
     "annotation": {"common", "qc", "dataset"},  # Label Studio results go back into the exported dataset
     "training": {"common", "dataset"},  # point clouds, voxels, dataloader over the exported dataset
     "preannotation": {"common", "dataset"},  # geometric pre-annotation of the exported tasks
+    # batch: the single-machine cores as Ray tasks over many bags
+    "batch": {"common", "dataset", "mono", "annotation"},
     "nodes": {"common", "capture", "qc", "calibration", "mono", "dataset", "annotation", "training", "preannotation"},
     "cli": {
         "common",
@@ -37,9 +39,21 @@ ALLOWED = {
         "training",
         "preannotation",
         "nodes",
+        "batch",
     },
 }
-CONCEPTS = ["common", "capture", "qc", "calibration", "mono", "dataset", "annotation", "training", "preannotation"]
+CONCEPTS = [
+    "common",
+    "capture",
+    "qc",
+    "calibration",
+    "mono",
+    "dataset",
+    "annotation",
+    "training",
+    "preannotation",
+    "batch",
+]
 # ROS client code lives in nodes/ and in the CLI modules that talk to a live graph.
 ROS_CLIENTS = {"cli/bag_replay.py", "cli/demo.py"}
 ROS_MODULES = (

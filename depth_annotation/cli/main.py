@@ -743,6 +743,71 @@ def _cmd_smoke(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_batch(args: argparse.Namespace) -> int:
+    """export / mono / validate over many bags as Ray tasks (depth_annotation.batch); one line per failed bag."""
+    from depth_annotation.batch import (
+        BatchError,
+        BatchOptions,
+        ExportJob,
+        MonoJob,
+        RayUnavailable,
+        ValidateJob,
+        find_bags,
+        run_batch,
+    )
+    from depth_annotation.common import DEFAULT_TAXONOMY, default_taxonomy_path, load_taxonomy
+    from depth_annotation.dataset import ExportOptions
+    from depth_annotation.mono import MonoModelConfig
+
+    job: ExportJob | MonoJob | ValidateJob
+    try:
+        items = find_bags(args.bags, args.list)
+        if args.batch_command == "export":
+            tax_path = args.taxonomy or default_taxonomy_path()
+            opts = ExportOptions(
+                out_dir=Path("."),
+                codec=args.codec,
+                level=args.level,
+                every_k=args.every,
+                taxonomy=load_taxonomy(tax_path) if tax_path else DEFAULT_TAXONOMY,
+            )
+            job = ExportJob(args.out, opts, allow_partial=args.allow_partial)
+        elif args.batch_command == "mono":
+            model = MonoModelConfig(
+                model=args.model, device=args.device, input_size=args.input_size, backend=args.backend
+            )
+            job = MonoJob(
+                args.out,
+                model,
+                topic=args.topic,
+                depth_topic=args.depth_topic,
+                scale_file=args.scale_file,
+                metric_model=args.metric_model,
+            )
+        else:
+            job = ValidateJob(args.out, args.config)
+        batch = BatchOptions(
+            ray_address=args.ray_address,
+            num_workers=args.num_workers,
+            gpus_per_actor=args.gpus_per_actor,
+            actors=args.actors,
+            max_retries=args.max_retries,
+            progress=not args.quiet,
+        )
+        summary = run_batch(args.batch_command, items, job, batch)
+    except (BatchError, RayUnavailable, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    for r in summary.failed:
+        print(f"failed: {r.bag}: {r.error}", file=sys.stderr)
+    d = summary.to_dict()
+    print(
+        f"{d['done']} done, {d['skipped']} skipped (already done), {d['failed']} failed of {d['bags']} in "
+        f"{d['seconds']:.1f} s ({d['frames_per_s']:.1f} frames/s); summary: {summary.path}"
+    )
+    return 1 if summary.failed else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="depth-annotation", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -1000,6 +1065,34 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--augment", action="store_true", help="apply the augmentations (noise, dropout patches)")
     sp.add_argument("--out", help="PNG path (default DATASET/smoke.png)")
     sp.set_defaults(func=_cmd_smoke)
+
+    sp = sub.add_parser("batch", help="export / mono / validate over many bags on Ray (local or a cluster)")
+    sp.add_argument("batch_command", choices=("export", "mono", "validate"), help="validate: --bags are datasets")
+    src = sp.add_mutually_exclusive_group(required=True)
+    src.add_argument("--bags", help="glob of bags (.mcap/.db3 files or bag folders; datasets for validate)")
+    src.add_argument("--list", help="file with one bag path a line")
+    sp.add_argument("--out", required=True, help="output folder or fsspec URL: OUT/<bag-stem>/ per bag")
+    sp.add_argument("--ray-address", help="join this Ray cluster (default: start a local Ray)")
+    sp.add_argument("--num-workers", type=int, help="local Ray: bags at once (default: the machine's cores)")
+    sp.add_argument("--max-retries", type=int, default=3, help="re-runs of a bag whose worker died")
+    sp.add_argument("--codec", choices=CODECS, default="gzip", help="export: chunk compression")
+    sp.add_argument("--level", type=int, default=None, help="export: codec level")
+    sp.add_argument("--every", type=int, default=10, help="export: annotation every k-th frame")
+    sp.add_argument("--taxonomy", help="export: taxonomy YAML")
+    sp.add_argument("--allow-partial", action="store_true", help="export: a partly unreadable bag counts as done")
+    sp.add_argument("--model", default="depth-anything/Depth-Anything-V2-Small-hf", help="mono: model")
+    sp.add_argument("--device", default="auto", help="mono: auto (cuda when the actor has a GPU), cpu, cuda")
+    sp.add_argument("--input-size", type=int, default=518, help="mono: network input size")
+    sp.add_argument("--backend", choices=("torch", "onnxruntime", "openvino"), default="torch")
+    sp.add_argument("--topic", default="/camera/color/image_raw", help="mono: colour topic")
+    sp.add_argument("--depth-topic", help="mono: sensor depth topic (sensor_fit)")
+    sp.add_argument("--scale-file", help="mono: calibration JSON with mono_scale")
+    sp.add_argument("--metric-model", action="store_true", help="mono: the model predicts metres")
+    sp.add_argument("--gpus-per-actor", type=float, default=0.0, help="mono: GPUs per model actor (0: CPU)")
+    sp.add_argument("--actors", type=int, help="mono: model actors (default: one per worker)")
+    sp.add_argument("--config", help="validate: thresholds YAML")
+    sp.add_argument("--quiet", action="store_true", help="no progress bar")
+    sp.set_defaults(func=_cmd_batch)
     return p
 
 

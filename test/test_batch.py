@@ -1,0 +1,256 @@
+"""`depth-annotation batch`: Ray tasks per bag give what separate `export` runs give, bit for bit.
+
+One local Ray (2 CPUs, no dashboard, a small object store) serves the module. Six synthetic bags:
+four good, one truncated (its .mcap cut in half), one without the depth topic. The good bags'
+datasets are compared with `depth-annotation export BAG --out REF/<stem>` run one by one: every
+HDF5 dataset's bytes and every attribute, every PNG/XML byte for byte, every JSON equal except the
+absolute output folder in export_report.json's "hdf5" (REF/... vs OUT/...), which is the only
+thing that names where the run wrote.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import threading
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from depth_annotation.batch import BatchOptions, ExportJob, find_bags, run_batch
+from depth_annotation.cli.main import main
+from depth_annotation.common import default_intrinsics
+from depth_annotation.dataset import DEFAULT_TOPICS, ExportOptions, bag_io, write_synthetic_bag
+
+ray = pytest.importorskip("ray")  # in requirements; the module-level message says what is missing
+
+GOOD = ["bag_0", "bag_1", "bag_2", "bag_3"]
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    ray.init(num_cpus=2, include_dashboard=False, object_store_memory=80 * 2**20, log_to_driver=False)
+    try:
+        yield
+    finally:
+        ray.shutdown()
+
+
+def _bag_file(bag: Path) -> Path:
+    return next(bag.glob("*.mcap"))
+
+
+@pytest.fixture(scope="module")
+def bags(tmp_path_factory):
+    root = tmp_path_factory.mktemp("bags")
+    for i, name in enumerate(GOOD + ["bag_4_truncated"]):
+        write_synthetic_bag(root / name, frames=6, width=160, height=120, seed=i)
+    cut = _bag_file(root / "bag_4_truncated")
+    data = cut.read_bytes()
+    cut.write_bytes(data[: len(data) // 2])
+    # a recording without the depth topic: colour and camera_info only
+    intr = default_intrinsics(160, 120)
+    with bag_io.BagWriter(root / "bag_5_no_depth", storage="mcap") as w:
+        w.add_topic(DEFAULT_TOPICS["color"], "sensor_msgs/msg/Image")
+        w.add_topic(DEFAULT_TOPICS["info"], "sensor_msgs/msg/CameraInfo")
+        for k in range(3):
+            stamp = 1_700_000_000_000_000_000 + k * 33_333_333
+            rgb = np.full((120, 160, 3), 40 * k, np.uint8)
+            w.write(DEFAULT_TOPICS["color"], stamp, bag_io.image(rgb, "rgb8", stamp, "camera_color_optical_frame"))
+            w.write(DEFAULT_TOPICS["info"], stamp, bag_io.camera_info(intr, stamp, "camera_color_optical_frame"))
+    return root
+
+
+@pytest.fixture(scope="module")
+def reference(bags, tmp_path_factory):
+    """`depth-annotation export` run one bag at a time."""
+    ref = tmp_path_factory.mktemp("ref")
+    for name in GOOD:
+        assert main(["export", str(bags / name), "--out", str(ref / name), "--quiet"]) == 0
+    return ref
+
+
+def _h5_items(path: Path) -> dict[str, object]:
+    items: dict[str, object] = {}
+    with h5py.File(path, "r") as f:
+        items["/@"] = {k: repr(v) for k, v in f.attrs.items()}
+
+        def visit(name, obj):
+            items[name + "@"] = {k: repr(v) for k, v in obj.attrs.items()}
+            if isinstance(obj, h5py.Dataset):
+                arr = obj[()]
+                data = repr(np.asarray(arr).tolist()) if arr.dtype.kind == "O" else np.asarray(arr).tobytes()
+                items[name] = (arr.dtype.str, arr.shape, data)  # variable-length strings: by value
+
+        f.visititems(visit)
+    return items
+
+
+def assert_same_dataset(ref: Path, got: Path) -> None:
+    ref_files = sorted(p.relative_to(ref) for p in ref.rglob("*") if p.is_file())
+    got_files = sorted(p.relative_to(got) for p in got.rglob("*") if p.is_file())
+    assert got_files == ref_files
+    for rel in ref_files:
+        a, b = ref / rel, got / rel
+        if rel.suffix == ".h5":
+            ia, ib = _h5_items(a), _h5_items(b)
+            assert ia.keys() == ib.keys(), rel
+            for key in ia:
+                assert ia[key] == ib[key], f"{rel}:{key} differs"
+        elif rel.suffix == ".json":
+            ja, jb = json.loads(a.read_text()), json.loads(b.read_text())
+            if rel.name == "export_report.json":  # the absolute folder the run wrote to, nothing else
+                assert ja.pop("hdf5") == str(ref / "export" / "dataset.h5")
+                assert jb.pop("hdf5") == str(got / "export" / "dataset.h5")
+            assert ja == jb, rel
+        else:
+            assert a.read_bytes() == b.read_bytes(), rel
+
+
+def test_batch_export_equals_separate_runs_lists_the_bad_bags_and_skips_on_rerun(
+    local_ray, bags, reference, tmp_path, capsys
+):
+    out = tmp_path / "out"
+    t0 = time.perf_counter()
+    rc = main(["batch", "export", "--bags", str(bags / "bag_*"), "--out", str(out), "--quiet"])
+    first_s = time.perf_counter() - t0
+    assert rc == 1  # two bags failed
+    err = capsys.readouterr().err
+    failed = [ln for ln in err.splitlines() if ln.startswith("failed: ")]
+    assert len(failed) == 2, err
+    assert any("bag_4_truncated" in ln and "no frames were exported" in ln for ln in failed)
+    assert any("bag_5_no_depth" in ln and "/camera/aligned_depth_to_color/image_raw" in ln for ln in failed)
+    for name in GOOD:
+        assert_same_dataset(reference / name, out / name)
+    assert not (out / "bag_4_truncated").exists() and not (out / "bag_5_no_depth").exists()
+    summary = json.loads((out / ".batch" / "export_summary.json").read_text())
+    rows = {Path(r["bag"]).name: r for r in summary["per_bag"]}
+    assert {n: rows[n]["status"] for n in rows} == {
+        **dict.fromkeys(GOOD, "done"),
+        "bag_4_truncated": "failed",
+        "bag_5_no_depth": "failed",
+    }
+    assert all(rows[n]["frames"] == 6 and rows[n]["error"] is None for n in GOOD)
+    assert summary["frames"] == 24 and summary["failed"] == 2
+
+    # a rerun: nothing to do for the good bags (their files untouched), the bad ones tried again
+    mtimes = {p: p.stat().st_mtime_ns for p in out.glob("bag_*/**/*") if p.is_file()}
+    rc = main(["batch", "export", "--bags", str(bags / "bag_*"), "--out", str(out), "--quiet"])
+    assert rc == 1
+    summary = json.loads((out / ".batch" / "export_summary.json").read_text())
+    assert [r["status"] for r in summary["per_bag"]] == ["skipped"] * 4 + ["failed"] * 2
+    assert summary["frames"] == 0
+    assert {p: p.stat().st_mtime_ns for p in out.glob("bag_*/**/*") if p.is_file()} == mtimes
+    print(f"\nbatch export of 6 bags on 2 local workers: {first_s:.1f} s (first run, with Ray start-up)")
+
+
+def test_a_partial_output_is_redone_and_changed_options_redo_everything(local_ray, bags, tmp_path):
+    out = tmp_path / "out"
+    items = find_bags(str(bags / "bag_[01]"))
+    job = ExportJob(str(out), ExportOptions(out_dir=Path(".")))
+    opts = BatchOptions(progress=False)
+    assert [r.status for r in run_batch("export", items, job, opts).results] == ["done", "done"]
+    # bag_0 as a run killed after publishing, before its marker, with a damaged file: redone; bag_1 skipped
+    (out / ".batch" / "bag_0.export.json").unlink()
+    (out / "bag_0" / "export" / "dataset.h5").write_bytes(b"half")
+    assert [r.status for r in run_batch("export", items, job, opts).results] == ["done", "skipped"]
+    assert h5py.is_hdf5(out / "bag_0" / "export" / "dataset.h5")
+    shutil.rmtree(out / "bag_1")  # a marker without its dataset (deleted by hand): redone
+    assert [r.status for r in run_batch("export", items, job, opts).results] == ["skipped", "done"]
+    assert h5py.is_hdf5(out / "bag_1" / "export" / "dataset.h5")
+    other = ExportJob(str(out), ExportOptions(out_dir=Path("."), every_k=5))
+    assert [r.status for r in run_batch("export", items, other, opts).results] == ["done", "done"]
+
+
+def test_a_killed_worker_is_retried_and_gives_the_same_dataset(local_ray, bags, reference, tmp_path):
+    out, flags = tmp_path / "out", tmp_path / "flags"
+    flags.mkdir()
+    target = str(bags / "bag_2")
+
+    def hook(bag: str) -> None:  # runs in the worker; pickled by value (a closure)
+        if bag != target or (flags / "attempted").exists():
+            return
+        (flags / "attempted").write_text("1")
+        (flags / "pid").write_text(str(os.getpid()))
+        for _ in range(600):  # until the test kills this process
+            time.sleep(0.1)
+
+    killed = []
+
+    def killer() -> None:
+        for _ in range(600):
+            if (flags / "pid").exists():
+                pid = int((flags / "pid").read_text())
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+                return
+            time.sleep(0.1)
+
+    thread = threading.Thread(target=killer)
+    thread.start()
+    items = [str(bags / "bag_1"), target]
+    summary = run_batch(
+        "export",
+        items,
+        ExportJob(str(out), ExportOptions(out_dir=Path("."))),
+        BatchOptions(progress=False, task_hook=hook),
+    )
+    thread.join()
+    assert len(killed) == 1
+    rows = {Path(r.bag).name: r for r in summary.results}
+    assert rows["bag_2"].status == "done" and rows["bag_2"].attempt_pid != killed[0]
+    assert rows["bag_1"].status == "done"
+    assert_same_dataset(reference / "bag_2", out / "bag_2")
+    assert not any((out / ".batch" / "staging").iterdir())  # the killed attempt's staging is not published
+
+
+def test_find_bags_refuses_two_bags_with_one_stem_and_an_empty_glob(tmp_path):
+    from depth_annotation.batch import BatchError
+
+    (tmp_path / "a" / "x.mcap").mkdir(parents=True)
+    (tmp_path / "b" / "x").mkdir(parents=True)
+    with pytest.raises(BatchError, match="both be exported to <out>/x"):
+        find_bags(str(tmp_path / "*" / "x*"))
+    with pytest.raises(BatchError, match="no bags matched"):
+        find_bags(str(tmp_path / "nothing*"))
+
+
+def test_batch_mono_actors_write_what_mono_writes(local_ray, bags, tmp_path):
+    from depth_annotation.mono import save_tiny_model
+
+    model = str(save_tiny_model(tmp_path / "tiny"))
+    flags = ["--model", model, "--metric-model", "--input-size", "56"]
+    for name in ("bag_0", "bag_1"):
+        assert main(["mono", "--bag", str(bags / name), "--out", str(tmp_path / "ref" / name), *flags]) == 0
+    out = tmp_path / "out"
+    rc = main(
+        ["batch", "mono", "--bags", str(bags / "bag_[01]"), "--out", str(out), "--actors", "2", "--quiet", *flags]
+    )
+    assert rc == 0
+    for name in ("bag_0", "bag_1"):
+        ref, got = tmp_path / "ref" / name, out / name
+        pngs = sorted(p.name for p in (ref / "depth").iterdir())
+        assert len(pngs) == 6 and sorted(p.name for p in (got / "depth").iterdir()) == pngs
+        for png in pngs:
+            assert (ref / "depth" / png).read_bytes() == (got / "depth" / png).read_bytes()
+        a, b = json.loads((ref / "scale.json").read_text()), json.loads((got / "scale.json").read_text())
+        for doc in (a, b):  # wall-clock time per frame is the only thing that may differ
+            for frame in doc["frames"]:
+                frame.pop("inference_ms")
+        assert a == b
+
+
+def test_without_ray_the_package_imports_and_says_how_to_install(monkeypatch, tmp_path):
+    import sys
+
+    from depth_annotation.batch import RayUnavailable
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` now raises ImportError
+    with pytest.raises(RayUnavailable, match=r"needs Ray, which is not installed: pip install"):
+        run_batch("export", [str(tmp_path)], ExportJob(str(tmp_path / "out"), ExportOptions(out_dir=Path("."))))
+    assert main(["batch", "export", "--bags", str(tmp_path), "--out", str(tmp_path / "out")]) == 2
