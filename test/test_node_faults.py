@@ -10,6 +10,7 @@ changes the next frame's status while a bad value is refused.
 
 from __future__ import annotations
 
+import json
 import signal
 import sys
 import textwrap
@@ -352,3 +353,43 @@ def test_sigterm_is_a_clean_stop_that_says_so(procs, tmp_path, exe):
     assert p.wait_exit(30) == 0, p.output()
     assert "stopped cleanly after SIGTERM" in p.output(), p.output()
     assert "Traceback" not in p.output()
+
+
+# --- realsense_node ---------------------------------------------------------------------------------
+def test_driver_refuses_unknown_parameters_before_anything_is_written(procs, tmp_path):
+    p = procs.node(
+        "realsense_node",
+        params={"output_dir": str(tmp_path / "captures"), "color_width": 123, "strict_parameters": True},
+        watch=False,
+    )
+    assert p.wait_exit(60) == 2, p.output()
+    assert "unknown parameter(s) color_width" in p.output().strip().splitlines()[-1]
+    assert not (tmp_path / "captures").exists()  # no session directory, no capture_metadata.json
+
+
+def test_driver_without_a_device_says_so_on_the_console(procs, tmp_path):
+    p = procs.node("realsense_node", params={"source": "device", "output_dir": str(tmp_path)})
+    assert wait_until(lambda: "ready" in p.output(), 60), p.output()
+    errors = [line for line in p.output().splitlines() if line.startswith("[ERROR]")]
+    assert len(errors) == 1, p.output()
+    assert "no RealSense device found (serials found: none)" in errors[0]
+    assert "retrying with exponential backoff" in errors[0] and "8 s" in errors[0]
+    assert p.alive()
+
+
+def test_driver_records_the_frames_timestamp_domain(procs, tmp_path):
+    p = procs.node(
+        "realsense_node",
+        params={
+            "output_dir": str(tmp_path),
+            "session_id": "s",
+            "synthetic_timestamp_domain": "global_time",
+            "metadata_period_s": 1.0,
+        },
+    )
+    path = tmp_path / "s" / "capture_metadata.json"
+
+    def domain():
+        return path.exists() and json.loads(path.read_text())["timing"]["timestamp_domain"]
+
+    assert wait_until(lambda: domain() == "global_time", 60), p.output()
