@@ -63,7 +63,7 @@ TUNABLE = (
 class CoverageQCNode(Node):
     def __init__(self) -> None:
         super().__init__(NODE_NAME)
-        self.analyzer: CoverageAnalyzer | None = None
+        self._declared = False  # on_change callbacks apply only after the analyzer exists
 
         def d(name: str, default: Any, description: str, **kw: Any) -> Any:
             on_change = partial(self._retune, name) if name in TUNABLE else None
@@ -92,6 +92,7 @@ class CoverageQCNode(Node):
             self.analyzer = CoverageAnalyzer(cfg)
         except CoverageConfigError as exc:
             raise StartupError(str(exc)) from None
+        self._declared = True
         self.output_dir = Path(
             declare_renamed(self, "output_dir", "report_dir", "qc", "directory for qc_report.json / qc_report.html")
         ).expanduser()
@@ -116,9 +117,10 @@ class CoverageQCNode(Node):
 
     def _retune(self, name: str, value: float) -> None:
         """Apply a threshold set at run time: validated as a whole config, refused (ValueError) if inconsistent."""
-        if self.analyzer is None:
+        if not self._declared:
             return  # still declaring: the config is built from the declared values
-        cfg = dataclasses.replace(self.analyzer.config, **{name: float(value)})
+        changes: dict[str, Any] = {name: float(value)}
+        cfg = dataclasses.replace(self.analyzer.config, **changes)
         cfg.validate()  # CoverageConfigError is a ValueError: the set is refused with its reason
         self.analyzer.config = cfg
         self.overlay_min_mm = 1000.0 * cfg.range_min_m
