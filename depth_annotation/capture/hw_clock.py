@@ -19,6 +19,13 @@ in time is clamped to 1 ns after the previous stamp.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
+
+# librealsense timestamp domains whose stamps are already on the host clock (milliseconds since
+# the epoch): used as-is, as realsense-ros does. D4xx cameras default to global_time (the SDK
+# maps the hardware clock to the host clock itself); system_time is the host's arrival time.
+HOST_CLOCK_DOMAINS = ("global_time", "system_time")
+HARDWARE_DOMAIN = "hardware_clock"
 
 
 @dataclass
@@ -52,3 +59,20 @@ class HardwareClockMapper:
         """Forget the anchor (keep monotonicity): call on reconnect."""
         self.offset_ns = None
         self.last_hw_ns = None
+
+
+def domain_name(domain: Any) -> str:
+    """`rs.timestamp_domain.global_time` -> "global_time" (what the metadata records)."""
+    name = getattr(domain, "name", None)
+    return str(name) if name else str(domain).rsplit(".", 1)[-1]
+
+
+def frame_stamp_ns(domain: str, timestamp_ms: float, mapper: HardwareClockMapper, host_now_ns: int) -> int:
+    """The ROS stamp of a frame whose SDK timestamp is `timestamp_ms` in `domain`.
+
+    Host-clock domains pass through unchanged; the hardware clock (and anything unknown) goes
+    through `mapper`, which anchors it to the host clock.
+    """
+    if domain in HOST_CLOCK_DOMAINS:
+        return int(round(timestamp_ms * 1e6))
+    return mapper.map(timestamp_ms, host_now_ns)

@@ -15,6 +15,7 @@ from depth_annotation.common import atomic_io
 
 from .filters import FilterSettings, settings_to_dict
 from .frame_accounting import StreamCounter
+from .hw_clock import HOST_CLOCK_DOMAINS
 from .sources import DeviceInfo
 
 SCHEMA_VERSION = 1
@@ -38,6 +39,7 @@ def build_metadata(
     temperatures: dict[str, float],
     sdk_work: dict[str, Any] | None = None,
     extra: dict[str, Any] | None = None,
+    timestamp_domain: str | None = None,
 ) -> dict[str, Any]:
     data: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
@@ -54,6 +56,16 @@ def build_metadata(
             "depth_storage": "uint16 millimetres (16UC1)",
             "warmup_s": warmup_s,
             **(sdk_work or {}),
+        },
+        "timing": {
+            "timestamp_domain": timestamp_domain,  # None until the first frame
+            "stamps": (
+                None
+                if timestamp_domain is None
+                else "SDK timestamp as-is (host clock)"
+                if timestamp_domain in HOST_CLOCK_DOMAINS
+                else "hardware clock mapped to the host clock (capture/hw_clock.py)"
+            ),
         },
         "temperatures_c": temperatures,
         "frames": {name: c.to_dict() for name, c in counters.items()},

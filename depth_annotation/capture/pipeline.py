@@ -43,7 +43,7 @@ from depth_annotation.common import Intrinsics
 from .errors import ReplayError, SourceError, SourceUnavailable, WorkerFailed
 from .filters import FilterChain, FilterSettings, default_settings
 from .frame_accounting import StreamCounter
-from .hw_clock import HardwareClockMapper
+from .hw_clock import HardwareClockMapper, domain_name, frame_stamp_ns
 from .replay import StreamGeometry
 from .sdk_workers import SdkWorkers
 from .sources import DeviceInfo, FrameSource, SourceFactory, intrinsics_from_rs
@@ -126,6 +126,7 @@ class CapturePipeline:
         self._clock_ns = clock_ns
         self.counters = {name: StreamCounter(name) for name in ("color", "depth", "aligned_depth")}
         self.clock = HardwareClockMapper()
+        self.timestamp_domain: str | None = None  # of the depth frames, from the first one on
         self.state = CaptureState.STARTING
         self.message = ""
         self.info: DeviceInfo | None = None
@@ -301,7 +302,10 @@ class CapturePipeline:
             return
         if self.state != CaptureState.STREAMING:
             self._set_state(CaptureState.STREAMING, "")
-        stamp = self.clock.map(depth.get_timestamp(), self._clock_ns())
+        domain = domain_name(depth.get_frame_timestamp_domain())
+        if domain != self.timestamp_domain:
+            self.timestamp_domain = domain
+        stamp = frame_stamp_ns(domain, depth.get_timestamp(), self.clock, self._clock_ns())
         geometry = None
         if self.workers is not None and self._geometry_stale:
             # Read here, on the thread that closes sources: the frame's sensor is surely alive.

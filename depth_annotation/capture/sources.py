@@ -135,6 +135,7 @@ class SyntheticSource:
         poses: int = 30,
         faults: SyntheticFaults | None = None,
         record_to: str | None = None,
+        timestamp_domain: str = "hardware_clock",
     ) -> None:
         faults = faults or SyntheticFaults()
         if not faults.device_present():
@@ -143,7 +144,14 @@ class SyntheticSource:
 
         try:
             self.camera: SyntheticCamera = SyntheticCamera(
-                color, depth, seed=seed, motion=motion, poses=poses, faults=faults, record_to=record_to
+                color,
+                depth,
+                seed=seed,
+                motion=motion,
+                poses=poses,
+                faults=faults,
+                record_to=record_to,
+                timestamp_domain=timestamp_domain,
             )
         except ValueError as exc:
             raise SourceError(str(exc)) from None
@@ -255,10 +263,14 @@ class DeviceSource(_PipelineSource):
     ) -> None:
         ctx = rs.context()
         devices = list(ctx.query_devices())
+        found = [d.get_info(rs.camera_info.serial_number) for d in devices]
         if serial_no:
             devices = [d for d in devices if d.get_info(rs.camera_info.serial_number) == serial_no]
         if not devices:
-            raise SourceUnavailable(f"no RealSense device found{' with serial ' + serial_no if serial_no else ''}")
+            wanted = f" with serial {serial_no}" if serial_no else ""
+            raise SourceUnavailable(
+                f"no RealSense device found{wanted} (serials found: {', '.join(found) if found else 'none'})"
+            )
         device = devices[0]
         serial = device.get_info(rs.camera_info.serial_number)
         for stream, fmt, want, label in (

@@ -89,7 +89,11 @@ class SyntheticCamera:
         faults: SyntheticFaults | None = None,
         depth_units: float = 0.001,
         record_to: str | None = None,
+        timestamp_domain: str = "hardware_clock",
     ) -> None:
+        if timestamp_domain not in ("hardware_clock", "global_time", "system_time"):
+            raise ValueError(f"unknown timestamp domain {timestamp_domain!r}")
+        self._domain = getattr(rs.timestamp_domain, timestamp_domain)  # the frames' domain, as a camera sets it
         if color not in SYNTHETIC_COLOR_PROFILES:
             raise ValueError(
                 f"unsupported color profile {color}; supported: {', '.join(map(str, SYNTHETIC_COLOR_PROFILES))}"
@@ -208,6 +212,8 @@ class SyntheticCamera:
             if n in faults.drop_frames:
                 continue
             hw_ms = n * 1000.0 / self.fps
+            if self._domain != rs.timestamp_domain.hardware_clock:  # a D4xx in global time: host-clock ms
+                hw_ms = time.time_ns() / 1e6
             depth = self._depth_frame(n)
             if n in faults.hole_frames:
                 depth = depth.copy()
@@ -220,7 +226,7 @@ class SyntheticCamera:
                 f.bpp = bpp
                 f.stride = pixels.shape[1] * bpp
                 f.timestamp = hw_ms
-                f.domain = rs.timestamp_domain.hardware_clock
+                f.domain = self._domain
                 f.frame_number = n
                 f.profile = profile.as_video_stream_profile()
                 if bpp == 2:

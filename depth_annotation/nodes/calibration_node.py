@@ -65,11 +65,29 @@ from depth_annotation.calibration import (
 from depth_annotation.common import CameraModelError, ImageConversionError, Intrinsics, image_to_array
 from depth_annotation.srv import Calibrate, CalibrateMonoScale, CalibrateStereo, VerifyDepth
 
+from .faults import FaultGuard
 from .messages import camera_info_msg, make_header, stamp_to_ns
 from .params import StartupError, declare, declare_renamed
 from .runtime import run_node
 
 NODE_NAME = "calibration_node"
+# The ArUco dictionaries a board may use, by name: an explicit allow-list, so a request naming
+# any other cv2.aruco attribute (a class, a function) is refused instead of being looked up.
+ARUCO_DICTIONARIES = (
+    *(f"DICT_{n}X{n}_{count}" for n in (4, 5, 6, 7) for count in (50, 100, 250, 1000)),
+    "DICT_ARUCO_ORIGINAL",
+    "DICT_APRILTAG_16h5",
+    "DICT_APRILTAG_25h9",
+    "DICT_APRILTAG_36h10",
+    "DICT_APRILTAG_36h11",
+    "DICT_ARUCO_MIP_36h12",
+)
+
+
+def _checked_dictionary(name: str) -> str:
+    if name not in ARUCO_DICTIONARIES:
+        raise BoardError(f"unknown ArUco dictionary {name!r}: one of {', '.join(ARUCO_DICTIONARIES)}")
+    return name
 
 
 def _gray(msg: Image) -> np.ndarray:
@@ -87,7 +105,9 @@ class CalibrationNode(Node):
                 squares_y=d("squares_y", 5, "squares along y", low=3, high=100),
                 square_length_m=d("square_length_m", 0.04, "printed square size", low=0.001, high=1.0),
                 marker_length_m=d("marker_length_m", 0.03, "printed ArUco marker size (ChArUco)", low=0.001, high=1.0),
-                dictionary=d("dictionary", "DICT_5X5_100", "ArUco dictionary (ChArUco)"),
+                dictionary=_checked_dictionary(
+                    d("dictionary", "DICT_5X5_100", "ArUco dictionary (ChArUco)", choices=ARUCO_DICTIONARIES)
+                ),
             )
         except BoardError as exc:
             raise StartupError(str(exc)) from None
@@ -144,6 +164,9 @@ class CalibrationNode(Node):
         self.camera_name = d("camera_name", "camera_color", "camera name in the YAML and JSON")
         self.push_to_driver = d("push_to_driver", False, "send calibrated intrinsics to the driver's set_camera_info")
 
+        # one bad message or request is reported on `status` and the log; the views survive
+        self.guard = FaultGuard(self, lambda where, text: self.session.note(f"{where}: {text}"))
+        g = self.guard
         streams = ReentrantCallbackGroup()
         services = MutuallyExclusiveCallbackGroup()
         qos = QoSProfile(depth=5, reliability=ReliabilityPolicy.BEST_EFFORT)
@@ -151,12 +174,15 @@ class CalibrationNode(Node):
         overridable = QoSOverridingOptions.with_default_policies()
         for topic, cb in (("color/image_raw", self._on_image), ("right/image_raw", self._on_right)):
             self.create_subscription(
-                Image, topic, cb, views, callback_group=streams, qos_overriding_options=overridable
+                Image, topic, g.callback(topic, cb), views, callback_group=streams, qos_overriding_options=overridable
             )
-        self.create_subscription(CameraInfo, "color/camera_info", self._on_info, qos, callback_group=streams)
-        self.create_subscription(CameraInfo, "right/camera_info", self._on_right_info, qos, callback_group=streams)
-        self.create_subscription(Image, "aligned_depth_to_color/image_raw", self._on_depth, qos, callback_group=streams)
-        self.create_subscription(Image, "mono/disparity", self._on_relative, qos, callback_group=streams)
+        for topic, msg_type, cb in (
+            ("color/camera_info", CameraInfo, self._on_info),
+            ("right/camera_info", CameraInfo, self._on_right_info),
+            ("aligned_depth_to_color/image_raw", Image, self._on_depth),
+            ("mono/disparity", Image, self._on_relative),
+        ):
+            self.create_subscription(msg_type, topic, g.callback(topic, cb), qos, callback_group=streams)
         latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)
         self.pub_info = self.create_publisher(CameraInfo, "camera_info", latched)
         self.pub_status = self.create_publisher(String, "status", 10)
@@ -169,7 +195,7 @@ class CalibrationNode(Node):
             ("calibrate_mono_scale", CalibrateMonoScale, self._srv_mono),
         )
         for name, srv, handler in handlers:
-            self.create_service(srv, name, handler, callback_group=services)
+            self.create_service(srv, name, g.service(name, handler), callback_group=services)
         self.driver_client: Client[Any, Any] = self.create_client(
             SetCameraInfo, d("driver_service", "set_camera_info", "the driver's SetCameraInfo service")
         )
@@ -247,7 +273,7 @@ class CalibrationNode(Node):
                     int(req.squares_y),
                     float(req.square_length_m),
                     float(req.marker_length_m),
-                    req.dictionary or self.session.spec.dictionary,
+                    _checked_dictionary(req.dictionary or self.session.spec.dictionary),
                 )
             except BoardError as exc:
                 res.success, res.message = False, f"board override rejected: {exc}"

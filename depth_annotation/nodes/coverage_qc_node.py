@@ -11,11 +11,13 @@ invalid pixels magenta) while someone subscribes to it. `write_report`
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import time
 from collections import deque
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
@@ -37,18 +39,36 @@ from depth_annotation.qc import (
     error_quality,
 )
 
+from .faults import FaultGuard
 from .messages import diagnostic_array, diagnostic_status, image_msg, stamp_to_ns
 from .params import StartupError, declare, declare_renamed
 from .qos import stream_publisher
 from .runtime import run_node
 
 NODE_NAME = "coverage_qc_node"
+# Thresholds `ros2 param set` changes at run time (from the next frame on); the rest is read-only.
+TUNABLE = (
+    "good_fraction",
+    "flag_fraction",
+    "range_min_m",
+    "range_max_m",
+    "min_in_range_fraction",
+    "near_m",
+    "max_near_fraction",
+    "max_noise_m",
+    "max_frame_gap_s",
+)
 
 
 class CoverageQCNode(Node):
     def __init__(self) -> None:
         super().__init__(NODE_NAME)
-        d = partial(declare, self)
+        self._declared = False  # on_change callbacks apply only after the analyzer exists
+
+        def d(name: str, default: Any, description: str, **kw: Any) -> Any:
+            on_change = partial(self._retune, name) if name in TUNABLE else None
+            return declare(self, name, default, description, on_change=on_change, **kw)
+
         cfg = CoverageConfig(
             good_fraction=d("good_fraction", 0.85, "valid coverage at or above: GOOD", low=0.0, high=1.0),
             flag_fraction=d("flag_fraction", 0.70, "valid coverage below: FLAGGED", low=0.0, high=1.0),
@@ -72,6 +92,7 @@ class CoverageQCNode(Node):
             self.analyzer = CoverageAnalyzer(cfg)
         except CoverageConfigError as exc:
             raise StartupError(str(exc)) from None
+        self._declared = True
         self.output_dir = Path(
             declare_renamed(self, "output_dir", "report_dir", "qc", "directory for qc_report.json / qc_report.html")
         ).expanduser()
@@ -81,16 +102,35 @@ class CoverageQCNode(Node):
         self.recent: deque[tuple[float, QcStatus, float]] = deque()  # (arrival time, status, valid fraction)
         self._bad_encodings: set[str] = set()
         self._last_error = ""
+        self.guard = FaultGuard(self, self._on_fault)
 
         self.pub_quality = self.create_publisher(DepthQuality, "depth_quality", 50)
         self.pub_overlay = stream_publisher(self, Image, "overlay")
         self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         qos = QoSProfile(depth=30, reliability=ReliabilityPolicy.BEST_EFFORT)
-        self.create_subscription(Image, "aligned_depth_to_color/image_raw", self._on_depth, qos)
-        self.create_service(Trigger, "write_report", self._on_write_report)
+        topic = "aligned_depth_to_color/image_raw"
+        self.create_subscription(Image, topic, self.guard.callback(topic, self._on_depth), qos)
+        self.create_service(Trigger, "write_report", self.guard.service("write_report", self._on_write_report))
         self.create_timer(
             d("diagnostics_period_s", 1.0, "/diagnostics period", low=0.1, high=60.0), self._on_diagnostics
         )
+
+    def _retune(self, name: str, value: float) -> None:
+        """Apply a threshold set at run time: validated as a whole config, refused (ValueError) if inconsistent."""
+        if not self._declared:
+            return  # still declaring: the config is built from the declared values
+        changes: dict[str, Any] = {name: float(value)}
+        cfg = dataclasses.replace(self.analyzer.config, **changes)
+        cfg.validate()  # CoverageConfigError is a ValueError: the set is refused with its reason
+        self.analyzer.config = cfg
+        self.overlay_min_mm = 1000.0 * cfg.range_min_m
+        self.overlay_max_mm = 1000.0 * cfg.range_max_m
+        self.get_logger().info(f"{name} set to {value}: applies from the next frame")
+
+    def _on_fault(self, where: str, text: str) -> None:
+        """A frame that failed outside the analysis still counts, as an ERROR frame, in /diagnostics."""
+        self._last_error = f"{where}: {text}"
+        self.recent.append((time.monotonic(), QcStatus.ERROR, 0.0))
 
     def _on_depth(self, msg: Image) -> None:
         stamp = stamp_to_ns(msg.header.stamp)

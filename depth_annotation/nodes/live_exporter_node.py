@@ -6,6 +6,13 @@ files as `depth-annotation export`. An episode ends on `finish_episode`
 (std_srvs/Trigger), after `episode_gap_s` without depth, or at shutdown, which
 also commits the dataset (the HDF5 file appears only then, complete).
 
+Faults: a depth or colour frame of a new size ends the episode cleanly (its frames stay) and
+starts a new one at the new size; a frame that cannot be exported is skipped and reported; a
+writer failure (disk full) stops the export with an ERROR on `/diagnostics` and the log, and the
+episodes written before it are still committed at shutdown. Episode gaps are measured in
+message time (header stamps) and on the node's clock (simulated under `use_sim_time`), so a
+paused `ros2 bag play --clock` does not split an episode.
+
 It never reads a bag itself (it was called `bag_exporter_node` until this release;
 that name still starts it, with a deprecation line). Its dataset folder is
 `output_dir` (`out_dir` still works, with a warning).
@@ -16,10 +23,11 @@ from __future__ import annotations
 import queue
 import sys
 import threading
-import time
 from functools import partial
 from pathlib import Path
+from typing import Any
 
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, Image
@@ -29,6 +37,8 @@ from depth_annotation.common import DEFAULT_TAXONOMY, ImageConversionError, defa
 from depth_annotation.dataset import CODECS, DEFAULT_TOPICS, ExportError, ExportOptions, ExportSession, stamp_of
 from depth_annotation.msg import DepthQuality
 
+from .faults import FaultGuard
+from .messages import diagnostic_array, diagnostic_status
 from .params import StartupError, declare, declare_renamed
 from .runtime import run_node
 
@@ -78,8 +88,13 @@ class LiveExporterNode(Node):
             raise StartupError(str(exc)) from None
         self._lock = threading.Lock()
         self._episode_open = False
-        self._last_depth_ns = 0
+        self._last_depth_ns = 0  # receive time on the node clock (sim time under use_sim_time)
+        self._last_depth_stamp = 0  # message time of the last depth frame in the episode
+        self._sizes: dict[str, tuple[int, int]] = {}  # image size per stream in the open episode
         self.failed: str | None = None
+        self.skipped = 0
+        self.resolution_changes = 0
+        self.guard = FaultGuard(self)
         # Callbacks only queue messages (releasing the middleware's buffers at once); a worker
         # thread synchronizes and writes, so a slow disk never stalls delivery to other nodes.
         self._queue: queue.Queue = queue.Queue(
@@ -88,16 +103,20 @@ class LiveExporterNode(Node):
         self.queue_overflows = 0
         qos = QoSProfile(depth=30, reliability=ReliabilityPolicy.BEST_EFFORT)  # matches bag play of sensor-data topics
         for stream, msg_type in (("depth", Image), ("color", Image), ("info", CameraInfo), ("quality", DepthQuality)):
-            self.create_subscription(msg_type, topics[stream], lambda m, s=stream: self._enqueue(s, m), qos)
+            callback = self.guard.callback(topics[stream], partial(self._enqueue, stream))
+            self.create_subscription(msg_type, topics[stream], callback, qos)
+        self.topics = topics
         self._worker = threading.Thread(target=self._work, name="exporter", daemon=True)
         self._worker.start()
-        self.create_service(Trigger, "finish_episode", self._on_finish)
+        self.create_service(Trigger, "finish_episode", self.guard.service("finish_episode", self._on_finish))
+        self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self.create_timer(0.5, self._check_gap)
+        self.create_timer(1.0, self._on_diagnostics)
         self.get_logger().info(f"exporting {topics['depth']} + {topics['color']} to {out_dir}")
 
-    def _enqueue(self, stream: str, msg) -> None:
+    def _enqueue(self, stream: str, msg: Any) -> None:
         if stream == "depth":
-            self._last_depth_ns = time.monotonic_ns()
+            self._last_depth_ns = self.get_clock().now().nanoseconds
         try:
             self._queue.put_nowait((stream, msg))
         except queue.Full:
@@ -107,58 +126,141 @@ class LiveExporterNode(Node):
             )
 
     def _work(self) -> None:
+        # Runs until shutdown whatever happens: after a failure it keeps draining the queue
+        # (discarding), so callbacks never block and shutdown never waits on a full queue.
         while True:
             item = self._queue.get()
             if item is None:
                 return
-            self._on(*item)
+            try:
+                self._on(*item)
+            except Exception as exc:  # the writer failed (disk full, ...): stop the export, keep what is written
+                self._fail(exc)
 
-    def _on(self, stream: str, msg) -> None:
+    def _fail(self, exc: BaseException) -> None:
         with self._lock:
             if self.failed:
                 return
+            self.failed = f"{type(exc).__name__}: {exc}" if isinstance(exc, OSError) else str(exc)
+        self.get_logger().error(
+            f"export stopped: writer failed: {self.failed}; the episodes written before it are kept "
+            "and committed at shutdown"
+        )
+
+    def _on(self, stream: str, msg: Any) -> None:
+        with self._lock:
+            if self.failed:
+                return
+            stamp = stamp_of(msg)
+            if stream in ("depth", "color") and not self._accept_size(stream, msg):
+                return
+            if stream == "depth":
+                if (
+                    self._episode_open
+                    and self._last_depth_stamp
+                    and stamp - self._last_depth_stamp > self.episode_gap_ns
+                ):
+                    self._log_end(self._end_episode(), f"a {(stamp - self._last_depth_stamp) / 1e9:.1f} s stamp gap")
+                    self._sizes = {"depth": (int(msg.width), int(msg.height))}
+                self._last_depth_stamp = stamp
             if not self._episode_open:
                 self.session.begin_episode(scene_id=self.scene_id, source=f"live:{self.get_namespace()}")
                 self._episode_open = True
             try:
-                self.session.add(stream, stamp_of(msg), msg)
-            except (ExportError, ImageConversionError, ValueError) as exc:
-                self.failed = str(exc)
-                self.get_logger().error(f"export stopped: {exc}")
+                self.session.add(stream, stamp, msg)
+            except (ImageConversionError, ExportError, ValueError) as exc:
+                # a frame that cannot be exported (bad encoding, backwards stamp): skipped and reported
+                self.skipped += 1
+                self.guard.record(self.topics[stream], exc)
+
+    def _accept_size(self, stream: str, msg: Any) -> bool:
+        """Whether an image fits the open episode; a new depth size ends the episode and starts the next.
+
+        A colour frame of another size than the episode's depth is dropped (it belongs to the
+        next size or the last), so frames of two sizes never meet in one episode."""
+        size = (int(msg.width), int(msg.height))
+        known = self._sizes.get("depth")
+        if known is None or size == known:
+            if stream == "depth":
+                self._sizes["depth"] = size
+            return True
+        if stream == "color":
+            self.skipped += 1
+            return False
+        self.resolution_changes += 1
+        summary = self._end_episode()
+        self._log_end(summary, f"resolution change {known[0]}x{known[1]} -> {size[0]}x{size[1]}", warn=True)
+        self._sizes = {"depth": size}
+        return True
+
+    def _log_end(self, summary: dict | None, why: str, *, warn: bool = False) -> None:
+        if summary:
+            text = f"episode {summary['episode']} ended by {why}: {summary['frames']} frames kept"
+        else:
+            text = f"{why}: the open episode had no frames yet"
+        (self.get_logger().warning if warn else self.get_logger().info)(text)
 
     def _end_episode(self) -> dict | None:
         if not self._episode_open:
             return None
         self._episode_open = False
+        self._last_depth_stamp = 0
+        self._sizes = {}
         return self.session.end_episode()
 
     def _check_gap(self) -> None:
         if not self._queue.empty():
             return  # still writing what arrived: not a gap yet
         with self._lock:
-            if (
-                self._episode_open
-                and self._last_depth_ns
-                and time.monotonic_ns() - self._last_depth_ns > self.episode_gap_ns
-            ):
-                summary = self._end_episode()
-                if summary:
-                    self.get_logger().info(
-                        f"episode {summary['episode']} ended after a gap: {summary['frames']} frames"
-                    )
+            if self.failed or not self._episode_open or not self._last_depth_ns:
+                return
+            # the node clock: wall time, or /clock under use_sim_time (a paused replay is no gap)
+            if self.get_clock().now().nanoseconds - self._last_depth_ns > self.episode_gap_ns:
+                self._log_end(self._end_episode(), "a gap without depth")
 
-    def _on_finish(self, req, res):
+    def _on_diagnostics(self) -> None:
         with self._lock:
+            failed = self.failed
+            values = {
+                "episodes": len(self.session.episodes),
+                "frames_written": self.session.frames_written,
+                "episode_open": self._episode_open,
+                "frames_skipped": self.skipped,
+                "resolution_changes": self.resolution_changes,
+                "queue_overflows": self.queue_overflows,
+                "input_errors": self.guard.total,
+            }
+        if failed:
+            level, message = DiagnosticStatus.ERROR, f"export stopped: {failed}"
+        elif self.guard.total:
+            level, message = DiagnosticStatus.WARN, f"{self.guard.total} message(s) skipped: {self.guard.last_error}"
+        else:
+            level, message = DiagnosticStatus.OK, f"{values['frames_written']} frames written"
+        status = diagnostic_status(level, f"{self.get_fully_qualified_name()}: export", message, values)
+        self.pub_diag.publish(diagnostic_array(self.get_clock().now().nanoseconds, [status]))
+
+    def _on_finish(self, req: Any, res: Any) -> Any:
+        with self._lock:
+            if self.failed:
+                res.success, res.message = False, f"export stopped: {self.failed}"
+                return res
             summary = self._end_episode()
         res.success = summary is not None
         res.message = f"{summary['episode']}: {summary['frames']} frames" if summary else "no episode in progress"
         return res
 
     def shutdown(self) -> None:
-        self._queue.put(None)  # after everything already queued
-        self._worker.join(600.0)
+        try:
+            self._queue.put(None, timeout=5.0)  # after everything already queued
+        except queue.Full:
+            self._fail(RuntimeError("shutdown: writer queue still full after 5 s"))
+        self._worker.join(600.0 if not self.failed else 5.0)
         with self._lock:
-            self._end_episode()
+            try:
+                self._end_episode()
+            except Exception as exc:
+                self.get_logger().error(f"the last episode could not be finished: {exc}")
+                self.failed = self.failed or str(exc)
             if not self.session.episodes:
                 self.session.abort()
                 received: dict[str, int] = {}
@@ -169,8 +271,17 @@ class LiveExporterNode(Node):
                     f"no synchronized frames: nothing written (messages received: {received or 'none'})"
                 )
                 return
-            report = self.session.commit()
-        self.get_logger().info(f"dataset written: {report['hdf5']} ({report['frames']} frames)")
+            try:
+                report = self.session.commit()
+            except Exception as exc:
+                self.get_logger().error(
+                    f"dataset not published: {exc}; what was written stays in {self.session.writer.partial}"
+                )
+                return
+        done = f"dataset written: {report['hdf5']} ({report['frames']} frames, {report['episodes']} episodes)"
+        if self.failed:
+            done += f" before the export stopped ({self.failed})"
+        self.get_logger().info(done)
 
 
 def main(args: list[str] | None = None) -> int:

@@ -51,6 +51,7 @@ from depth_annotation.mono import (
 )
 from depth_annotation.msg import MonoFitQuality
 
+from .faults import FaultGuard
 from .messages import diagnostic_array, diagnostic_status, image_msg, stamp_to_ns
 from .params import StartupError, declare, declare_renamed
 from .runtime import run_node
@@ -135,13 +136,16 @@ class MonoDepthNode(Node):
         self._busy = False
         self._infer_ms: list[float] = []
         self._depth: StampBuffer[np.ndarray] = StampBuffer(30)
+        self.guard = FaultGuard(self)  # a bad input message: counted and named on /diagnostics, logged
+        self._errors_reported = 0
         group = ReentrantCallbackGroup()
         sensor_qos = QoSProfile(depth=5, reliability=ReliabilityPolicy.BEST_EFFORT)
-        self.create_subscription(Image, "color/image_raw", self._on_color, sensor_qos, callback_group=group)
+        g = self.guard
+        topic = "color/image_raw"
+        self.create_subscription(Image, topic, g.callback(topic, self._on_color), sensor_qos, callback_group=group)
         if mode == "sensor_fit" or scale_file:
-            self.create_subscription(
-                Image, "aligned_depth_to_color/image_raw", self._on_depth, sensor_qos, callback_group=group
-            )
+            topic = "aligned_depth_to_color/image_raw"
+            self.create_subscription(Image, topic, g.callback(topic, self._on_depth), sensor_qos, callback_group=group)
         else:
             self.sensor_wait_s = 0.0  # no sensor depth is coming
         self.pub_disp = self.create_publisher(Image, "mono/disparity", qos_profile_sensor_data)
@@ -172,11 +176,7 @@ class MonoDepthNode(Node):
         return self.received - self.processed - self.failed - self.dropped - int(self._busy)
 
     def _on_depth(self, msg: Image) -> None:
-        try:
-            arr = depth_to_metres(image_to_array(msg), msg.encoding)
-        except ImageConversionError as exc:
-            self.get_logger().error(f"sensor depth ignored: {exc}", throttle_duration_sec=10.0)
-            return
+        arr = depth_to_metres(image_to_array(msg), msg.encoding)  # a bad frame: reported by the guard
         with self._lock:
             self._depth.put(stamp_to_ns(msg.header.stamp), arr)
             self._lock.notify_all()
@@ -210,7 +210,7 @@ class MonoDepthNode(Node):
             try:
                 infer_ms = self._process(msg)
             except (ImageConversionError, MonoModelError, MetricConfigError) as exc:
-                self.get_logger().error(f"frame skipped: {exc}", throttle_duration_sec=5.0)
+                self.guard.record(f"{self.resolve_topic_name('color/image_raw')} (frame skipped)", exc)
             except Exception as exc:
                 if self._stop:
                     return
@@ -266,8 +266,14 @@ class MonoDepthNode(Node):
                 "in_progress": int(self._busy),
                 "inference_ms_mean": float(np.mean(self._infer_ms)) if self._infer_ms else float("nan"),
             }
+        errors = self.guard.total
+        values["input_errors"] = errors
         level = DiagnosticStatus.OK if values["processed"] else DiagnosticStatus.WARN
         message = f"{values['processed']} frames, {values['dropped']} dropped (latest-frame-only)"
+        if errors > self._errors_reported:  # new bad input since the last report: ERROR, naming it
+            self._errors_reported = errors
+            level = DiagnosticStatus.ERROR
+            message += f"; {errors} input message(s) ignored, last {self.guard.last_error}"
         status = diagnostic_status(level, f"{self.get_fully_qualified_name()}: inference", message, values)
         self.pub_diag.publish(diagnostic_array(self.get_clock().now().nanoseconds, [status]))
 

@@ -55,7 +55,7 @@ from depth_annotation.msg import CaptureStatus, StreamStats
 from .messages import camera_info_msg, diagnostic_array, diagnostic_status, image_msg, make_header, stamp_from_ns
 from .params import StartupError, declare
 from .qos import stream_publisher
-from .runtime import run_node
+from .runtime import check_parameters, run_node
 
 NODE_NAME = "realsense_node"
 SOURCES = ("device", "recording", "synthetic")
@@ -97,11 +97,19 @@ class RealSenseNode(Node):
         if p["use_saved_camera_info"]:
             self._load_saved_camera_info()
 
+        # Everything a user can get wrong is refused here, before the camera starts or a file is written.
+        check_parameters(self)
         self.pipeline = CapturePipeline(source_factory(p), self._capture_config(p), self._publish_frame)
         try:
             self.pipeline.start()
         except SourceError as exc:
             raise StartupError(str(exc)) from None
+        if self.pipeline.state == CaptureState.RECONNECTING:  # no device (yet): say so where a person looks
+            self.get_logger().error(
+                f"{self.pipeline.message}; retrying with exponential backoff "
+                f"({self.pipeline.config.reconnect_initial_s:g} s doubling to {p['reconnect_max_backoff_s']:g} s) "
+                "until one is connected or the node is stopped"
+            )
         info = self.pipeline.info
         if info is not None:
             for w in info.warnings:
@@ -181,6 +189,12 @@ class RealSenseNode(Node):
             ),
             "reconnect_max_backoff_s": d(
                 "reconnect_max_backoff_s", 8.0, "longest wait between reconnect attempts", low=0.1, high=300.0
+            ),
+            "synthetic_timestamp_domain": d(
+                "synthetic_timestamp_domain",
+                "hardware_clock",
+                "timestamp domain of the synthetic camera's frames (a D4xx defaults to global_time)",
+                choices=("hardware_clock", "global_time", "system_time"),
             ),
             "synthetic_seed": d("synthetic_seed", 0, "synthetic scene layout and noise seed", low=0, high=2**31 - 1),
             "synthetic_motion": d("synthetic_motion", False, "move the synthetic camera along a smooth orbit"),
@@ -270,7 +284,7 @@ class RealSenseNode(Node):
             self.pub_aligned_info.publish(camera_info_msg(color_intr, color_header))
 
     def _publish_static_tf(self, depth_to_color: Extrinsics) -> None:
-        now = stamp_from_ns(time.time_ns())
+        now = stamp_from_ns(self.get_clock().now().nanoseconds)  # /clock under use_sim_time
 
         def tf(parent: str, child: str, xyz, q) -> TransformStamped:
             t = TransformStamped()
@@ -369,6 +383,7 @@ class RealSenseNode(Node):
             started_ns=pl.started_at_ns,
             stopped_ns=self._stopped_ns,
             temperatures=temps,
+            timestamp_domain=pl.timestamp_domain,
             sdk_work={
                 "sdk_work_in": "processes" if pl.workers is not None else "threads",
                 "sdk_worker_restarts": pl.workers.restarts if pl.workers is not None else 0,
@@ -450,6 +465,7 @@ def source_factory(p: dict[str, Any]) -> SourceFactory:
             motion=p["synthetic_motion"],
             poses=p["synthetic_poses"],
             faults=faults,
+            timestamp_domain=p["synthetic_timestamp_domain"],
         )
     if p["source"] == "recording":
         return lambda: RecordingSource(p["bag_path"], real_time=p["bag_real_time"])

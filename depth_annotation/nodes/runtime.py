@@ -25,8 +25,42 @@ def undeclared_overrides(node: Node) -> list[str]:
     return sorted(given - set(node._parameters))
 
 
-def _interrupt(signum, frame) -> None:
-    raise KeyboardInterrupt
+_CHECKED = "_depth_annotation_parameters_checked"
+
+
+def check_parameters(node: Node) -> None:
+    """Declare `strict_parameters` and warn about (or refuse) undeclared overrides, once per node.
+
+    `run_node` calls it after the node is built; a node that starts hardware or writes files
+    calls it itself before doing so, so a misspelt key is refused before anything happens.
+    """
+    if getattr(node, _CHECKED, False):
+        return
+    setattr(node, _CHECKED, True)
+    strict = declare(node, "strict_parameters", False, "refuse parameters this node does not declare")
+    unknown = undeclared_overrides(node)
+    if unknown:
+        text = f"unknown parameter(s) {', '.join(unknown)}: not declared by this node (a typo in the params file?)"
+        if strict:
+            raise StartupError(text)
+        node.get_logger().warning(text + "; ignored (strict_parameters:=true refuses them)")
+
+
+class _Signals:
+    """SIGINT and SIGTERM both mean: stop cleanly. The first raises KeyboardInterrupt in the
+    spinning thread; a repeat while shutting down is noted, never a second interrupt that would
+    abandon half-finalised files."""
+
+    def __init__(self) -> None:
+        self.received: str | None = None
+
+    def __call__(self, signum: int, frame: object) -> None:
+        name = signal.Signals(signum).name
+        if self.received is not None:
+            print(f"{name} again: still shutting down (finalising files)", file=sys.stderr, flush=True)
+            return
+        self.received = name
+        raise KeyboardInterrupt
 
 
 def run_node(factory: Callable[[], Node], args: list[str] | None = None, *, name: str, threads: int = 2) -> int:
@@ -41,31 +75,32 @@ def run_node(factory: Callable[[], Node], args: list[str] | None = None, *, name
     # raise KeyboardInterrupt in the spinning thread, so the node's shutdown()
     # runs (threads stopped, files finalised) before the context goes away.
     rclpy.init(args=args if args is not None else sys.argv, signal_handler_options=SignalHandlerOptions.NO)
-    signal.signal(signal.SIGINT, _interrupt)
-    signal.signal(signal.SIGTERM, _interrupt)
+    signals = _Signals()
+    signal.signal(signal.SIGINT, signals)
+    signal.signal(signal.SIGTERM, signals)
     node = None
     try:
         try:
             node = factory()
-            strict = declare(node, "strict_parameters", False, "refuse parameters this node does not declare")
-            unknown = undeclared_overrides(node)
-            if unknown:
-                text = (
-                    f"unknown parameter(s) {', '.join(unknown)}: not declared by this node (a typo in the params file?)"
-                )
-                if strict:
-                    raise StartupError(text)
-                node.get_logger().warning(text + "; ignored (strict_parameters:=true refuses them)")
-            node.get_logger().info("ready")  # one line a launch log or a test can wait for
+            check_parameters(node)
         except StartupError as exc:
             print(f"[{name}] error: {exc}", file=sys.stderr, flush=True)
             return 2
-        executor = MultiThreadedExecutor(num_threads=threads)
-        executor.add_node(node)
+        except KeyboardInterrupt:
+            print(f"[{name}] {signals.received or 'interrupt'} during start-up: stopped", file=sys.stderr, flush=True)
+            return 130
         try:
-            executor.spin()
+            node.get_logger().info("ready")  # one line a launch log or a test can wait for
+            executor = MultiThreadedExecutor(num_threads=threads)
+            executor.add_node(node)
+            # Wait in short slices: a Python signal handler runs only between them, and a wait with
+            # nothing timed (use_sim_time with no /clock yet) would otherwise never return on SIGINT.
+            while executor.context.ok():
+                executor.spin_once(timeout_sec=0.25)
         except (KeyboardInterrupt, ExternalShutdownException):
             pass
+        if signals.received:
+            node.get_logger().info(f"{signals.received} received: shutting down")
         return 0
     finally:
         if node is not None:
@@ -73,4 +108,6 @@ def run_node(factory: Callable[[], Node], args: list[str] | None = None, *, name
             if shutdown is not None:
                 shutdown()
             node.destroy_node()
+            if signals.received:
+                print(f"[{name}] stopped cleanly after {signals.received}", file=sys.stderr, flush=True)
         rclpy.try_shutdown()
