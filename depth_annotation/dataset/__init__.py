@@ -9,11 +9,20 @@ from depth_annotation.common import lazy_exports
 
 if TYPE_CHECKING:
     from .bag_io import BagReader, TopicInfo, open_bag, recorded_qos, stamp_of
-    from .check import check_dataset
+    from .check import FULL_DECODE_FRAMES, CheckReport, check_dataset, check_report
     from .chunk_codecs import CODECS, open_h5, resolve_codec
-    from .errors import BagError, BagShortReadError, CodecError, ExportError
+    from .errors import (
+        BagError,
+        BagShortReadError,
+        CodecError,
+        ExportError,
+        ExportInputError,
+        ExportLockedError,
+        ExportOptionError,
+        ExportOutputError,
+    )
     from .exporter import DEFAULT_TOPICS, ExportOptions, ExportSession, export_bags
-    from .hdf5_writer import EpisodeMeta, Hdf5DatasetWriter
+    from .hdf5_writer import EpisodeMeta, Hdf5DatasetWriter, frame_checksum
     from .info import assign_splits
     from .synthetic_bag import write_synthetic_bag
     from .visualize import render_h5_frame
