@@ -114,6 +114,20 @@ def test_synth_options_fail_before_any_work(tmp_path, capsys, args):
     assert not out.exists()
 
 
+@pytest.mark.parametrize("doc", [[1.0, 0.0], {"mono_scale": [1.0, 0.0]}])
+def test_mono_scale_file_of_the_wrong_shape_fails_before_work(tmp_path, capsys, doc):
+    scale = tmp_path / "scale.json"
+    scale.write_text(json.dumps(doc))
+    (tmp_path / "images").mkdir()
+    out = tmp_path / "mono"
+    rc, _, err = run_main(capsys, "mono", "--images", tmp_path / "images", "--out", out, "--scale-file", scale)
+    assert rc == 2
+    assert one_line(err) == (
+        f"error: option --scale-file {scale}: expected a JSON object with mono_scale {{scale, shift}}, got list"
+    )
+    assert not out.exists()
+
+
 # --- output problems: nothing published, the previous dataset untouched ------------------------
 
 

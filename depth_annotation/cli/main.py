@@ -130,6 +130,18 @@ def _cmd_mono(args: argparse.Namespace) -> int:
     if not (args.images or args.bag) or not args.out:
         print("error: mono needs --images DIR or --bag BAG, and --out DIR (or: mono export-onnx)", file=sys.stderr)
         return 2
+    if args.scale_file:  # its shape checked before any work (load_scale_file reports unreadable files)
+        try:
+            doc = json.loads(Path(args.scale_file).read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            doc = {}
+        if not isinstance(doc, dict) or not isinstance(doc.get("mono_scale", doc), dict):
+            print(
+                f"error: option --scale-file {args.scale_file}: expected a JSON object with mono_scale "
+                f"{{scale, shift}}, got {type(doc.get('mono_scale') if isinstance(doc, dict) else doc).__name__}",
+                file=sys.stderr,
+            )
+            return 2
     out = Path(args.out)
     if out.exists() and any(out.iterdir()) and not args.overwrite:
         print(f"error: {out} is not empty (use --overwrite)", file=sys.stderr)
