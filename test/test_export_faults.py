@@ -451,3 +451,19 @@ def test_frame_checksums_are_xxh3_of_the_raw_frames(bags, tmp_path, capsys):
     assert set(sums) == {p.relative_to(out).as_posix() for p in (out / "annotation").rglob("*") if p.is_file()}
     for rel, digest in sums.items():
         assert xxhash.xxh3_64_hexdigest((out / rel).read_bytes()) == digest
+
+
+def test_non_utf8_paths_export_and_check_without_a_traceback(bags, tmp_path, capsys):
+    """A bag and an output folder whose names are not UTF-8 (bytes a Linux filesystem allows)."""
+    raw = os.fsencode(tmp_path)
+    os.symlink(bags["b"], raw + b"/bag\xff")
+    bag, out = os.fsdecode(raw + b"/bag\xff"), os.fsdecode(raw + b"/ds\xfe")
+    rc, stdout, err = run_main(capsys, "export", "--quiet", bag, "--out", out)
+    assert rc == 0 and "Traceback" not in err, err
+    assert "exported 9 frames" in stdout
+    with h5py.File(raw + b"/ds\xfe/export/dataset.h5") as f:
+        assert f["episode_0"].attrs["scene_id"] == "bag\\xff"  # the undecodable byte, escaped
+    rc, stdout, _ = run_main(capsys, "check", out, "--deep")
+    assert rc == 0 and stdout.endswith("dataset OK\n")
+    rc, _, err = run_main(capsys, "check", os.fsdecode(raw + b"/none\xfe"))
+    assert rc == 2 and one_line(err) == f"error: {tmp_path}/none\\xfe: not a folder"

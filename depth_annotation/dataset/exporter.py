@@ -538,7 +538,7 @@ def _export_one(
     d2c = _tf_depth_to_color(reader)
     if d2c is None and metadata and metadata.get("sensor"):
         d2c = Extrinsics.from_dict(metadata["sensor"]["extrinsics"]["depth_to_color"])
-    session.begin_episode(scene_id=scene, source=_display(bag), depth_to_color=d2c, has_quality=has_q)
+    session.begin_episode(scene_id=_display(scene), source=_display(bag), depth_to_color=d2c, has_quality=has_q)
     read = 0
     messages = iter(bag_io.messages(reader, wanted))
     while True:
