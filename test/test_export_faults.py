@@ -467,3 +467,42 @@ def test_non_utf8_paths_export_and_check_without_a_traceback(bags, tmp_path, cap
     assert rc == 0 and stdout.endswith("dataset OK\n")
     rc, _, err = run_main(capsys, "check", os.fsdecode(raw + b"/none\xfe"))
     assert rc == 2 and one_line(err) == f"error: {tmp_path}/none\\xfe: not a folder"
+
+
+@pytest.mark.parametrize("fault", ["resolution"])
+@pytest.mark.parametrize("allow_partial", [False, True])
+def test_bad_frames_are_input_problems_named_with_bag_topic_and_stamp(tmp_path, capsys, fault, allow_partial):
+    """Five good frames, then a size change (or a stamp going back): input problem; partial only if allowed."""
+    from depth_annotation.common import default_intrinsics
+    from depth_annotation.dataset import DEFAULT_TOPICS, bag_io
+
+    bag = tmp_path / "bag"
+    stamps = [10**9 + i * 33_333_333 for i in range(8)]
+    if fault == "backwards":
+        stamps[5] = stamps[2] - 1
+    with bag_io.BagWriter(bag) as w:
+        for key, t in (("depth", "Image"), ("color", "Image"), ("info", "CameraInfo")):
+            w.add_topic(DEFAULT_TOPICS[key], f"sensor_msgs/msg/{t}")
+        for i, s in enumerate(stamps):
+            w_, h_ = (32, 24) if fault == "resolution" and i >= 5 else (W, H)
+            w.write(DEFAULT_TOPICS["depth"], s, bag_io.image(np.full((h_, w_), 700, np.uint16), "16UC1", s, "cam"))
+            w.write(DEFAULT_TOPICS["color"], s, bag_io.image(np.zeros((h_, w_, 3), np.uint8), "rgb8", s, "cam"))
+            w.write(DEFAULT_TOPICS["info"], s, bag_io.camera_info(default_intrinsics(w_, h_), s, "cam"))
+    out = tmp_path / "ds"
+    rc, stdout, err = run_main(capsys, "export", "--quiet", bag, "--out", out, *(["--allow-partial"] * allow_partial))
+    why = "resolution changes from 64x48 to 32x24" if fault == "resolution" else "stamps go backwards"
+    named = f"bag {bag}, topic {DEFAULT_TOPICS['depth']}, stamp {stamps[5]}: {why}"
+    assert "Traceback" not in err
+    if allow_partial:
+        assert rc == 0, err
+        assert one_line(err).startswith(f"warning: {named}")
+        assert "exported 5 frames in 1 episode(s)" in stdout  # the count printed is the count committed
+        with h5py.File(out / "export" / "dataset.h5") as f:
+            assert f["episode_0/depth"].shape == (5, H, W)
+            assert f["episode_0/timestamps_ns"][:].tolist() == stamps[:5]
+    else:
+        assert rc == 2
+        line = one_line(err)
+        assert line.startswith(f"error: {named}") and "No dataset written (5 frames were read" in line
+        assert not (out / "export").exists() and not (out / "dataset_info.json").exists()
+    assert leftovers(tmp_path, "ds") == []

@@ -299,10 +299,11 @@ class ExportSession:
         for frame in self._sync.add(stream, stamp_ns, msg):
             self._write_checked(frame.stamp_ns, frame.items)
 
-    def end_episode(self) -> dict[str, Any] | None:
+    def end_episode(self, *, flush: bool = True) -> dict[str, Any] | None:
+        """Close the episode; `flush=False` drops frames still waiting for a partner (after bad input)."""
         if self._sync is None:
             return None
-        for frame in self._sync.flush():
+        for frame in self._sync.flush() if flush else ():
             self._write_checked(frame.stamp_ns, frame.items)
         counts = {k: v.to_dict() for k, v in self._sync.counts.items()}
         self._sync = None
@@ -562,7 +563,8 @@ def _export_one(
             raise ExportInputError(str(exc), bag=_display(bag), topic=topic, stamp_ns=stamp) from None
         except ExportInputError as exc:  # the frames before it stay; the rest of this bag is not read
             session.problems.append(f"{exc}; stopped reading this bag after {read} messages")
-            break
+            session.end_episode(flush=False)
+            return
         read += 1
     session.end_episode()
 
