@@ -256,7 +256,7 @@ def test_killed_export_leaves_no_final_file_and_rerun_completes(tmp_path):
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
-    partial = out / "export" / "dataset.h5.partial"
+    partial = tmp_path / f".ds.staging-{proc.pid}" / "export" / "dataset.h5.partial"  # staged beside --out
     deadline = time.monotonic() + 60
     while not partial.exists() and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -270,7 +270,7 @@ def test_killed_export_leaves_no_final_file_and_rerun_completes(tmp_path):
     assert res.returncode == 0, res.stderr
     with h5py.File(out / "export" / "dataset.h5") as f:
         assert f["episode_0/depth"].shape[0] == 150
-    assert not partial.exists()
+    assert not partial.exists() and not list(tmp_path.glob(".ds.*"))  # the dead export's staging is gone
     again = export(bag, "--out", out)
     assert again.returncode == 2 and "refusing to overwrite" in again.stderr
     assert export(bag, "--out", out, "--overwrite", "--codec", "lzf").returncode == 0
@@ -286,7 +286,7 @@ def test_sigint_removes_the_partial_file(tmp_path):
         stderr=subprocess.PIPE,
         text=True,
     )
-    partial = out / "export" / "dataset.h5.partial"
+    partial = tmp_path / f".ds.staging-{proc.pid}" / "export" / "dataset.h5.partial"
     deadline = time.monotonic() + 60
     while not partial.exists() and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -295,6 +295,7 @@ def test_sigint_removes_the_partial_file(tmp_path):
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 130 and "interrupted" in err
     assert not partial.exists() and not (out / "export" / "dataset.h5").exists()
+    assert not list(tmp_path.glob(".ds.*"))
 
 
 def test_fast_codec_export_is_checked_and_documented(bags, tmp_path):

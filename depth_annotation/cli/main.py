@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 import threading
@@ -16,13 +17,22 @@ from depth_annotation.dataset import CODECS
 
 def _cmd_synth(args: argparse.Namespace) -> int:
     """Render frames of the synthetic scene to PNG files with their ground truth."""
+    import math
+
     import cv2
     import numpy as np
 
     from depth_annotation.common import SyntheticScene, colorize_depth, default_intrinsics, orbit_pose
 
     out = Path(args.out)
-    if out.exists() and any(out.iterdir()) and not args.overwrite:
+    for name, value in (("--width", args.width), ("--height", args.height), ("--frames", args.frames)):
+        if value < 1:
+            print(f"error: option {name}: must be at least 1, got {value} (nothing written)", file=sys.stderr)
+            return 2
+    if not math.isfinite(args.fps) or args.fps <= 0:
+        print(f"error: option --fps: must be a positive number, got {args.fps} (nothing written)", file=sys.stderr)
+        return 2
+    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not args.overwrite:
         print(f"error: {out} is not empty (use --overwrite)", file=sys.stderr)
         return 2
     for sub in ("rgb", "depth16", "depth_color", "labels"):
@@ -79,13 +89,18 @@ def _cmd_view(args: argparse.Namespace) -> int:
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
-    from depth_annotation.dataset import check_dataset
+    from depth_annotation.dataset import check_report
 
-    problems = check_dataset(args.dataset)
-    for p in problems:
+    if not Path(args.dataset).is_dir():
+        print(f"error: {os.fsencode(args.dataset).decode('utf-8', 'backslashreplace')}: not a folder", file=sys.stderr)
+        return 2
+    report = check_report(args.dataset, deep=args.deep)
+    for p in report.problems:
         print(f"problem: {p}")
-    print("dataset OK" if not problems else f"{len(problems)} problem(s)")
-    return 0 if not problems else 1
+    for note in report.notes:
+        print(f"note: {note}")
+    print("dataset OK" if report.ok else f"{len(report.problems)} problem(s)")
+    return 0 if report.ok else 1
 
 
 def _cmd_mono(args: argparse.Namespace) -> int:
@@ -115,6 +130,18 @@ def _cmd_mono(args: argparse.Namespace) -> int:
     if not (args.images or args.bag) or not args.out:
         print("error: mono needs --images DIR or --bag BAG, and --out DIR (or: mono export-onnx)", file=sys.stderr)
         return 2
+    if args.scale_file:  # its shape checked before any work (load_scale_file reports unreadable files)
+        try:
+            doc = json.loads(Path(args.scale_file).read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            doc = {}
+        if not isinstance(doc, dict) or not isinstance(doc.get("mono_scale", doc), dict):
+            print(
+                f"error: option --scale-file {args.scale_file}: expected a JSON object with mono_scale "
+                f"{{scale, shift}}, got {type(doc.get('mono_scale') if isinstance(doc, dict) else doc).__name__}",
+                file=sys.stderr,
+            )
+            return 2
     out = Path(args.out)
     if out.exists() and any(out.iterdir()) and not args.overwrite:
         print(f"error: {out} is not empty (use --overwrite)", file=sys.stderr)
@@ -350,13 +377,50 @@ def _cmd_mono_export_onnx(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_export(args: argparse.Namespace) -> int:
-    """rosbag2 -> HDF5 + dataset_info.json + annotation package."""
-    from depth_annotation.common import DEFAULT_TAXONOMY, ImageConversionError, default_taxonomy_path, load_taxonomy
-    from depth_annotation.dataset import DEFAULT_TOPICS, BagError, ExportError, ExportOptions, export_bags
+class _Stopped(KeyboardInterrupt):
+    """SIGINT or SIGTERM during a long command (raised by the handler `_stop_on_signals` installs)."""
 
-    scenes = dict(s.split("=", 1) for s in args.scene or [])
-    bags = [(Path(b), scenes.get(b, Path(b).name)) for b in args.bags]
+
+def _stop_on_signals(flag: threading.Event, caught: list[int]):
+    """SIGTERM handled like SIGINT: set `flag` (polled per message: a KeyboardInterrupt raised inside
+    a finalizer or a library's cleanup is swallowed by Python) and raise; returns the restorer."""
+
+    def on_signal(signum, frame):
+        flag.set()
+        caught.append(signum)
+        raise _Stopped
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+    def restore() -> None:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+    return restore
+
+
+def _export_options(args: argparse.Namespace):
+    """Every export option parsed and validated before any work: ExportOptionError names the option."""
+    import math
+
+    from depth_annotation.common import DEFAULT_TAXONOMY, TaxonomyError, default_taxonomy_path, load_taxonomy
+    from depth_annotation.dataset import DEFAULT_TOPICS, ExportOptionError, ExportOptions
+
+    scenes = {}
+    for s in args.scene or []:
+        bag, sep, scene = s.partition("=")
+        if not sep or not bag or not scene:
+            raise ExportOptionError(f"--scene {s!r}: expected BAG=SCENE")
+        scenes[bag] = scene
+    parts = args.split.split(",")
+    try:
+        ratios = tuple(float(x) for x in parts)
+    except ValueError:
+        raise ExportOptionError(f"--split {args.split!r}: expected three numbers TRAIN,VAL,TEST") from None
+    if len(ratios) != 3:
+        raise ExportOptionError(f"--split {args.split!r}: expected three numbers TRAIN,VAL,TEST")
+    if not math.isfinite(args.tolerance_ms) or args.tolerance_ms < 0:
+        raise ExportOptionError(f"--tolerance-ms: must be a finite number >= 0, got {args.tolerance_ms}")
     topics = dict(DEFAULT_TOPICS)
     for key in ("depth", "color", "info", "quality"):
         if getattr(args, f"{key}_topic"):
@@ -364,42 +428,93 @@ def _cmd_export(args: argparse.Namespace) -> int:
     try:
         tax_path = args.taxonomy or default_taxonomy_path()
         taxonomy = load_taxonomy(tax_path) if tax_path else DEFAULT_TAXONOMY
-        train, val, test = (float(x) for x in args.split.split(","))  # ValueError unless three numbers
-        ratios = (train, val, test)
-        opts = ExportOptions(
-            out_dir=Path(args.out),
-            topics=topics,
-            tolerance_ns=int(args.tolerance_ms * 1e6),
-            codec=args.codec,
-            level=args.level,
-            every_k=args.every,
-            exclude_flagged=not args.keep_flagged,
-            depth_range_m=(args.depth_min, args.depth_max),
-            overwrite=args.overwrite,
-            seed=args.seed,
-            ratios=ratios,
-            taxonomy=taxonomy,
+    except (OSError, TaxonomyError, ValueError) as exc:
+        raise ExportOptionError(f"--taxonomy: {exc}") from None
+    opts = ExportOptions(
+        out_dir=Path(args.out),
+        topics=topics,
+        tolerance_ns=int(args.tolerance_ms * 1e6),
+        codec=args.codec,
+        level=args.level,
+        every_k=args.every,
+        exclude_flagged=not args.keep_flagged,
+        depth_range_m=(args.depth_min, args.depth_max),
+        overwrite=args.overwrite,
+        seed=args.seed,
+        ratios=ratios,
+        taxonomy=taxonomy,
+    )
+    try:
+        opts.validate()
+    except ExportOptionError as exc:
+        names = {"tolerance": "--tolerance-ms", "every": "--every", "depth range": "--depth-min/--depth-max"}
+        names.update({"split": "--split", "max depth": "--max-depth"})
+        head, _, rest = str(exc).partition(": ")
+        raise ExportOptionError(f"{names.get(head, head)}: {rest}" if rest else str(exc)) from None
+    bags = [(Path(b), scenes.get(b, Path(b).name)) for b in args.bags]
+    return bags, opts
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    """rosbag2 -> HDF5 + dataset_info.json + annotation package, published all at once or not at all."""
+    from depth_annotation.common import ImageConversionError
+    from depth_annotation.dataset import (
+        BagError,
+        ExportError,
+        ExportOptionError,
+        ExportOutputError,
+        export_bags,
+    )
+
+    out_text = os.fsencode(args.out).decode("utf-8", "backslashreplace")
+    try:
+        bags, opts = _export_options(args)
+    except ExportOptionError as exc:
+        print(f"error: option {exc} (nothing written)", file=sys.stderr)
+        return 2
+    before_publish = None
+    if args.overlap:
+        from depth_annotation.annotation import mark_overlap
+
+        marked: dict = {}
+
+        def before_publish(staging: Path) -> None:  # in the staging folder: part of the one publish
+            marked.update(mark_overlap(staging, args.overlap, seed=args.seed))
+
+    interrupted = threading.Event()
+    caught: list[int] = []
+    restore = _stop_on_signals(interrupted, caught)
+    try:
+        report = export_bags(
+            bags,
+            opts,
+            progress=not args.quiet,
+            stop_requested=interrupted.is_set,
+            allow_partial=args.allow_partial,
+            before_publish=before_publish,
         )
-        # Ctrl-C raises KeyboardInterrupt as usual and also sets a flag the export polls per
-        # message: a KeyboardInterrupt raised inside a finalizer or a library's cleanup is
-        # swallowed by Python (CI once saw an interrupted export finish with exit 0).
-        interrupted = threading.Event()
-
-        def on_sigint(signum, frame):
-            interrupted.set()
-            raise KeyboardInterrupt
-
-        previous = signal.signal(signal.SIGINT, on_sigint)
-        try:
-            report = export_bags(bags, opts, progress=not args.quiet, stop_requested=interrupted.is_set)
-        finally:
-            signal.signal(signal.SIGINT, previous)
-    except (BagError, ExportError, ImageConversionError, ValueError) as exc:
+    except ExportOptionError as exc:
+        print(f"error: option {exc} (nothing written)", file=sys.stderr)
+        return 2
+    except ExportOutputError as exc:
+        print(f"error: output: {exc}; nothing published, {out_text} left as it was", file=sys.stderr)
+        return 2
+    except (BagError, ExportError, ImageConversionError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("interrupted: no dataset written (the partial file was removed)", file=sys.stderr)
-        return 130
+        name = signal.Signals(caught[-1]).name if caught else "SIGINT"
+        print(
+            f"interrupted by {name}: no dataset written (staging removed; {out_text} left as it was)",
+            file=sys.stderr,
+        )
+        return 128 + (caught[-1] if caught else signal.SIGINT)
+    finally:
+        restore()
+    if interrupted.is_set():  # the signal came while the dataset was being swapped in: it is complete
+        name = signal.Signals(caught[-1]).name if caught else "SIGINT"
+        print(f"interrupted by {name} after the dataset was published: {report['hdf5']}", file=sys.stderr)
+        return 128 + (caught[-1] if caught else signal.SIGINT)
     for problem in report["problems"]:
         print(f"warning: {problem}", file=sys.stderr)
     print(
@@ -407,9 +522,6 @@ def _cmd_export(args: argparse.Namespace) -> int:
         f"{report['annotation']['tasks']} annotation tasks"
     )
     if args.overlap:
-        from depth_annotation.annotation import mark_overlap
-
-        marked = mark_overlap(args.out, args.overlap, seed=args.seed)
         print(f"  overlap: {len(marked['tasks'])} task(s) marked for two annotators (data.overlap = 2)")
     for ep in report["sync"]:
         counts = ", ".join(
@@ -417,11 +529,6 @@ def _cmd_export(args: argparse.Namespace) -> int:
             for k, v in ep["topics"].items()
         )
         print(f"  {ep['source']}: {counts}")
-    if report["problems"] and not args.allow_partial:
-        print(
-            "error: parts of the input could not be read (see warnings); use --allow-partial to accept", file=sys.stderr
-        )
-        return 2
     if args.preannotate:
         # preannotate's own defaults: the parser, so its options never drift from this call
         return _cmd_preannotate(
@@ -1030,6 +1137,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = sub.add_parser("check", help="run the exporter's consistency checks on a dataset directory")
     sp.add_argument("dataset")
+    sp.add_argument(
+        "--deep", action="store_true", help="decode every frame and verify every frame and annotation file checksum"
+    )
     sp.set_defaults(func=_cmd_check)
 
     sp = sub.add_parser(
@@ -1097,6 +1207,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    for stream in (sys.stdout, sys.stderr):  # a non-UTF-8 path prints escaped, never as a traceback
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
     args = build_parser().parse_args(argv)
     return int(args.func(args))
 

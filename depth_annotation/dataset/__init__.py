@@ -11,7 +11,7 @@ if TYPE_CHECKING:
     from .bag_io import BagReader, TopicInfo, open_bag, recorded_qos, stamp_of
     from .bag_recovery import RecoveryReport
     from .bag_reindex import ReindexResult, reindex
-    from .check import check_dataset
+    from .check import FULL_DECODE_FRAMES, CheckReport, check_dataset, check_report
     from .chunk_codecs import CODECS, open_h5, resolve_codec
     from .errors import (
         BagError,
@@ -22,12 +22,16 @@ if TYPE_CHECKING:
         BagTruncatedError,
         CodecError,
         ExportError,
+        ExportInputError,
+        ExportLockedError,
+        ExportOptionError,
+        ExportOutputError,
         NotABagError,
         NotABagFileError,
         UnknownStorageError,
     )
     from .exporter import DEFAULT_TOPICS, ExportOptions, ExportSession, export_bags
-    from .hdf5_writer import EpisodeMeta, Hdf5DatasetWriter
+    from .hdf5_writer import EpisodeMeta, Hdf5DatasetWriter, frame_checksum
     from .info import assign_splits
     from .synthetic_bag import write_synthetic_bag
     from .visualize import render_h5_frame
