@@ -333,6 +333,15 @@ def test_sigkill_during_record_loses_at_most_one_chunk(procs, tmp_path):
     got = _frames_in_cut_mcap(files[0])
     assert got, "nothing recoverable"
     assert got == sorted(got) and len(set(got)) == len(got)
+    with open(files[0], "rb") as f:  # every chunk closed at CHUNK_BYTES: at most FRAMES_PER_CHUNK frames each
+        sizes = []
+        try:
+            for r in StreamReader(f, emit_chunks=True).records:
+                if isinstance(r, Chunk):
+                    sizes.append(r.uncompressed_size)
+        except Exception:  # the cut
+            pass
+    assert sizes and max(sizes) < FRAMES_PER_CHUNK * (IMAGE_BYTES + 1024), sizes
     # frames sent after the first recorded one and more than 0.2 s before the kill (delivered by then)
     expected = [n for n, t in sent.items() if n >= got[0] and t < killed_at - 0.2]
     lost = sorted(set(expected) - set(got))

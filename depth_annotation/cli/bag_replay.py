@@ -24,6 +24,10 @@ from rclpy.signals import SignalHandlerOptions
 
 from depth_annotation.dataset import BagError, bag_io
 
+# rcl reads remap rules from the argv it is given, even outside `--ros-args` (the deprecated
+# `from:=to` syntax): the CLI's own arguments (`--remap /a:=/b`) must not reach it.
+RCL_ARGS = ["depth-annotation"]
+
 
 def message_class(msgtype: str):
     """'sensor_msgs/msg/Image' -> the rclpy class."""
@@ -108,7 +112,7 @@ def record(
     counts = {t: 0 for t in topics}
     with _StopOnSignal() as stop:
         writer.open()
-        rclpy.init(signal_handler_options=SignalHandlerOptions.NO)
+        rclpy.init(args=RCL_ARGS, signal_handler_options=SignalHandlerOptions.NO)
         node = rclpy.create_node("depth_annotation_recorder")
         started = False
         try:
@@ -200,7 +204,7 @@ def play(
     remap = remap or {}
     sent = 0
     with _StopOnSignal() as stop:
-        rclpy.init(signal_handler_options=SignalHandlerOptions.NO)
+        rclpy.init(args=RCL_ARGS, signal_handler_options=SignalHandlerOptions.NO)
         node = rclpy.create_node("depth_annotation_player")
         try:
             with bag_io.open_bag(bag) as reader:
