@@ -30,10 +30,10 @@ from ros_harness import REPO, VENV_BIN, NodeProcess, stock_environment, wait_unt
 from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, QosReliability, QosTime
 from rosbags.rosbag2 import Reader as RosbagsReader
 
-from depth_annotation.dataset import bag_io
-from depth_annotation.dataset.bag_writer import CHUNK_BYTES, DISTRO_VERSION, BagWriter
+from depth_annotation.dataset import BagWriter, bag_io
 
 SHARE = Path(sys.prefix) / "share"
+CHUNK_BYTES = 1024 * 1024  # the chunk size the README promises
 IMAGE_BYTES = 640 * 480 * 3
 FRAMES_PER_CHUNK = math.ceil(CHUNK_BYTES / IMAGE_BYTES)  # the writer closes a chunk once it holds CHUNK_BYTES
 
@@ -157,7 +157,6 @@ FILE_KEYS = ["path", "starting_time", "duration", "message_count"]
 )
 def test_metadata_yaml_matches_rosbag2s_schema_for_the_distro_and_rosbags_reads_it(tmp_path, distro, storage):
     expected_version = {"humble": 5, "jazzy": 9, "kilted": 9}[distro]
-    assert DISTRO_VERSION[distro] == expected_version
     bag = tmp_path / f"bag_{distro}"
     _small_bag(bag, storage=storage, distro=distro, n=5)
     info = yaml.safe_load((bag / "metadata.yaml").read_text())["rosbag2_bagfile_information"]

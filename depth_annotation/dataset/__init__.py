@@ -9,6 +9,7 @@ from depth_annotation.common import lazy_exports
 
 if TYPE_CHECKING:
     from .bag_io import BagReader, TopicInfo, open_bag, recorded_qos, stamp_of
+    from .bag_writer import DISTROS, BagWriter
     from .check import check_dataset
     from .chunk_codecs import CODECS, open_h5, resolve_codec
     from .errors import BagError, BagShortReadError, CodecError, ExportError

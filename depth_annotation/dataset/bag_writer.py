@@ -41,7 +41,7 @@ from rosbags.rosbag2 import Writer as RosbagsWriter
 from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 from rosbags.typesys.store import Typestore
 
-from depth_annotation.common.atomic_io import write_text
+from depth_annotation.common import atomic_io
 
 from .errors import BagError
 
@@ -205,7 +205,7 @@ class BagWriter:
             self._stream.close()
         if self._rosbags is not None:
             self._rosbags.close()
-        write_text(self.path / "metadata.yaml", _dump(self.metadata()))
+        atomic_io.write_text(self.path / "metadata.yaml", _dump(self.metadata()))
 
     # -- topics and messages --------------------------------------------------------------------
     def add_topic(self, topic: str, msgtype: str, *, qos: Sequence[Qos] | None = None) -> None:
