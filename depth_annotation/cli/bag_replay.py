@@ -12,13 +12,22 @@ The middleware is left as the user configured it (no DDS variables set here).
 from __future__ import annotations
 
 import importlib
+import math
+import shutil
+import signal
 import time
 from pathlib import Path
+from typing import Any
 
 import rclpy
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.signals import SignalHandlerOptions
 
 from depth_annotation.dataset import BagError, bag_io
+
+# rcl reads remap rules from the argv it is given, even outside `--ros-args` (the deprecated
+# `from:=to` syntax): the CLI's own arguments (`--remap /a:=/b`) must not reach it.
+RCL_ARGS = ["depth-annotation"]
 
 
 def message_class(msgtype: str):
@@ -56,25 +65,70 @@ def _default_qos(topic: str, msgtype: str) -> QoSProfile:
     return QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
 
 
+class _StopOnSignal:
+    """SIGINT and SIGTERM end a record/play loop normally (the bag is finished, rc 0), as Ctrl-C on `ros2 bag`."""
+
+    def __init__(self) -> None:
+        self.signal: int | None = None
+        self._old: dict[int, Any] = {}  # what signal.signal returned: a handler, SIG_DFL/SIG_IGN or None
+
+    def __enter__(self) -> _StopOnSignal:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self._old[sig] = signal.signal(sig, self._on)
+        return self
+
+    def _on(self, signum, frame) -> None:
+        self.signal = signum
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+    def __bool__(self) -> bool:
+        return self.signal is not None
+
+
+def check_duration(duration_s: float) -> None:
+    if not (math.isfinite(duration_s) and duration_s > 0):
+        raise ValueError(f"--duration must be a positive number of seconds, got {duration_s}")
+
+
 def record(
-    out: Path, topics: list[str], *, duration_s: float, storage: str = "mcap", discovery_s: float = 10.0, log=print
+    out: Path,
+    topics: list[str],
+    *,
+    duration_s: float,
+    storage: str = "mcap",
+    distro: str = "kilted",
+    discovery_s: float = 10.0,
+    log=print,
 ) -> dict[str, int]:
-    """Record `topics` for `duration_s` seconds (after they appear); returns message counts."""
-    rclpy.init()
-    node = rclpy.create_node("depth_annotation_recorder")
+    """Record `topics` for `duration_s` seconds (after they appear), or until SIGINT/SIGTERM; returns counts.
+
+    The bag directory is created first, so an unwritable place fails (OSError) before any
+    waiting; a recording that never starts (no publisher) removes it again.
+    """
+    check_duration(duration_s)
+    writer = bag_io.BagWriter(out, storage=storage, distro=distro)
     counts = {t: 0 for t in topics}
-    try:
-        deadline = time.monotonic() + discovery_s
-        types: dict[str, str] = {}
-        while time.monotonic() < deadline and len(types) < len(topics):
-            for name, tps in node.get_topic_names_and_types():
-                if name in topics and tps:
-                    types[name] = tps[0]
-            rclpy.spin_once(node, timeout_sec=0.1)
-        missing = [t for t in topics if t not in types]
-        if missing:
-            raise BagError(f"no publisher for {', '.join(missing)} within {discovery_s:.0f} s")
-        with bag_io.BagWriter(out, storage=storage) as writer:
+    with _StopOnSignal() as stop:
+        writer.open()
+        rclpy.init(args=RCL_ARGS, signal_handler_options=SignalHandlerOptions.NO)
+        node = rclpy.create_node("depth_annotation_recorder")
+        started = False
+        try:
+            deadline = time.monotonic() + discovery_s
+            types: dict[str, str] = {}
+            while time.monotonic() < deadline and len(types) < len(topics) and not stop:
+                for name, tps in node.get_topic_names_and_types():
+                    if name in topics and tps:
+                        types[name] = tps[0]
+                rclpy.spin_once(node, timeout_sec=0.1)
+            missing = [t for t in topics if t not in types]
+            if missing:
+                why = "stopped by signal" if stop else f"within {discovery_s:.0f} s"
+                raise BagError(f"no publisher for {', '.join(missing)} ({why}); nothing recorded")
+            started = True
             for topic, msgtype in types.items():
                 pubs = node.get_publishers_info_by_topic(topic)
                 qos = pubs[0].qos_profile if pubs else _default_qos(topic, msgtype)
@@ -88,11 +142,16 @@ def record(
                 node.create_subscription(message_class(msgtype), topic, on_raw, sub_qos, raw=True)
             log(f"recording {len(types)} topics to {out} for {duration_s:.1f} s")
             end = time.monotonic() + duration_s
-            while time.monotonic() < end:
+            while time.monotonic() < end and not stop:
                 rclpy.spin_once(node, timeout_sec=0.05)
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
+            if stop:
+                log(f"stopped by {signal.Signals(stop.signal or 0).name}: bag finished")
+        finally:
+            node.destroy_node()
+            rclpy.try_shutdown()
+            writer.close()
+            if not started:
+                shutil.rmtree(out, ignore_errors=True)
     return counts
 
 
@@ -108,64 +167,121 @@ def playback_qos(info: bag_io.TopicInfo) -> QoSProfile:
     return qos
 
 
+def parse_remaps(remaps: list[str] | None) -> dict[str, str]:
+    """`FROM:=TO` pairs (as `ros2 bag play --remap`) -> {FROM: TO}."""
+    out: dict[str, str] = {}
+    for r in remaps or []:
+        src, sep, dst = r.partition(":=")
+        if not sep or not src.startswith("/") or not dst.startswith("/"):
+            raise ValueError(f"--remap {r!r}: expected /FROM:=/TO")
+        out[src] = dst
+    return out
+
+
 def play(
-    bag: Path, *, rate: float = 1.0, topics: list[str] | None = None, wait_subscribers_s: float = 10.0, log=print
+    bag: Path,
+    *,
+    rate: float = 1.0,
+    topics: list[str] | None = None,
+    wait_subscribers_s: float = 10.0,
+    clock_hz: float | None = None,
+    loop: bool = False,
+    remap: dict[str, str] | None = None,
+    log=print,
 ) -> int:
     """Publish a bag's messages with their recorded spacing (scaled by `rate`) and QoS; returns the count.
 
     Topics whose message type is not installed here are skipped with a line (as `ros2 bag play`
     does), unless asked for by name. A read that returns fewer messages than the bag's storage
-    holds raises `BagShortReadError` once the rest has been published.
+    holds raises `BagShortReadError` once the rest has been published. `clock_hz` publishes
+    /clock (rosgraph_msgs/Clock) with the bag's time at that rate, as `ros2 bag play --clock`;
+    `loop` plays again from the start until SIGINT/SIGTERM (which end playback normally);
+    `remap` publishes a recorded topic under another name.
     """
-    if rate <= 0:
+    if not (math.isfinite(rate) and rate > 0):
         raise ValueError("rate must be positive")
-    rclpy.init()
-    node = rclpy.create_node("depth_annotation_player")
+    if clock_hz is not None and not (math.isfinite(clock_hz) and clock_hz > 0):
+        raise ValueError("--clock rate must be positive")
+    remap = remap or {}
     sent = 0
-    try:
-        with bag_io.open_bag(bag) as reader:
-            have = bag_io.topics(reader)
-            if topics:
-                bag_io.require_topics(reader, topics)
-            pubs = {}
-            for info in have.values():
-                if topics and info.topic not in topics:
-                    continue
-                try:
-                    cls = message_class(info.msgtype)
-                except (ImportError, AttributeError, ValueError):
-                    if topics:
-                        raise BagError(f"cannot play {info.topic}: {info.msgtype} is not installed here") from None
-                    log(f"skipping {info.topic}: its type {info.msgtype} is not installed here")
-                    continue
-                pubs[info.topic] = node.create_publisher(cls, info.topic, playback_qos(info))
-            if not pubs:
-                raise BagError(f"{bag}: nothing to play (no topic with an installed message type)")
-            # Wait for subscribers: until every topic has one, or the number of matched topics
-            # has been stable for a second (some topics may have no listener), or the timeout.
-            deadline = time.monotonic() + wait_subscribers_s
-            matched, stable_since = -1, time.monotonic()
-            while time.monotonic() < deadline:
-                n = sum(1 for p in pubs.values() if p.get_subscription_count())
-                if n == len(pubs):
-                    break
-                if n != matched:
-                    matched, stable_since = n, time.monotonic()
-                elif n > 0 and time.monotonic() - stable_since > 1.0:
-                    break
-                rclpy.spin_once(node, timeout_sec=0.05)
-            log(f"playing {bag} at {rate}x: {', '.join(sorted(pubs))}")
-            t0_bag = t0_wall = 0.0
-            for msg in reader.raw_messages(pubs):
-                if not sent:
-                    t0_bag, t0_wall = msg.time_ns, time.monotonic()
-                due = t0_wall + (msg.time_ns - t0_bag) / 1e9 / rate
-                while (delay := due - time.monotonic()) > 0:
-                    time.sleep(min(delay, 0.01))
-                pubs[msg.topic].publish(bytes(msg.data))
-                sent += 1
-            time.sleep(0.5)  # let the last messages leave
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
+    with _StopOnSignal() as stop:
+        rclpy.init(args=RCL_ARGS, signal_handler_options=SignalHandlerOptions.NO)
+        node = rclpy.create_node("depth_annotation_player")
+        try:
+            with bag_io.open_bag(bag) as reader:
+                have = bag_io.topics(reader)
+                if topics:
+                    bag_io.require_topics(reader, topics)
+                unknown = sorted(set(remap) - set(have))
+                if unknown:
+                    raise BagError(f"--remap {', '.join(unknown)}: no such topic in {bag}")
+                pubs = {}
+                for info in have.values():
+                    if topics and info.topic not in topics:
+                        continue
+                    try:
+                        cls = message_class(info.msgtype)
+                    except (ImportError, AttributeError, ValueError):
+                        if topics:
+                            raise BagError(f"cannot play {info.topic}: {info.msgtype} is not installed here") from None
+                        log(f"skipping {info.topic}: its type {info.msgtype} is not installed here")
+                        continue
+                    name = remap.get(info.topic, info.topic)
+                    pubs[info.topic] = node.create_publisher(cls, name, playback_qos(info))
+                if not pubs:
+                    raise BagError(f"{bag}: nothing to play (no topic with an installed message type)")
+                clock_pub = None
+                if clock_hz is not None:
+                    from rosgraph_msgs.msg import Clock
+
+                    clock_pub = node.create_publisher(Clock, "/clock", QoSProfile(depth=1))
+                # Wait for subscribers: until every topic has one, or the number of matched topics
+                # has been stable for a second (some topics may have no listener), or the timeout.
+                deadline = time.monotonic() + wait_subscribers_s
+                matched, stable_since = -1, time.monotonic()
+                while time.monotonic() < deadline and not stop:
+                    n = sum(1 for p in pubs.values() if p.get_subscription_count())
+                    if n == len(pubs):
+                        break
+                    if n != matched:
+                        matched, stable_since = n, time.monotonic()
+                    elif n > 0 and time.monotonic() - stable_since > 1.0:
+                        break
+                    rclpy.spin_once(node, timeout_sec=0.05)
+                shown = ", ".join(f"{t} as {remap[t]}" if t in remap else t for t in sorted(pubs))
+                log(f"playing {bag} at {rate}x{' (loop)' if loop else ''}: {shown}")
+
+                def publish_clock(bag_ns: int) -> None:
+                    if clock_pub is not None:
+                        msg = Clock()
+                        msg.clock.sec, msg.clock.nanosec = divmod(int(bag_ns), 10**9)
+                        clock_pub.publish(msg)
+
+                period = 1.0 / clock_hz if clock_hz else math.inf
+                while not stop:
+                    first = True
+                    t0_bag = t0_wall = 0.0
+                    next_clock = time.monotonic()
+                    for msg in reader.raw_messages(pubs):
+                        if first:
+                            t0_bag, t0_wall, first = msg.time_ns, time.monotonic(), False
+                        due = t0_wall + (msg.time_ns - t0_bag) / 1e9 / rate
+                        while (now := time.monotonic()) < due and not stop:
+                            if now >= next_clock:
+                                publish_clock(int(t0_bag + (now - t0_wall) * rate * 1e9))
+                                next_clock = now + period
+                            time.sleep(max(0.0, min(due - now, next_clock - now, 0.01)))
+                        if stop:
+                            break
+                        publish_clock(msg.time_ns)
+                        pubs[msg.topic].publish(bytes(msg.data))
+                        sent += 1
+                    if not loop or first:
+                        break
+                if stop:
+                    log(f"stopped by {signal.Signals(stop.signal or 0).name}")
+                time.sleep(0.5)  # let the last messages leave
+        finally:
+            node.destroy_node()
+            rclpy.try_shutdown()
     return sent

@@ -709,24 +709,35 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 def _cmd_record(args: argparse.Namespace) -> int:
     from depth_annotation.dataset import BagError
 
-    from .bag_replay import record
+    from .bag_replay import check_duration, record
 
     try:
-        counts = record(Path(args.out), args.topics, duration_s=args.duration, storage=args.storage)
-    except BagError as exc:
+        check_duration(args.duration)  # before anything is created
+        counts = record(Path(args.out), args.topics, duration_s=args.duration, storage=args.storage, distro=args.distro)
+    except (BagError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print("recorded: " + ", ".join(f"{t}: {n}" for t, n in counts.items()))
+    except OSError as exc:
+        print(f"error: cannot write the bag {args.out}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    print(f"recorded {sum(counts.values())} messages: " + ", ".join(f"{t}: {n}" for t, n in counts.items()))
     return 0
 
 
 def _cmd_play(args: argparse.Namespace) -> int:
     from depth_annotation.dataset import BagError
 
-    from .bag_replay import play
+    from .bag_replay import parse_remaps, play
 
     try:
-        sent = play(Path(args.bag), rate=args.rate, topics=args.topics)
+        sent = play(
+            Path(args.bag),
+            rate=args.rate,
+            topics=args.topics,
+            clock_hz=args.clock,
+            loop=args.loop,
+            remap=parse_remaps(args.remap),
+        )
     except (BagError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -1070,8 +1081,14 @@ def build_parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("record", help="record topics to a rosbag2 (mcap/sqlite3) without ros2 bag")
     sp.add_argument("topics", nargs="+")
     sp.add_argument("--out", required=True, help="bag directory to create")
-    sp.add_argument("--duration", type=float, required=True, help="seconds to record")
+    sp.add_argument("--duration", type=float, required=True, help="seconds to record (Ctrl-C stops early)")
     sp.add_argument("--storage", choices=("mcap", "sqlite3"), default="mcap")
+    sp.add_argument(
+        "--distro",
+        choices=("humble", "jazzy", "kilted"),
+        default="kilted",
+        help="write the metadata.yaml version and types this distro's ros2 bag reads (humble: 5, jazzy/kilted: 9)",
+    )
     sp.set_defaults(func=_cmd_record)
 
     sp = sub.add_parser("reindex", help="write a fresh metadata.yaml for a bag (and a recovered copy of a cut mcap)")
@@ -1082,6 +1099,17 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("bag")
     sp.add_argument("--rate", type=float, default=1.0)
     sp.add_argument("--topics", nargs="*", help="only these topics")
+    sp.add_argument(
+        "--clock",
+        type=float,
+        nargs="?",
+        const=40.0,
+        default=None,
+        metavar="HZ",
+        help="publish /clock with the bag's time (default 40 Hz, as ros2 bag play --clock)",
+    )
+    sp.add_argument("--loop", action="store_true", help="play again from the start until Ctrl-C")
+    sp.add_argument("--remap", action="append", metavar="FROM:=TO", help="publish topic FROM as TO (repeatable)")
     sp.set_defaults(func=_cmd_play)
 
     sp = sub.add_parser("demo", help="run the node graph on the synthetic camera: calibrate, record, export")

@@ -11,6 +11,7 @@ if TYPE_CHECKING:
     from .bag_io import BagReader, TopicInfo, open_bag, recorded_qos, stamp_of
     from .bag_recovery import RecoveryReport
     from .bag_reindex import ReindexResult, reindex
+    from .bag_writer import DISTROS, BagWriter
     from .check import FULL_DECODE_FRAMES, CheckReport, check_dataset, check_report
     from .chunk_codecs import CODECS, open_h5, resolve_codec
     from .errors import (

@@ -37,7 +37,7 @@ from collections.abc import Collection, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path, PurePath
-from typing import Any, Literal, NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import yaml
@@ -50,7 +50,7 @@ from rosbags.interfaces import (
     QosHistory,
     QosReliability,
 )
-from rosbags.rosbag2 import Reader, ReaderError, StoragePlugin, Writer
+from rosbags.rosbag2 import Reader, ReaderError
 from rosbags.rosbag2.metadata import parse_qos
 from rosbags.typesys import Stores, TypesysError, get_types_from_idl, get_types_from_msg, get_typestore
 from rosbags.typesys.store import Typestore
@@ -566,43 +566,5 @@ def camera_info(intr: Intrinsics, stamp_ns: int, frame_id: str) -> Any:
     )
 
 
-class BagWriter:
-    """A rosbag2 writer (sqlite3 or mcap) that refuses to overwrite; a context manager.
-
-    `version` 9 writes metadata.yaml's QoS as a list (rosbag2 from Jazzy on), 8 as the
-    YAML string earlier versions wrote.
-    """
-
-    def __init__(self, path: str | Path, *, storage: str = "mcap", version: Literal[8, 9] = 9) -> None:
-        self.path = Path(path)
-        if self.path.exists():
-            raise BagError(f"{self.path} exists: refusing to overwrite a bag")
-        plugin = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}.get(storage)
-        if plugin is None:
-            raise BagError(f"storage must be mcap or sqlite3, got {storage!r}")
-        self._writer = Writer(self.path, version=version, storage_plugin=plugin)
-        self._conns: dict[str, Connection] = {}
-
-    def __enter__(self) -> BagWriter:
-        self._writer.open()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._writer.close()
-
-    def add_topic(self, topic: str, msgtype: str, *, qos: Sequence[Qos] | None = None) -> None:
-        if topic not in self._conns:
-            self._conns[topic] = self._writer.add_connection(
-                topic, msgtype, typestore=TYPESTORE, offered_qos_profiles=qos or ()
-            )
-
-    def write(self, topic: str, time_ns: int, msg: Any) -> None:
-        """Serialise a rosbags message object (see image(), camera_info())."""
-        conn = self._conns.get(topic)
-        if conn is None:
-            raise BagError(f"write to {topic}: add_topic first")
-        self._writer.write(conn, int(time_ns), TYPESTORE.serialize_cdr(msg, conn.msgtype))
-
-    def write_raw(self, topic: str, time_ns: int, data: bytes | memoryview) -> None:
-        """Write an already CDR-serialised message (what a raw rclpy subscription receives)."""
-        self._writer.write(self._conns[topic], int(time_ns), data)
+# The writer lives in bag_writer.py (mcap library, chunk CRCs, per-distro metadata); kept importable here.
+from .bag_writer import BagWriter as BagWriter  # noqa: E402
