@@ -28,6 +28,7 @@ ROS_PACKAGES = {
     "diagnostic_msgs",
     "geometry_msgs",
     "tf2_msgs",
+    "rosgraph_msgs",
     "launch",
     "launch_ros",
 }
