@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 from helpers.launch_equivalent import SHIPPED_PROFILE, probe, start_camera, start_node, start_standin
-from ros_harness import REPO, VENV_BIN, WATCHED, start_process, wait_until
+from ros_harness import REPO, VENV_BIN, WATCHED, NodeProcess, stock_environment, wait_until
 
 from depth_annotation.mono import save_tiny_model
 
@@ -284,12 +284,22 @@ def _children_env(prefix: Path) -> dict[str, dict[str, str]]:
     return out
 
 
-def _launch(procs, tmp_path, sources: Path, prefix: Path, launch_file: str, args: list[str]):
+def _launch(procs, tmp_path, sources: Path, prefix: Path, launch_file: str, args: list[str]) -> NodeProcess:
+    """`ros2 launch` from a terminal: its own process group, so Ctrl-C (`_ctrl_c`) reaches launch and every
+    node at once. (launch does not forward a SIGINT it got itself: it assumes the terminal sent it to all.)"""
     cmd = [sys.executable, str(RUN_LAUNCH), str(prefix), str(LAUNCH / launch_file), *args]
-    env = {"PYTHONPATH": os.pathsep.join([str(sources), str(REPO)])}
-    p = start_process(cmd, f"launch_{launch_file}", tmp_path / "logs", env, stock=True)
+    env = stock_environment() | {"PYTHONPATH": os.pathsep.join([str(sources), str(REPO)]), "PYTHONUNBUFFERED": "1"}
+    log = tmp_path / "logs" / f"launch_{launch_file}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "wb") as fh:
+        proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env, cwd=REPO, start_new_session=True)
+    p = NodeProcess(f"launch_{launch_file}", proc, log)
     procs.started.append(p)
     return p
+
+
+def _ctrl_c(p: NodeProcess) -> None:
+    os.killpg(p.proc.pid, signal.SIGINT)
 
 
 @pytest.mark.parametrize("ref", DISTRO_REFS)
@@ -316,7 +326,7 @@ def test_launch_files_run_under_the_real_launch_api(procs, tmp_path, ref):
     for exe, env in envs.items():
         assert env.get("FASTDDS_DEFAULT_PROFILES_FILE") == str(REPO / "config" / "dds" / "large_data_shm.xml"), exe
     time.sleep(8)  # frames reach the exporter
-    full.proc.send_signal(signal.SIGINT)
+    _ctrl_c(full)
     assert full.wait_exit(90) == 0, full.output()[-3000:]
     assert "Caught exception" not in full.output() and "escalating to 'SIGTERM'" not in full.output()
     assert (out / "export" / "dataset.h5").exists(), full.output()[-3000:]
@@ -336,7 +346,7 @@ def test_launch_files_run_under_the_real_launch_api(procs, tmp_path, ref):
     assert "push_to_driver disabled: realsense2_camera offers no set_camera_info" in rs2.output()
     assert all("FASTDDS_DEFAULT_PROFILES_FILE" not in env for env in _children_env(prefix).values())  # stock
     time.sleep(8)
-    rs2.proc.send_signal(signal.SIGINT)
+    _ctrl_c(rs2)
     assert rs2.wait_exit(90) == 0, rs2.output()[-3000:]
     assert "dataset written" in rs2.output() and (out / "export" / "dataset.h5").exists(), rs2.output()[-3000:]
     report = json.loads((out / "qc" / "qc_report.json").read_text())
