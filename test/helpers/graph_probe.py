@@ -75,18 +75,23 @@ def main() -> None:
             fq = (ns.rstrip("/") + "/" + name) if ns != "/" else "/" + name
             seen.setdefault(fq, time.time())
     answered: dict[str, bool] = {}
+    errors: dict[str, str] = {}
     for service, kind in spec.get("services", []):
         srv_type = Trigger if kind == "Trigger" else ListParameters
         client = node.create_client(srv_type, service)
         ok = client.wait_for_service(timeout_sec=spec["discovery_timeout_s"])
-        if ok:
+        errors[service] = "" if ok else "not discovered"
+        for _ in range(spec.get("call_attempts", 1) if ok else 0):  # a request can be lost on a busy graph
             fut = client.call_async(srv_type.Request())
             end = time.monotonic() + spec.get("call_timeout_s", 10.0)
             while not fut.done() and time.monotonic() < end:
                 rclpy.spin_once(node, timeout_sec=0.05)
             ok = fut.done() and fut.result() is not None
-            if ok and srv_type is ListParameters:
-                parameters[service] = list(fut.result().result.names)
+            errors[service] = "" if ok else "no answer"
+            if ok:
+                if srv_type is ListParameters:
+                    parameters[service] = list(fut.result().result.names)
+                break
         answered[service] = ok
     end = time.monotonic() + spec.get("listen_s", 0.0)
     while time.monotonic() < end:
@@ -101,6 +106,7 @@ def main() -> None:
         "graph": dict(node.get_topic_names_and_types()),
         "fields": fields,
         "parameters": parameters,
+        "service_errors": errors,
         "subscribers": {t: node.count_subscribers(t) for t in spec.get("count_subscribers", [])},
     }
     print(json.dumps(result), flush=True)
