@@ -10,6 +10,8 @@ JSON spec from argv[1] and prints one JSON line:
   frame_ids: {topic: sorted header.frame_id values received}
   tf_static: sorted [parent, child] pairs on /tf_static (transient local, as tf2 listens)
   graph:    {topic name: [type names]} as the probe saw the graph at the end
+  (after listen_s it spins on, up to wait_timeout_s, until every topic delivered and /tf_static
+  holds min_tf_static transforms)
   fields:   {topic: [values of the field spec["fields"][topic] in each message]}
   parameters: {ListParameters service: [parameter names]}
   subscribers: {topic: subscriber count at the end} for spec["count_subscribers"]
@@ -95,6 +97,10 @@ def main() -> None:
         answered[service] = ok
     end = time.monotonic() + spec.get("listen_s", 0.0)
     while time.monotonic() < end:
+        rclpy.spin_once(node, timeout_sec=0.02)
+    # then, on a slow machine, until every topic delivered once and /tf_static holds enough transforms
+    end = time.monotonic() + spec.get("wait_timeout_s", 0.0)
+    while time.monotonic() < end and (not all(stamps.values()) or len(tf_static) < spec.get("min_tf_static", 0)):
         rclpy.spin_once(node, timeout_sec=0.02)
     result = {
         "probe_ready": probe_ready,
