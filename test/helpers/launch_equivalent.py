@@ -46,13 +46,16 @@ def start_node(procs, exe: str, namespace: str, params: dict[str, object], profi
     return _track(procs, start_process(cmd, name, procs.log_dir, _env(profile), stock=True))
 
 
-def start_camera(procs, namespace: str, camera_name: str, out: Path, profile: Path | None = None) -> None:
-    """capture.launch.py + export.launch.py (full.launch.py enable_export:=true) for one camera."""
+def start_camera(
+    procs, namespace: str, camera_name: str, out: Path, profile: Path | None = None, **driver: object
+) -> None:
+    """capture.launch.py + export.launch.py (full.launch.py enable_export:=true) for one camera;
+    `driver`: more realsense_node overrides (as launch arguments or a params file would give)."""
     start_node(
         procs,
         "realsense_node",
         namespace,
-        {"source": "synthetic", "camera_name": camera_name, "output_dir": out / "captures"},
+        {"source": "synthetic", "camera_name": camera_name, "output_dir": out / "captures", **driver},
         profile,
     )
     start_node(procs, "coverage_qc_node", namespace, {"output_dir": out / "qc"}, profile)
