@@ -1,16 +1,49 @@
 """Driver + live coverage QC + calibration service on one camera.
 
 ros2 launch depth_annotation capture.launch.py source:=device serial_no:=123456789 output_dir:=/data/session1
+ros2 launch depth_annotation capture.launch.py camera_namespace:=cam1 camera_name:=cam1 dds_profile:=large_data_shm
 """
 
-from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument
+from pathlib import Path
+
+from launch import LaunchContext, LaunchDescription
+from launch.actions import DeclareLaunchArgument, GroupAction, OpaqueFunction, SetEnvironmentVariable
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
 from launch_ros.parameter_descriptions import ParameterValue
 from launch_ros.substitutions import FindPackageShare
 
 PACKAGE = "depth_annotation"
+# Nodes write their reports and datasets at shutdown; launch's default (5 s after SIGINT, then SIGTERM)
+# cut the exporter's final write short under load (dataset.h5.partial), so they get this long.
+SHUTDOWN_TIMEOUT_S = "30"
+
+
+def dds_profile_file(context: LaunchContext) -> list[SetEnvironmentVariable]:
+    """`dds_profile:=` for the nodes this file starts: a path, or a name in config/dds/ (empty: stock, unchanged).
+
+    Runs inside the scoped GroupAction below, so the variable reaches only those nodes.
+    """
+    value = LaunchConfiguration("dds_profile").perform(context).strip()
+    if not value:
+        return []
+    path = Path(value).expanduser()
+    if not path.is_file():
+        share = Path(FindPackageShare(PACKAGE).perform(context)) / "config" / "dds"
+        path = share / (value if value.endswith(".xml") else f"{value}.xml")
+    if not path.is_file():
+        raise RuntimeError(f"dds_profile:={value}: no such file (nor config/dds/{path.name} in {PACKAGE})")
+    return [SetEnvironmentVariable("FASTDDS_DEFAULT_PROFILES_FILE", str(path.resolve()))]
+
+
+DDS_PROFILE_ARG = DeclareLaunchArgument(
+    "dds_profile",
+    default_value="",
+    description=(
+        "Fast DDS XML profile for the nodes started here: a path or a name in config/dds/ "
+        "(large_data_shm, loopback_large_data); empty: the environment's middleware settings, unchanged"
+    ),
+)
 
 
 def config(name: str) -> PathJoinSubstitution:
@@ -18,8 +51,9 @@ def config(name: str) -> PathJoinSubstitution:
 
 
 def generate_launch_description() -> LaunchDescription:
-    ns = LaunchConfiguration("camera_namespace")
-    out = LaunchConfiguration("output_dir")
+    cfg = LaunchConfiguration
+    ns = cfg("camera_namespace")
+    out = cfg("output_dir")
     args = [
         DeclareLaunchArgument(
             "source",
@@ -38,8 +72,16 @@ def generate_launch_description() -> LaunchDescription:
             "camera_namespace", default_value="camera", description="namespace of the camera's nodes and topics"
         ),
         DeclareLaunchArgument(
+            "camera_name",
+            default_value="camera",
+            description="TF frame id prefix, as realsense-ros: <camera_name>_link, <camera_name>_color_optical_frame",
+        ),
+        DeclareLaunchArgument("color_profile", default_value="640x480x30", description="colour WIDTHxHEIGHTxFPS"),
+        DeclareLaunchArgument("depth_profile", default_value="640x480x30", description="depth WIDTHxHEIGHTxFPS"),
+        DeclareLaunchArgument(
             "output_dir", default_value="dataset", description="dataset directory for metadata, QC report, calibration"
         ),
+        DDS_PROFILE_ARG,
     ]
     driver = Node(
         package=PACKAGE,
@@ -47,12 +89,16 @@ def generate_launch_description() -> LaunchDescription:
         name="realsense_node",
         namespace=ns,
         output="screen",
+        sigterm_timeout=SHUTDOWN_TIMEOUT_S,
         parameters=[
             config("realsense.yaml"),
             {
-                "source": LaunchConfiguration("source"),
-                "serial_no": ParameterValue(LaunchConfiguration("serial_no"), value_type=str),
-                "bag_path": ParameterValue(LaunchConfiguration("bag_path"), value_type=str),
+                "source": cfg("source"),
+                "serial_no": ParameterValue(cfg("serial_no"), value_type=str),
+                "bag_path": ParameterValue(cfg("bag_path"), value_type=str),
+                "camera_name": ParameterValue(cfg("camera_name"), value_type=str),
+                "color_profile": ParameterValue(cfg("color_profile"), value_type=str),
+                "depth_profile": ParameterValue(cfg("depth_profile"), value_type=str),
                 "output_dir": PathJoinSubstitution([out, "captures"]),
             },
         ],
@@ -63,6 +109,7 @@ def generate_launch_description() -> LaunchDescription:
         name="coverage_qc_node",
         namespace=ns,
         output="screen",
+        sigterm_timeout=SHUTDOWN_TIMEOUT_S,
         parameters=[config("coverage_qc.yaml"), {"output_dir": PathJoinSubstitution([out, "qc"])}],
     )
     calibration = Node(
@@ -71,6 +118,8 @@ def generate_launch_description() -> LaunchDescription:
         name="calibration_node",
         namespace=ns,
         output="screen",
+        sigterm_timeout=SHUTDOWN_TIMEOUT_S,
         parameters=[config("calibration.yaml"), {"output_dir": out}],
     )
-    return LaunchDescription(args + [driver, qc, calibration])
+    nodes = GroupAction([OpaqueFunction(function=dds_profile_file), driver, qc, calibration], scoped=True)
+    return LaunchDescription(args + [nodes])

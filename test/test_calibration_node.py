@@ -165,7 +165,7 @@ class StatusWatch:
 
     def __init__(self, ros, node):
         self.ros, self.last = ros, ""
-        node.create_subscription(String, "/camera/status", self._on, 10)
+        node.create_subscription(String, "/camera/calibration_node/status", self._on, 10)
 
     def _on(self, msg):
         self.last = msg.data

@@ -45,7 +45,14 @@ def test_default_rclpy_process_discovers_calls_and_receives(stock_graph, procs, 
         "nodes": [f"/camera/{n}" for n in NODES],
         "discovery_timeout_s": 60.0,
         "services": [["/camera/write_report", "Trigger"], ["/camera/calibration_node/list_parameters", "List"]],
-        "topics": [["/camera/color/image_raw", "Image"], ["/camera/aligned_depth_to_color/image_raw", "Image"]],
+        # rviz2's Image/Camera displays subscribe reliable, volatile, keep last (rviz_common's default
+        # profile); the probe does the same: colour, depth and camera_info must all match it.
+        "topics": [
+            ["/camera/color/image_raw", "Image"],
+            ["/camera/aligned_depth_to_color/image_raw", "Image"],
+            ["/camera/color/camera_info", "CameraInfo"],
+            ["/camera/aligned_depth_to_color/camera_info", "CameraInfo"],
+        ],
         "listen_s": 6.0,
     }
     probe = start_process([sys.executable, str(PROBE), json.dumps(spec)], "probe", tmp_path / "logs", stock=True)

@@ -26,6 +26,9 @@ The views, pairs, stamp buffers, samples and maths live in `calibration.Calibrat
 converts messages to arrays and stamps, forwards them and the service calls, and converts the
 results back.
 
+A one-line status (std_msgs/String, 1 Hz) goes to `~/status` (`<ns>/calibration_node/status`):
+`<ns>/status` is the driver's CaptureStatus, and one topic name carries one type.
+
 Results go to `<dataset_dir>/calibration/calibration.json` (one versioned
 document with a section per result), a history copy of each, and a
 camera_info YAML; the intrinsics are published on `camera_info` and, when
@@ -185,7 +188,7 @@ class CalibrationNode(Node):
             self.create_subscription(msg_type, topic, g.callback(topic, cb), qos, callback_group=streams)
         latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)
         self.pub_info = self.create_publisher(CameraInfo, "camera_info", latched)
-        self.pub_status = self.create_publisher(String, "status", 10)
+        self.pub_status = self.create_publisher(String, "~/status", 10)  # the driver owns <ns>/status
         handlers: tuple[tuple[str, Any, Callable[[Any, Any], Any]], ...] = (
             ("capture_view", Trigger, self._srv_capture),
             ("reset", Trigger, self._srv_reset),

@@ -53,7 +53,11 @@ class LiveExporterNode(Node):
     def __init__(self) -> None:
         super().__init__(NODE_NAME)
         d = partial(declare, self)
-        topics = {k: d(f"{k}_topic", v, f"{k} topic to export") for k, v in DEFAULT_TOPICS.items()}
+        # Relative names (config/exporter.yaml) resolve against the node's namespace, as every other node's topics do.
+        topics = {
+            k: self.resolve_topic_name(d(f"{k}_topic", v, f"{k} topic to export (relative: in the node's namespace)"))
+            for k, v in DEFAULT_TOPICS.items()
+        }
         out_dir = Path(
             declare_renamed(
                 self,
