@@ -330,3 +330,18 @@ def test_bad_input_and_every_config_check():
         CoverageConfig(grid_rows=1, grid_cols=1, stat_stride=1, noise_stride=1),
     ]:
         CoverageAnalyzer(ok)
+
+
+def test_one_millimetre_is_valid_depth_and_counters_accumulate():
+    d = frame(1)  # 1 mm: valid (0 is the only no-depth value), too close, out of range
+    q = CoverageAnalyzer(CoverageConfig(noise_window=1)).analyze_mm(d)
+    assert q.valid_fraction == 1.0 and q.near_fraction == 1.0 and q.median_depth_m == 0.001
+    assert q.temporal_noise_m == 0.0  # a window of one frame: every pixel's std is 0
+    a = CoverageAnalyzer(CoverageConfig(noise_window=0))
+    for shape in ((480, 640), (240, 320), (480, 640)):
+        a.analyze_mm(np.full(shape, 1000, np.uint16))
+    assert a.resolution_changes == 2
+    a.reset()
+    assert RESOLUTION_CHANGE not in a.analyze_mm(np.full((10, 10), 1000, np.uint16)).reasons
+    a.analyze_mm(frame(), stamp_ns=1_000_000_000)
+    assert a.analyze_mm(frame(), stamp_ns=2_000_000_000).frame_gap_s == 1.0
