@@ -109,3 +109,118 @@ def test_bad_codec_and_level_are_refused(tmp_path):
         resolve_codec("lzf", 3)
     assert not list(tmp_path.iterdir())  # nothing created
     assert resolve_codec("blosc-lz4", None)[1] == 5 and resolve_codec("gzip", 9)[1] == 9
+
+
+# --- the codec table, levels, compressors and filter declarations, each against its library's own answer ---
+
+PAYLOAD = (np.arange(4096, dtype=np.uint16) * 7 % 1500).tobytes()
+
+
+def test_codec_table_says_what_each_codec_is():
+    table = {c.name: (c.levels, c.default_level, c.needs, c.parallel) for c in chunk_codecs.CODEC_TABLE.values()}
+    assert table == {
+        "gzip": ((0, 9), 4, (), True),
+        "gzip-fast": ((0, 3), 2, ("isal",), True),
+        "blosc-lz4": ((1, 9), 5, ("blosc", "hdf5plugin"), True),
+        "blosc-zstd": ((1, 9), 1, ("blosc", "hdf5plugin"), True),
+        "lzf": (None, None, (), False),
+        "none": (None, None, (), False),
+    }
+    assert CODECS == ("gzip", "gzip-fast", "blosc-lz4", "blosc-zstd", "lzf", "none")
+    readers = {c.name: c.readers for c in chunk_codecs.CODEC_TABLE.values()}
+    assert readers["gzip"] == readers["none"] == "any HDF5 reader" and readers["lzf"] == "h5py only"
+    assert "hdf5plugin" in readers["blosc-zstd"] and "deflate" in readers["gzip-fast"]
+
+
+@pytest.mark.parametrize("codec", ["gzip", "gzip-fast", "blosc-lz4", "blosc-zstd"])
+def test_levels_are_inclusive_ranges(codec):
+    lo, hi = chunk_codecs.CODEC_TABLE[codec].levels
+    assert resolve_codec(codec, lo) == (chunk_codecs.CODEC_TABLE[codec], lo)
+    assert resolve_codec(codec, hi)[1] == hi
+    for bad in (lo - 1, hi + 1):
+        with pytest.raises(CodecError, match=rf"^{codec} levels are {lo}\.\.{hi}, got {bad}$"):
+            resolve_codec(codec, bad)
+    assert resolve_codec(codec, None)[1] == chunk_codecs.CODEC_TABLE[codec].default_level
+
+
+def test_unknown_codec_levelless_codecs_and_missing_packages(monkeypatch):
+    with pytest.raises(CodecError, match=r"^codec must be one of gzip, gzip-fast, .*lzf, none, got 'zip'$"):
+        resolve_codec("zip", None)
+    assert resolve_codec("none", None)[1] is None and resolve_codec("lzf", None)[1] is None
+    with pytest.raises(CodecError, match=r"^none takes no level \(got 0\)$"):
+        resolve_codec("none", 0)
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda m: None if m in ("blosc", "hdf5plugin") else real(m))
+    with pytest.raises(
+        CodecError,
+        match=r"^codec blosc-lz4 needs the Python package\(s\) blosc, hdf5plugin: "
+        r"pip install blosc hdf5plugin$",
+    ):
+        resolve_codec("blosc-lz4", 3)
+    assert resolve_codec("gzip", 1)[1] == 1  # codecs that need nothing are unaffected
+
+
+def test_gzip_compressors_are_their_libraries_at_the_level(monkeypatch):
+    from isal import isal_zlib
+    from zlib_ng import zlib_ng
+
+    for level in (1, 6, 9):
+        assert chunk_codecs.compressor("gzip", level, 2)(PAYLOAD) == zlib_ng.compress(PAYLOAD, level)
+    assert chunk_codecs.compressor("gzip", None, 2)(PAYLOAD) == zlib_ng.compress(PAYLOAD, 4)  # the default
+    for level in (0, 3):
+        assert chunk_codecs.compressor("gzip-fast", level, 2)(PAYLOAD) == isal_zlib.compress(PAYLOAD, level)
+    assert chunk_codecs.compressor("gzip-fast", None, 2)(PAYLOAD) == isal_zlib.compress(PAYLOAD, 2)
+    monkeypatch.setattr(chunk_codecs, "USE_ZLIB_NG", False)
+    assert chunk_codecs.compressor("gzip", 7, 2)(PAYLOAD) == zlib.compress(PAYLOAD, 7)
+    assert zlib.decompress(chunk_codecs.compressor("gzip", 1, 2)(PAYLOAD)) == PAYLOAD
+
+
+@pytest.mark.parametrize(("codec", "code"), [("blosc-lz4", 1), ("blosc-zstd", 4)])
+def test_blosc_compressor_writes_a_shuffled_buffer_of_the_item_size(codec, code):
+    """c-blosc's header: byte 2 flags (bit 0 byte shuffle, bits 5-7 the compressor: 1 lz4, 4 zstd), byte 3
+    the type size."""
+    import blosc
+
+    for itemsize, level in ((2, 9), (4, 1)):
+        out = chunk_codecs.compressor(codec, level, itemsize)(PAYLOAD)
+        assert blosc.decompress(out) == PAYLOAD
+        assert out[3] == itemsize and out[2] & 1 and out[2] >> 5 == code
+        cname = codec.split("-", 1)[1]
+        assert out == blosc.compress(PAYLOAD, typesize=itemsize, clevel=level, shuffle=blosc.SHUFFLE, cname=cname)
+    default = chunk_codecs.CODEC_TABLE[codec].default_level
+    assert chunk_codecs.compressor(codec, None, 2)(PAYLOAD) == blosc.compress(
+        PAYLOAD, typesize=2, clevel=default, shuffle=blosc.SHUFFLE, cname=codec.split("-", 1)[1]
+    )
+    assert blosc.set_nthreads(2) == 1  # the compressor asked for one Blosc thread per call
+
+
+def test_levelless_codecs_have_no_compressor_and_declare_their_filters():
+    assert chunk_codecs.compressor("lzf", None, 2) is None and chunk_codecs.compressor("none", None, 2) is None
+    assert chunk_codecs.filter_kwargs("gzip", 7) == {"compression": "gzip", "compression_opts": 7}
+    assert chunk_codecs.filter_kwargs("gzip", None) == {"compression": "gzip", "compression_opts": 4}
+    assert chunk_codecs.filter_kwargs("gzip-fast", None) == {"compression": "gzip", "compression_opts": 2}
+    # hdf5plugin's Blosc options: (0, 0, 0, 0, clevel, shuffle, compressor) with lz4 = 1, zstd = 5, filter 32001
+    assert chunk_codecs.filter_kwargs("blosc-zstd", 3) == {
+        "compression": 32001,
+        "compression_opts": (0, 0, 0, 0, 3, 1, 5),
+    }
+    assert chunk_codecs.filter_kwargs("blosc-lz4", None) == {
+        "compression": 32001,
+        "compression_opts": (0, 0, 0, 0, 5, 1, 1),
+    }
+    assert chunk_codecs.filter_kwargs("lzf", None) == {"compression": "lzf"}
+    assert chunk_codecs.filter_kwargs("none", None) == {}
+    assert chunk_codecs._level("none", None) == 0 and chunk_codecs._level("nope", None) == 0
+    assert chunk_codecs._level("lzf", 3) == 3
+
+
+def test_open_h5_reads_by_default_and_writes_when_asked(tmp_path):
+    path = tmp_path / "x.h5"
+    with open_h5(path, "w") as f:
+        f["a"] = np.arange(3)
+    with open_h5(path) as f:
+        assert f.mode == "r" and list(f["a"][:]) == [0, 1, 2]
+    with pytest.raises(FileNotFoundError):
+        open_h5(tmp_path / "missing.h5")

@@ -163,3 +163,185 @@ def test_bad_config_is_rejected():
         CoverageAnalyzer(CoverageConfig(good_fraction=0.6, flag_fraction=0.7))
     with pytest.raises(CoverageConfigError, match="roi"):
         CoverageAnalyzer(CoverageConfig(roi=(0.5, 0.0, 0.4, 1.0)))
+
+
+# --- every output and every boundary, known answers worked by hand ---
+
+
+def test_to_dict_and_error_quality_carry_every_field():
+    d = frame()
+    d[:96, :] = 0  # 20 % of the rows
+    q = CoverageAnalyzer(CoverageConfig(noise_window=0, grid_rows=2, grid_cols=1)).analyze_mm(d, stamp_ns=7)
+    assert q.status_name == "WARN"
+    assert q.to_dict() == {
+        "stamp_ns": 7,
+        "status": "WARN",
+        "reasons": [LOW_COVERAGE],
+        "width": W,
+        "height": H,
+        "valid_fraction": pytest.approx(0.8),
+        "in_range_fraction": pytest.approx(0.8),
+        "roi_valid_fraction": pytest.approx(1 - 24 / 336),  # the ROI is rows 72..407
+        "near_fraction": 0.0,
+        "median_depth_m": 1.0,
+        "temporal_noise_m": pytest.approx(float("nan"), nan_ok=True),
+        "frame_gap_s": 0.0,
+        "grid_valid_fraction": [[pytest.approx(0.6)], [1.0]],
+    }
+    from depth_annotation.qc import error_quality
+
+    e = error_quality(5, "bad_encoding", 640, 480, rows=2, cols=3)
+    assert (e.status, e.reasons, e.width, e.height, e.stamp_ns) == (QcStatus.ERROR, ["bad_encoding"], 640, 480, 5)
+    assert (e.valid_fraction, e.in_range_fraction, e.roi_valid_fraction, e.near_fraction, e.frame_gap_s) == (0,) * 5
+    assert np.isnan(e.median_depth_m) and np.isnan(e.temporal_noise_m)
+    assert e.grid_valid_fraction.shape == (2, 3) and e.grid_valid_fraction.dtype == np.float32
+    assert not e.grid_valid_fraction.any()
+    e0 = error_quality(0, "x")
+    assert (e0.width, e0.height, e0.grid_valid_fraction.shape) == (0, 0, (1, 1))
+
+
+def test_roi_edges_round_to_the_nearest_pixel():
+    # roi 0.1..0.9 of 10 x 10 is rows/cols 1..8 (64 px); 0.25..0.75 of 10 rounds 2.5 -> 2 and 7.5 -> 8
+    d = np.full((10, 10), 1000, np.uint16)
+    d[0, :] = 0
+    d[:, 9] = 0
+    q = analyze(d, roi=(0.1, 0.1, 0.9, 0.9), grid_rows=1, grid_cols=1)
+    assert q.roi_valid_fraction == 1.0
+    d[1, 1] = 0
+    assert analyze(d, roi=(0.1, 0.1, 0.9, 0.9)).roi_valid_fraction == 63 / 64
+    d2 = np.full((10, 10), 1000, np.uint16)
+    d2[2, 2] = 0  # inside rows/cols 2..7
+    assert analyze(d2, roi=(0.25, 0.25, 0.75, 0.75)).roi_valid_fraction == 35 / 36
+    d3 = np.full((10, 10), 1000, np.uint16)
+    d3[8, 8] = 0  # rows/cols 8 are outside
+    assert analyze(d3, roi=(0.25, 0.25, 0.75, 0.75)).roi_valid_fraction == 1.0
+
+
+@pytest.mark.parametrize(
+    ("value_mm", "in_range", "near"),
+    [(299, 0, 0), (300, 1, 0), (2000, 1, 0), (2001, 0, 0), (279, 0, 1), (280, 0, 0)],
+)
+def test_range_and_near_edges(value_mm, in_range, near):
+    """Working range [0.3, 2.0] m inclusive; near: valid and below 0.28 m (280 mm)."""
+    d = frame(1000)
+    d[:, :64] = value_mm  # a tenth of the frame
+    q = analyze(d)
+    assert q.in_range_fraction == pytest.approx(0.9 + 0.1 * in_range)
+    assert q.near_fraction == pytest.approx(0.1 * near)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "reason"), [("max_near_fraction", 0.1, TOO_CLOSE), ("max_frame_gap_s", 0.1, FRAME_GAP)]
+)
+def test_warn_limits_are_exclusive(field, value, reason):
+    a = CoverageAnalyzer(CoverageConfig(noise_window=0, **{field: value}))
+    d = frame(1000)
+    d[:, :64] = 100  # exactly 10 % too close
+    a.analyze_mm(frame(), stamp_ns=1_000_000_000)
+    q = a.analyze_mm(d if reason == TOO_CLOSE else frame(), stamp_ns=1_100_000_000)
+    assert reason not in q.reasons and q.status == GOOD
+
+
+def test_in_range_limit_and_noise_limit_are_exclusive():
+    d = frame(1000)
+    d[:, :320] = 5000  # exactly half in range
+    assert OUT_OF_RANGE not in analyze(d, min_in_range_fraction=0.5).reasons
+    assert OUT_OF_RANGE in analyze(d, min_in_range_fraction=0.51).reasons
+    a = CoverageAnalyzer(CoverageConfig(noise_window=2, max_noise_m=0.003))
+    q = [a.analyze_mm(frame(1000 + (3 if i % 2 else -3))) for i in range(2)][-1]
+    assert q.temporal_noise_m == pytest.approx(0.003) and HIGH_NOISE not in q.reasons
+
+
+def test_roi_status_thresholds():
+    for hole_rows, status in ((0, GOOD), (60, WARN), (120, FLAGGED)):
+        d = frame()
+        d[100 : 100 + hole_rows, 96:544] = 0  # inside the ROI only (rows 72..407, cols 96..543)
+        q = analyze(d, good_fraction=0.85, flag_fraction=0.7)
+        roi = 1 - hole_rows / 336
+        assert q.roi_valid_fraction == pytest.approx(roi)
+        assert q.status == max(status, GOOD if q.valid_fraction >= 0.85 else WARN)
+        assert (ROI_HOLE in q.reasons) == (status != GOOD)
+
+
+def test_noise_window_slides_and_ignores_pixels_that_leave():
+    """Window 3: frames 1000, 1006, 1000, 1006 -> the last three are 1006, 1000, 1006: std sqrt(8) mm."""
+    a = CoverageAnalyzer(CoverageConfig(noise_window=3))
+    qs = [a.analyze_mm(frame(v)) for v in (1000, 1006, 1000, 1006, 1006, 1006)]
+    assert np.isnan(qs[0].temporal_noise_m) and np.isnan(qs[1].temporal_noise_m)
+    assert qs[2].temporal_noise_m == pytest.approx(np.sqrt(8) / 1000)
+    assert qs[3].temporal_noise_m == pytest.approx(np.sqrt(8) / 1000)
+    assert qs[5].temporal_noise_m == 0.0  # 1006 three times
+    b = CoverageAnalyzer(CoverageConfig(noise_window=2))
+    b.analyze_mm(frame(0))
+    assert np.isnan(b.analyze_mm(frame(1000)).temporal_noise_m)  # no pixel valid in the whole window
+    assert b.analyze_mm(frame(1004)).temporal_noise_m == pytest.approx(0.002)  # the 0 frame has left
+    b.reset()
+    assert np.isnan(b.analyze_mm(frame(1000)).temporal_noise_m)
+    assert b.analyze_mm(frame(1000), stamp_ns=5).frame_gap_s == 0.0
+
+
+def test_noise_and_median_use_their_strides():
+    d = frame(1000)
+    d[::4, ::4] = 2000  # exactly the stat_stride samples
+    assert analyze(d).median_depth_m == 2.0
+    assert analyze(d, stat_stride=1).median_depth_m == 1.0
+    a = CoverageAnalyzer(CoverageConfig(noise_window=2, noise_stride=8))
+    for v in (1000, 1010):
+        e = frame(1000)
+        e[1::8, :] = v  # rows the stride-8 subsample never reads
+        q = a.analyze_mm(e)
+    assert q.temporal_noise_m == 0.0
+    assert np.isnan(analyze(np.zeros((4, 4), np.uint16)).median_depth_m)
+
+
+def test_frame_gap_needs_two_stamps():
+    a = CoverageAnalyzer(CoverageConfig(noise_window=0))
+    assert a.analyze_mm(frame(), stamp_ns=2_000_000_000).frame_gap_s == 0.0
+    assert a.analyze_mm(frame(), stamp_ns=0).frame_gap_s == 0.0  # no stamp: no gap, and it is not kept
+    assert a.analyze_mm(frame(), stamp_ns=2_500_000_000).frame_gap_s == pytest.approx(0.5)
+
+
+def test_bad_input_and_every_config_check():
+    with pytest.raises(ValueError, match=r"non-empty 2-D image, got shape \(4,\)"):
+        CoverageAnalyzer().analyze_mm(np.ones(4, np.uint16))
+    with pytest.raises(ValueError, match="non-empty"):
+        CoverageAnalyzer().analyze_mm(np.ones((0, 4), np.uint16))
+    for cfg, match in [
+        (CoverageConfig(good_fraction=1.1, flag_fraction=0.7), "flag_fraction"),
+        (CoverageConfig(flag_fraction=-0.1), "flag_fraction"),
+        (CoverageConfig(range_min_m=1.0, range_max_m=1.0), r"working range \[1.0, 1.0\] m is empty"),
+        (CoverageConfig(range_min_m=-0.1), "working range"),
+        (CoverageConfig(roi=(0.0, 0.2, 1.0, 0.2)), "roi"),
+        (CoverageConfig(roi=(-0.1, 0.0, 1.0, 1.0)), "roi"),
+        (CoverageConfig(roi=(0.0, 0.0, 1.0, 1.1)), "roi"),
+        (CoverageConfig(grid_rows=0), "grid_rows and grid_cols must be at least 1"),
+        (CoverageConfig(grid_cols=0), "grid_rows and grid_cols"),
+        (CoverageConfig(stat_stride=0), "stat_stride and noise_stride must be at least 1"),
+        (CoverageConfig(noise_stride=0), "stat_stride and noise_stride"),
+    ]:
+        with pytest.raises(CoverageConfigError, match=match):
+            CoverageAnalyzer(cfg)
+    # the edges themselves are allowed
+    for ok in [
+        CoverageConfig(good_fraction=1.0, flag_fraction=1.0),
+        CoverageConfig(good_fraction=0.0, flag_fraction=0.0),
+        CoverageConfig(range_min_m=0.0),
+        CoverageConfig(roi=(0.0, 0.0, 1.0, 1.0)),
+        CoverageConfig(grid_rows=1, grid_cols=1, stat_stride=1, noise_stride=1),
+    ]:
+        CoverageAnalyzer(ok)
+
+
+def test_one_millimetre_is_valid_depth_and_counters_accumulate():
+    d = frame(1)  # 1 mm: valid (0 is the only no-depth value), too close, out of range
+    q = CoverageAnalyzer(CoverageConfig(noise_window=1)).analyze_mm(d)
+    assert q.valid_fraction == 1.0 and q.near_fraction == 1.0 and q.median_depth_m == 0.001
+    assert q.temporal_noise_m == 0.0  # a window of one frame: every pixel's std is 0
+    a = CoverageAnalyzer(CoverageConfig(noise_window=0))
+    for shape in ((480, 640), (240, 320), (480, 640)):
+        a.analyze_mm(np.full(shape, 1000, np.uint16))
+    assert a.resolution_changes == 2
+    a.reset()
+    assert RESOLUTION_CHANGE not in a.analyze_mm(np.full((10, 10), 1000, np.uint16)).reasons
+    a.analyze_mm(frame(), stamp_ns=1_000_000_000)
+    assert a.analyze_mm(frame(), stamp_ns=2_000_000_000).frame_gap_s == 1.0

@@ -2,8 +2,14 @@
 
 The board frame has its origin at the board's top-left outer corner, x along the
 squares to the right, y down the printed page, z into the board (so a board
-facing the camera has z pointing away from it), in metres. OpenCV 5's
-`CharucoBoard` / `CharucoDetector` API is used (the pre-4.7 aruco calls are gone).
+facing the camera has z pointing away from it), in metres.
+
+ChArUco works with both OpenCV call styles (`charuco_api` picks one by feature detection):
+OpenCV >= 4.7 (`CharucoBoard((x, y), ...)`, `CharucoDetector`) and the contrib aruco module of
+OpenCV 3.x-4.6 (`CharucoBoard_create`, `detectMarkers`, `interpolateCornersCharuco`) that Ubuntu's
+python3-opencv ships (4.5.4 on Jammy, 4.6 on Noble). The printed layout is OpenCV >= 4.6's (top-left
+square black); OpenCV < 4.6 anchored boards at the bottom-left with y up, which changes the corner ids
+always and the layout for an even row count: that is translated, so one printed board works with all.
 """
 
 from __future__ import annotations
@@ -17,6 +23,104 @@ import numpy as np
 from .errors import BoardError
 
 BOARD_KINDS = ("charuco", "checkerboard")
+CHARUCO_STYLES = ("objdetect", "contrib")
+
+
+@dataclass(frozen=True)
+class CharucoApi:
+    """The ChArUco calls an OpenCV offers: `module` is its `cv2.aruco` (or a stand-in with the same calls)."""
+
+    module: Any
+    style: str  # "objdetect": OpenCV >= 4.7; "contrib": the aruco module of OpenCV 3.x-4.6
+    version: tuple[int, int]  # (major, minor) of the OpenCV it belongs to
+
+    @property
+    def bottom_origin(self) -> bool:
+        """OpenCV < 4.6 laid boards out from the bottom-left square with y up (changed in 4.6.0)."""
+        return self.style == "contrib" and self.version < (4, 6)
+
+
+def _major_minor(version: str) -> tuple[int, int]:
+    parts = (version.split(".") + ["0", "0"])[:2]
+    try:
+        return int(parts[0]), int("".join(c for c in parts[1] if c.isdigit()) or 0)
+    except ValueError:
+        raise BoardError(f"cannot read the OpenCV version {version!r}") from None
+
+
+def charuco_api(aruco: Any = None, version: str | None = None) -> CharucoApi:
+    """Which ChArUco call style `aruco` (default: this cv2's) offers; a clear error when neither."""
+    version = cv2.__version__ if version is None else version
+    module = getattr(cv2, "aruco", None) if aruco is None else aruco
+    if module is not None and hasattr(module, "CharucoDetector") and hasattr(module, "CharucoBoard"):
+        return CharucoApi(module, "objdetect", _major_minor(version))
+    if module is not None and all(
+        hasattr(module, name) for name in ("CharucoBoard_create", "detectMarkers", "interpolateCornersCharuco")
+    ):
+        return CharucoApi(module, "contrib", _major_minor(version))
+    raise BoardError(
+        f"OpenCV {version} offers no ChArUco API (neither CharucoDetector, OpenCV >= 4.7, nor "
+        "CharucoBoard_create, the contrib aruco module): install python3-opencv (Ubuntu) or opencv-contrib-python"
+    )
+
+
+class CharucoTarget:
+    """A ChArUco board through one OpenCV call style: its printed image and its corners in an image,
+    ids in `BoardSpec.corner_points` order whatever the style."""
+
+    def __init__(self, spec: BoardSpec, api: CharucoApi | None = None) -> None:
+        if spec.kind != "charuco":
+            raise BoardError("a ChArUco target needs a charuco board")
+        self.spec = spec
+        self.api = charuco_api() if api is None else api
+        aruco = self.api.module
+        dict_id = getattr(aruco, spec.dictionary)
+        sq, marker = spec.square_length_m, spec.marker_length_m
+        # A pre-4.6 board with an even row count starts with a white square at the top; one with one
+        # more row starts black and carries our layout and marker ids in its top rows (ids go top row
+        # first in every version), so that board is used and its extra bottom row ignored.
+        self.rows = spec.squares_y + (1 if self.api.bottom_origin and spec.squares_y % 2 == 0 else 0)
+        if self.api.style == "objdetect":
+            self.dictionary = aruco.getPredefinedDictionary(dict_id)
+            self.board = aruco.CharucoBoard((spec.squares_x, self.rows), sq, marker, self.dictionary)
+            if hasattr(self.board, "setLegacyPattern"):  # OpenCV >= 4.8: say which layout, never the pre-4.6 one
+                self.board.setLegacyPattern(False)
+            self._detector = aruco.CharucoDetector(self.board)
+        else:
+            get = aruco.Dictionary_get if hasattr(aruco, "Dictionary_get") else aruco.getPredefinedDictionary
+            self.dictionary = get(dict_id)
+            self.board = aruco.CharucoBoard_create(spec.squares_x, self.rows, sq, marker, self.dictionary)
+
+    def image(self, px_per_square: int) -> np.ndarray:
+        """The printed pattern (uint8, white = 255) at `px_per_square`, no margin."""
+        w, h = self.spec.squares_x * px_per_square, self.spec.squares_y * px_per_square
+        size = (w, self.rows * px_per_square)
+        if self.api.style == "objdetect":
+            img = self.board.generateImage(size, marginSize=0, borderBits=1)
+        else:
+            img = self.board.draw(size, marginSize=0, borderBits=1)
+        return np.asarray(img, np.uint8)[:h]
+
+    def detect(self, gray: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """(N, 2) float32 corners and their (N,) ids, or None when no corner is found."""
+        if self.api.style == "objdetect":
+            corners, ids, _, _ = self._detector.detectBoard(gray)
+        else:
+            markers, marker_ids, _ = self.api.module.detectMarkers(gray, self.dictionary)
+            if marker_ids is None or len(marker_ids) == 0:
+                return None
+            _, corners, ids = self.api.module.interpolateCornersCharuco(markers, marker_ids, gray, self.board)
+        if ids is None or len(ids) == 0:
+            return None
+        corners = np.asarray(corners, np.float32).reshape(-1, 2)
+        ids = np.asarray(ids).ravel().astype(int)
+        if self.api.bottom_origin:  # pre-4.6 ids count corner rows from the bottom
+            cols = self.spec.squares_x - 1
+            row = (self.rows - 2) - ids // cols
+            ids = row * cols + ids % cols
+            keep = row < self.spec.squares_y - 1  # the added row's corners lie on the printed edge
+            corners, ids = corners[keep], ids[keep]
+        return corners, ids
 
 
 @dataclass(frozen=True)
@@ -48,7 +152,8 @@ class BoardSpec:
                     f"marker_length_m must be in (0, square_length_m={self.square_length_m}), "
                     f"got {self.marker_length_m}"
                 )
-            if not hasattr(cv2.aruco, self.dictionary):
+            aruco = charuco_api().module  # a clear error naming the OpenCV version when it has no ChArUco
+            if not self.dictionary.startswith("DICT_") or not hasattr(aruco, self.dictionary):
                 raise BoardError(f"unknown ArUco dictionary {self.dictionary!r} (e.g. DICT_5X5_100)")
 
     @classmethod
@@ -83,19 +188,15 @@ class BoardSpec:
         pts = np.stack([i.ravel(), j.ravel(), np.zeros(i.size)], axis=1) * self.square_length_m
         return pts.astype(np.float64)
 
-    def cv_charuco_board(self) -> cv2.aruco.CharucoBoard:
-        if self.kind != "charuco":
-            raise BoardError("cv_charuco_board() needs a charuco board")
-        dictionary = cv2.aruco.getPredefinedDictionary(getattr(cv2.aruco, self.dictionary))
-        return cv2.aruco.CharucoBoard(
-            (self.squares_x, self.squares_y), self.square_length_m, self.marker_length_m, dictionary
-        )
+    def cv_charuco_board(self) -> Any:
+        """The OpenCV board object (of whichever call style this OpenCV offers)."""
+        return CharucoTarget(self).board
 
-    def texture(self, px_per_square: int) -> np.ndarray:
+    def texture(self, px_per_square: int, api: CharucoApi | None = None) -> np.ndarray:
         """The printed pattern (uint8, white = 255) at `px_per_square`, no margin."""
         w, h = self.squares_x * px_per_square, self.squares_y * px_per_square
         if self.kind == "charuco":
-            return np.asarray(self.cv_charuco_board().generateImage((w, h), marginSize=0, borderBits=1), np.uint8)
+            return CharucoTarget(self, api).image(px_per_square)
         yy, xx = np.mgrid[0:h, 0:w] // px_per_square
         return np.where((xx + yy) % 2 == 0, 0, 255).astype(np.uint8)
 
@@ -124,21 +225,22 @@ class BoardDetection:
 
 
 class BoardDetector:
-    """Finds a board's corners (sub-pixel) in grayscale or RGB images."""
+    """Finds a board's corners (sub-pixel) in grayscale or RGB images; `api` picks a ChArUco call
+    style (default: what this OpenCV offers)."""
 
-    def __init__(self, spec: BoardSpec) -> None:
+    def __init__(self, spec: BoardSpec, api: CharucoApi | None = None) -> None:
         self.spec = spec
         if spec.kind == "charuco":
-            self._charuco = cv2.aruco.CharucoDetector(spec.cv_charuco_board())
+            self._charuco = CharucoTarget(spec, api)
 
     def detect(self, image: np.ndarray) -> BoardDetection | None:
         """Return the detected corners, or None when fewer than 4 are found."""
         gray = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
         if self.spec.kind == "charuco":
-            corners, ids, _, _ = self._charuco.detectBoard(gray)
-            if ids is None or len(ids) < 4:
+            hit = self._charuco.detect(gray)
+            if hit is None or len(hit[1]) < 4:
                 return None
-            return BoardDetection(corners.reshape(-1, 2).astype(np.float32), ids.ravel().astype(int))
+            return BoardDetection(hit[0], hit[1])
         pattern = self.spec.inner_corners
         flags = cv2.CALIB_CB_ADAPTIVE_THRESH | cv2.CALIB_CB_NORMALIZE_IMAGE
         found, corners = cv2.findChessboardCorners(gray, pattern, flags=flags)
