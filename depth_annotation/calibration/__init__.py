@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from depth_annotation.common import lazy_exports
 
 if TYPE_CHECKING:
-    from .board import BoardDetector, BoardSpec
+    from .board import ARUCO_DICTIONARIES, BoardDetector, BoardSpec
     from .board_render import place_board, render_board, varied_board_poses
     from .calibration_file import CALIBRATION_FILE, save_camera_info_yaml, save_section
     from .errors import BoardError, CalibrationError, ScaleFitError
