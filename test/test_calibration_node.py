@@ -2,12 +2,14 @@
 
 import json
 import subprocess
+import sys
+from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
-from ros_harness import VENV_BIN
+from ros_harness import VENV_BIN, stock_environment
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import String
 from std_srvs.srv import Trigger
@@ -247,6 +249,29 @@ def opencv_alone(files, image_size):
         img.append(i)
     _, k, _, _, _ = cv2.calibrateCamera(obj, img, image_size, None, None)
     return {"fx": k[0, 0], "fy": k[1, 1], "cx": k[0, 2], "cy": k[1, 2]}
+
+
+def test_stock_environment_user_calibrates_at_5hz_without_losing_a_view(procs, tmp_path, views_1280):
+    """Issue 13: no project DDS variable in either process (a `ros2 run` node, a stock user's process
+    publishing 1280x720 rgb8 at 5 Hz and calling the service): every view arrives and is used."""
+    procs.node(
+        "calibration_node",
+        namespace="camera",
+        params={"output_dir": str(tmp_path / "node"), "min_view_distance": 0.0},
+        stock=True,
+    )
+    client = subprocess.run(
+        [sys.executable, str(Path(__file__).parent / "helpers" / "calibration_client.py"), "camera",
+         str(views_1280), "5", "20"],
+        env=stock_environment(), capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert client.returncode == 0, client.stdout + client.stderr
+    res = json.loads(client.stdout.strip().splitlines()[-1])
+    assert res["success"], res
+    assert res["views_used"] == 25 and res["view_stamps_ns"] == [(i + 1) * S for i in range(25)], res
+    fx, fy, cx, cy = res["k"][0], res["k"][4], res["k"][2], res["k"][5]
+    for name, value in {"fx": fx, "fy": fy, "cx": cx, "cy": cy}.items():
+        assert abs(value / getattr(T1280, name) - 1) < 0.003, (name, value)
 
 
 def run_cli(*args):

@@ -15,8 +15,14 @@ import cv2
 import numpy as np
 import pytest
 
-from depth_annotation.calibration import BoardDetector, BoardError, BoardSpec, place_board, render_board
-from depth_annotation.calibration.board import charuco_api
+from depth_annotation.calibration import (
+    BoardDetector,
+    BoardError,
+    BoardSpec,
+    charuco_api,
+    place_board,
+    render_board,
+)
 from depth_annotation.common import Intrinsics
 
 INTR = Intrinsics(640, 480, 600.0, 603.0, 322.5, 237.8, d=(-0.15, 0.08, 0.001, -0.0007, -0.01))

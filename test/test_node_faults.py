@@ -88,7 +88,7 @@ def test_calibration_node_survives_bad_messages_and_requests_and_keeps_its_views
     depth = node.create_publisher(Image, "/camera/aligned_depth_to_color/image_raw", SENSOR)
     disparity = node.create_publisher(Image, "/camera/mono/disparity", SENSOR)
     statuses: list[str] = []
-    node.create_subscription(String, "/camera/status", lambda m: statuses.append(m.data), 10)
+    node.create_subscription(String, "/camera/calibration_node/status", lambda m: statuses.append(m.data), 10)
     calibrate = node.create_client(Calibrate, "/camera/calibrate")
     assert ros.spin_until(lambda: min(p.get_subscription_count() for p in (color, depth, disparity)) > 0, timeout=60)
 

@@ -9,8 +9,8 @@ from depth_annotation.calibration import (
     evaluate,
     fit_scale_shift,
     fit_scale_shift_to_distances,
+    holdout_split,
 )
-from depth_annotation.calibration.scale_fit import holdout_split
 from depth_annotation.common import SyntheticScene, default_intrinsics, orbit_pose
 from depth_annotation.mono import MetricAligner, MetricConfigError, load_scale_file
 

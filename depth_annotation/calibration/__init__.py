@@ -9,13 +9,13 @@ from typing import TYPE_CHECKING
 from depth_annotation.common import lazy_exports
 
 if TYPE_CHECKING:
-    from .board import BoardDetector, BoardSpec
+    from .board import ARUCO_DICTIONARIES, BoardDetector, BoardSpec, CharucoApi, charuco_api
     from .board_render import place_board, render_board, varied_board_poses
     from .calibration_file import CALIBRATION_FILE, save_camera_info_yaml, save_section
     from .errors import BoardError, CalibrationError, ScaleFitError
     from .offline import OfflineCalibration, OfflineOutcome
     from .report import write_report_png
-    from .scale_fit import ScaleShift, evaluate, fit_scale_shift, fit_scale_shift_to_distances
+    from .scale_fit import ScaleShift, evaluate, fit_scale_shift, fit_scale_shift_to_distances, holdout_split
     from .session import (
         MONO_REFERENCES,
         CalibrationSession,

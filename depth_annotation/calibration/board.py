@@ -64,6 +64,19 @@ def charuco_api(aruco: Any = None, version: str | None = None) -> CharucoApi:
     )
 
 
+# The ArUco dictionaries a board may use, by name: an explicit allow-list, so a request naming
+# any other cv2.aruco attribute (a class, a function) is refused instead of being looked up.
+ARUCO_DICTIONARIES = (
+    *(f"DICT_{n}X{n}_{count}" for n in (4, 5, 6, 7) for count in (50, 100, 250, 1000)),
+    "DICT_ARUCO_ORIGINAL",
+    "DICT_APRILTAG_16h5",
+    "DICT_APRILTAG_25h9",
+    "DICT_APRILTAG_36h10",
+    "DICT_APRILTAG_36h11",
+    "DICT_ARUCO_MIP_36h12",
+)
+
+
 class CharucoTarget:
     """A ChArUco board through one OpenCV call style: its printed image and its corners in an image,
     ids in `BoardSpec.corner_points` order whatever the style."""
@@ -153,8 +166,11 @@ class BoardSpec:
                     f"got {self.marker_length_m}"
                 )
             aruco = charuco_api().module  # a clear error naming the OpenCV version when it has no ChArUco
-            if not self.dictionary.startswith("DICT_") or not hasattr(aruco, self.dictionary):
-                raise BoardError(f"unknown ArUco dictionary {self.dictionary!r} (e.g. DICT_5X5_100)")
+            if self.dictionary not in ARUCO_DICTIONARIES or not hasattr(aruco, self.dictionary):
+                raise BoardError(
+                    f"unknown ArUco dictionary {self.dictionary!r}: one of {', '.join(ARUCO_DICTIONARIES)}"
+                    + (f" (OpenCV {cv2.__version__} lacks this one)" if self.dictionary in ARUCO_DICTIONARIES else "")
+                )
 
     @classmethod
     def from_counts(

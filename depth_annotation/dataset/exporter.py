@@ -538,7 +538,9 @@ def _export_one(
         raise ExportInputError(str(exc)) from None
     have = bag_io.topics(reader)
     if have[opts.topics["depth"]].count == 0:
-        raise ExportInputError("no messages (empty bag)", bag=_display(bag), topic=opts.topics["depth"])
+        # A bag cut before its first complete chunk is not an empty recording: say which it is.
+        reason = "no complete message before the damage (the bag was cut short)" if reader.truncated else "no messages"
+        raise ExportInputError(f"{reason} (empty bag)", bag=_display(bag), topic=opts.topics["depth"])
     has_q = opts.topics.get("quality") in have
     wanted = required + ([opts.topics["quality"]] if has_q else [])
     stream_of = {opts.topics[k]: k for k in ("depth", "color", "info", "quality") if opts.topics.get(k) in wanted}

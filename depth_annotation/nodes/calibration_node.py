@@ -55,6 +55,7 @@ from std_msgs.msg import String
 from std_srvs.srv import Trigger
 
 from depth_annotation.calibration import (
+    ARUCO_DICTIONARIES,
     BoardError,
     BoardSpec,
     CalibrationError,
@@ -74,17 +75,6 @@ from .params import StartupError, declare, declare_renamed
 from .runtime import run_node
 
 NODE_NAME = "calibration_node"
-# The ArUco dictionaries a board may use, by name: an explicit allow-list, so a request naming
-# any other cv2.aruco attribute (a class, a function) is refused instead of being looked up.
-ARUCO_DICTIONARIES = (
-    *(f"DICT_{n}X{n}_{count}" for n in (4, 5, 6, 7) for count in (50, 100, 250, 1000)),
-    "DICT_ARUCO_ORIGINAL",
-    "DICT_APRILTAG_16h5",
-    "DICT_APRILTAG_25h9",
-    "DICT_APRILTAG_36h10",
-    "DICT_APRILTAG_36h11",
-    "DICT_ARUCO_MIP_36h12",
-)
 
 
 def _checked_dictionary(name: str) -> str:
