@@ -306,7 +306,7 @@ def test_live_exporter_writer_failure_stops_with_an_error_keeps_episodes_and_exi
         return [d for d in feed.diags if d.level == DiagnosticStatus.ERROR and "export" in d.name]
 
     assert ros.spin_until(error_diag, timeout=60)
-    assert "No space left on device" in error_diag()[-1].message
+    assert "no space left on device" in error_diag()[-1].message.lower()
     assert wait_until(lambda: "export stopped: writer failed" in exporter.output(), 30)
     assert exporter.alive()
 

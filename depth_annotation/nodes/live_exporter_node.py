@@ -34,7 +34,15 @@ from sensor_msgs.msg import CameraInfo, Image
 from std_srvs.srv import Trigger
 
 from depth_annotation.common import DEFAULT_TAXONOMY, ImageConversionError, default_taxonomy_path, load_taxonomy
-from depth_annotation.dataset import CODECS, DEFAULT_TOPICS, ExportError, ExportOptions, ExportSession, stamp_of
+from depth_annotation.dataset import (
+    CODECS,
+    DEFAULT_TOPICS,
+    ExportError,
+    ExportOptions,
+    ExportOutputError,
+    ExportSession,
+    stamp_of,
+)
 from depth_annotation.msg import DepthQuality
 
 from .faults import FaultGuard
@@ -172,6 +180,8 @@ class LiveExporterNode(Node):
                 self._episode_open = True
             try:
                 self.session.add(stream, stamp, msg)
+            except ExportOutputError:
+                raise  # the writer failed (disk full, permission): the worker stops the export
             except (ImageConversionError, ExportError, ValueError) as exc:
                 # a frame that cannot be exported (bad encoding, backwards stamp): skipped and reported
                 self.skipped += 1
@@ -215,12 +225,18 @@ class LiveExporterNode(Node):
     def _check_gap(self) -> None:
         if not self._queue.empty():
             return  # still writing what arrived: not a gap yet
+        failure = None
         with self._lock:
             if self.failed or not self._episode_open or not self._last_depth_ns:
                 return
             # the node clock: wall time, or /clock under use_sim_time (a paused replay is no gap)
             if self.get_clock().now().nanoseconds - self._last_depth_ns > self.episode_gap_ns:
-                self._log_end(self._end_episode(), "a gap without depth")
+                try:
+                    self._log_end(self._end_episode(), "a gap without depth")
+                except Exception as exc:  # closing the episode wrote its last frames: the writer failed
+                    failure = exc
+        if failure is not None:
+            self._fail(failure)
 
     def _on_diagnostics(self) -> None:
         with self._lock:
