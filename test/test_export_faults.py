@@ -230,6 +230,11 @@ def test_a_file_occupying_annotation_rgb(bags, dataset_a, tmp_path, capsys):
     """annotation/rgb as a file: refused without --overwrite; --overwrite replaces the whole dataset."""
     shutil.rmtree(dataset_a / "annotation" / "rgb")
     (dataset_a / "annotation" / "rgb").write_text("in the way")
+    # What other programs keep in the folder: the QC node's report, a Label Studio data directory.
+    (dataset_a / "qc").mkdir()
+    (dataset_a / "qc" / "qc_report.json").write_text('{"frames": 3}')
+    (dataset_a / "labelstudio").mkdir()
+    (dataset_a / "labelstudio" / "label_studio.sqlite3").write_bytes(b"people's annotations")
     rc, _, err = run_main(capsys, "export", "--quiet", bags["b"], "--out", dataset_a)
     assert rc == 2
     assert one_line(err).startswith(f"error: output: {dataset_a}/export/dataset.h5 exists: refusing to overwrite")
@@ -241,6 +246,8 @@ def test_a_file_occupying_annotation_rgb(bags, dataset_a, tmp_path, capsys):
     assert len(pngs) == 3 and all(p.startswith("episode_0_") for p in pngs)  # frames 0, 4, 8 of b only
     info = json.loads((dataset_a / "dataset_info.json").read_text())
     assert [e["scene_id"] for e in info["episodes"]] == ["b"]
+    assert (dataset_a / "qc" / "qc_report.json").read_text() == '{"frames": 3}'
+    assert (dataset_a / "labelstudio" / "label_studio.sqlite3").read_bytes() == b"people's annotations"
     assert leftovers(tmp_path, "ds") == []
     assert cli("check", dataset_a, "--deep").returncode == 0
 

@@ -122,6 +122,10 @@ class ExportOptions:
 
 
 LOCK_NAME = ".export.lock"
+# What an export writes at the top of its folder. Anything else there (the QC node's qc/, the
+# driver's captures/, a Label Studio data directory with people's annotations) belongs to another
+# program sharing the folder and moves into the new dataset unchanged when it is published.
+EXPORT_ENTRIES = frozenset({"export", "annotation", "dataset_info.json", "taxonomy.json", "export_report.json"})
 
 
 def _output_error(exc: OSError, doing: str) -> ExportOutputError:
@@ -186,7 +190,7 @@ class DatasetOutput:
             raise ExportOutputError(
                 f"{_display(self.out)} is not empty ({', '.join(map(_display, present[:3]))}"
                 f"{', ...' if len(present) > 3 else ''}): refusing to overwrite it "
-                "(use --overwrite: it replaces the whole folder)"
+                "(use --overwrite: it replaces the whole dataset)"
             )
         # Under the lock, any staging folder of this output is a dead export's: remove it.
         for stale in glob.glob(glob.escape(str(self.out.parent / f".{self.out.name}.")) + "*-*"):
@@ -216,6 +220,9 @@ class DatasetOutput:
 
     def _swap(self) -> None:
         with _signals_deferred():
+            for entry in self.out.iterdir():
+                if entry.name not in EXPORT_ENTRIES | {LOCK_NAME} and not (self.staging / entry.name).exists():
+                    os.rename(entry, self.staging / entry.name)
             if atomic_io.exchange_dirs(self.staging, self.out):
                 self.old = self.staging
             else:  # no RENAME_EXCHANGE here: two renames (for an instant there is no dataset, never a mix)
