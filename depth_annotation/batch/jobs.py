@@ -304,68 +304,20 @@ def run_validate(dataset: str, job: ValidateJob, hook: Callable[[str], None] | N
     return _run_one(dataset, job.out, "validate", job.fingerprint_options(), work, fingerprint)
 
 
-def _bag_frames(bag: str, job: MonoJob) -> Iterator[tuple[str, Any, Any]]:
-    """(name, RGB, sensor depth in metres or None) for each colour image of the bag, as `mono --bag`."""
-    from depth_annotation.common import depth_to_metres, image_to_array, image_to_rgb
-    from depth_annotation.dataset import bag_io
-
-    with bag_io.open_bag(bag) as reader:
-        wanted = [job.topic] + ([job.depth_topic] if job.depth_topic else [])
-        bag_io.require_topics(reader, wanted)
-        depth_by_stamp: dict[int, Any] = {}
-        pending = []
-        for topic, _, msg in bag_io.messages(reader, wanted):
-            stamp = bag_io.stamp_of(msg)
-            if topic == job.depth_topic:
-                depth_by_stamp[stamp] = depth_to_metres(image_to_array(msg), msg.encoding)
-                continue
-            pending.append((str(stamp), image_to_rgb(msg), stamp))
-        for name, rgb, stamp in pending:
-            yield name, rgb, depth_by_stamp.get(stamp)
-
-
 def run_mono(bag: str, job: MonoJob, model: DepthModel, hook: Callable[[str], None] | None = None) -> BagResult:
     """`depth-annotation mono --bag BAG --out OUT/<stem>` with an already loaded model."""
-    import cv2
-
-    from depth_annotation.common import depth_to_millimetres
-    from depth_annotation.mono import MetricAligner, load_scale_file
+    from depth_annotation.dataset import bag_io
+    from depth_annotation.mono import MetricAligner, load_scale_file, write_depth_folder
 
     def work(staging: Path) -> tuple[int, str | None]:
         if hook is not None:
             hook(bag)
         aligner = MetricAligner(job.mode, scale=load_scale_file(job.scale_file) if job.scale_file else None)
-        (staging / "depth").mkdir()
-        records = []
-        for name, rgb, sensor in _bag_frames(bag, job):
-            pred = model.predict_frame(rgb, aligner.pixel_transform(sensor is not None))
-            depth_m, _, rep = aligner.align(pred.output, sensor, depth_m=pred.depth_m)
-            cv2.imwrite(str(staging / "depth" / f"{name}.png"), depth_to_millimetres(depth_m, "32FC1"))
-            records.append(
-                {
-                    "frame": name,
-                    "mode": rep.mode,
-                    "fitted": rep.fitted,
-                    "scale": rep.scale,
-                    "shift": rep.shift,
-                    "abs_rel": rep.abs_rel,
-                    "delta_1_25": rep.delta_1_25,
-                    "inference_ms": pred.inference_ms,
-                }
-            )
-        atomic_io.write_json(
-            staging / "scale.json",
-            {
-                "schema_version": 1,
-                "model": job.model.model,
-                "backend": model.describe(),
-                "mode": job.mode,
-                "untrained_model": model.untrained,
-                "scale_file": job.scale_file,
-                "depth_unit": "millimetre (uint16 PNG), 0 = no depth",
-                "frames": records,
-            },
+        (staging / "depth").mkdir()  # a fresh staging folder: a leftover one would be a bug
+        frames = bag_io.colour_frames_with_depth(bag, job.topic, job.depth_topic)
+        count = write_depth_folder(
+            frames, model, aligner, staging, model_name=job.model.model, scale_file=job.scale_file
         )
-        return len(records), None
+        return count, None
 
     return _run_one(bag, job.out, "mono", job.fingerprint_options(), work)

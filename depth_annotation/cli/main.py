@@ -108,13 +108,7 @@ def _cmd_mono(args: argparse.Namespace) -> int:
     import cv2
     from tqdm import tqdm
 
-    from depth_annotation.common import (
-        ImageConversionError,
-        depth_to_metres,
-        depth_to_millimetres,
-        image_to_array,
-        image_to_rgb,
-    )
+    from depth_annotation.common import ImageConversionError
     from depth_annotation.dataset import BagError, bag_io
     from depth_annotation.mono import (
         MetricAligner,
@@ -123,6 +117,7 @@ def _cmd_mono(args: argparse.Namespace) -> int:
         MonoModelError,
         load_model,
         load_scale_file,
+        write_depth_folder,
     )
 
     if getattr(args, "mono_command", None) == "export-onnx":
@@ -176,57 +171,15 @@ def _cmd_mono(args: argparse.Namespace) -> int:
                     raise BagError(f"{f}: not a readable image")
                 yield f.stem, bgr[..., ::-1].copy(), None
             return
-        with bag_io.open_bag(args.bag) as reader:
-            wanted = [args.topic] + ([args.depth_topic] if args.depth_topic else [])
-            bag_io.require_topics(reader, wanted)
-            depth_by_stamp = {}
-            pending = []
-            for topic, _, msg in bag_io.messages(reader, wanted):
-                stamp = bag_io.stamp_of(msg)
-                if topic == args.depth_topic:
-                    depth_by_stamp[stamp] = depth_to_metres(image_to_array(msg), msg.encoding)
-                    continue
-                pending.append((str(stamp), image_to_rgb(msg), stamp))
-            for name, rgb, stamp in pending:
-                yield name, rgb, depth_by_stamp.get(stamp)
+        yield from bag_io.colour_frames_with_depth(args.bag, args.topic, args.depth_topic or None)
 
-    (out / "depth").mkdir(parents=True, exist_ok=True)
-    records = []
     try:
-        for name, rgb, sensor in tqdm(frames(), desc="mono depth", unit="frame"):
-            pred = model.predict_frame(rgb, aligner.pixel_transform(sensor is not None))
-            output, infer_ms = pred.output, pred.inference_ms
-            depth_m, _, rep = aligner.align(output, sensor, depth_m=pred.depth_m)
-            cv2.imwrite(str(out / "depth" / f"{name}.png"), depth_to_millimetres(depth_m, "32FC1"))
-            records.append(
-                {
-                    "frame": name,
-                    "mode": rep.mode,
-                    "fitted": rep.fitted,
-                    "scale": rep.scale,
-                    "shift": rep.shift,
-                    "abs_rel": rep.abs_rel,
-                    "delta_1_25": rep.delta_1_25,
-                    "inference_ms": infer_ms,
-                }
-            )
+        progress = tqdm(frames(), desc="mono depth", unit="frame")
+        count = write_depth_folder(progress, model, aligner, out, model_name=args.model, scale_file=args.scale_file)
     except (BagError, ImageConversionError, MonoModelError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    atomic_io.write_json(
-        out / "scale.json",
-        {
-            "schema_version": 1,
-            "model": args.model,
-            "backend": model.describe(),
-            "mode": mode,
-            "untrained_model": model.untrained,
-            "scale_file": args.scale_file,
-            "depth_unit": "millimetre (uint16 PNG), 0 = no depth",
-            "frames": records,
-        },
-    )
-    print(f"wrote {len(records)} depth PNGs to {out / 'depth'} and {out / 'scale.json'}")
+    print(f"wrote {count} depth PNGs to {out / 'depth'} and {out / 'scale.json'}")
     return 0
 
 

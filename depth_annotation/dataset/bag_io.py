@@ -55,7 +55,7 @@ from rosbags.rosbag2.metadata import parse_qos
 from rosbags.typesys import Stores, TypesysError, get_types_from_idl, get_types_from_msg, get_typestore
 from rosbags.typesys.store import Typestore
 
-from depth_annotation.common import Intrinsics, array_to_fields
+from depth_annotation.common import Intrinsics, array_to_fields, depth_to_metres, image_to_array, image_to_rgb
 
 from . import bag_recovery
 from .bag_recovery import McapFile, RecoveryReport, SqliteFile
@@ -517,6 +517,28 @@ def messages(reader: BagReader, wanted: Collection[str]) -> Iterator[tuple[str, 
     """(topic, receive time ns, deserialised message) in time order; checked like `raw_messages`."""
     for msg in reader.raw_messages(wanted):
         yield msg.topic, msg.time_ns, reader.deserialize(msg.data, msg.msgtype)
+
+
+def colour_frames_with_depth(
+    path: str | Path, topic: str, depth_topic: str | None
+) -> Iterator[tuple[str, np.ndarray, np.ndarray | None]]:
+    """(header stamp as text, RGB, depth in metres with the same stamp or None) per colour image of a bag.
+
+    The input `depth-annotation mono --bag` (and its batch form) runs the model on.
+    """
+    with open_bag(path) as reader:
+        wanted = [topic] + ([depth_topic] if depth_topic else [])
+        require_topics(reader, wanted)
+        depth_by_stamp: dict[int, np.ndarray] = {}
+        pending = []
+        for name, _, msg in messages(reader, wanted):
+            stamp = stamp_of(msg)
+            if name == depth_topic:
+                depth_by_stamp[stamp] = depth_to_metres(image_to_array(msg), msg.encoding)
+                continue
+            pending.append((stamp, image_to_rgb(msg)))
+        for stamp, rgb in pending:
+            yield str(stamp), rgb, depth_by_stamp.get(stamp)
 
 
 # --- building messages for writing (tests, recorder, exporter fixtures) ------------------------------

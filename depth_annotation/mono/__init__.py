@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from depth_annotation.common import lazy_exports
 
 if TYPE_CHECKING:
+    from .depth_folder import write_depth_folder
     from .errors import MetricConfigError, MonoModelError
     from .metric import MODES, MetricAligner, PixelTransform, load_scale_file
     from .model import (
