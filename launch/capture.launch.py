@@ -4,46 +4,16 @@ ros2 launch depth_annotation capture.launch.py source:=device serial_no:=1234567
 ros2 launch depth_annotation capture.launch.py camera_namespace:=cam1 camera_name:=cam1 dds_profile:=large_data_shm
 """
 
-from pathlib import Path
-
-from launch import LaunchContext, LaunchDescription
-from launch.actions import DeclareLaunchArgument, GroupAction, OpaqueFunction, SetEnvironmentVariable
+from launch import LaunchDescription
+from launch.actions import DeclareLaunchArgument
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
 from launch_ros.parameter_descriptions import ParameterValue
 from launch_ros.substitutions import FindPackageShare
 
+from depth_annotation.nodes.launch_support import SHUTDOWN_TIMEOUT_S, dds_profile_argument, with_dds_profile
+
 PACKAGE = "depth_annotation"
-# Nodes write their reports and datasets at shutdown; launch's default (5 s after SIGINT, then SIGTERM)
-# cut the exporter's final write short under load (dataset.h5.partial), so they get this long.
-SHUTDOWN_TIMEOUT_S = "30"
-
-
-def dds_profile_file(context: LaunchContext) -> list[SetEnvironmentVariable]:
-    """`dds_profile:=` for the nodes this file starts: a path, or a name in config/dds/ (empty: stock, unchanged).
-
-    Runs inside the scoped GroupAction below, so the variable reaches only those nodes.
-    """
-    value = LaunchConfiguration("dds_profile").perform(context).strip()
-    if not value:
-        return []
-    path = Path(value).expanduser()
-    if not path.is_file():
-        share = Path(FindPackageShare(PACKAGE).perform(context)) / "config" / "dds"
-        path = share / (value if value.endswith(".xml") else f"{value}.xml")
-    if not path.is_file():
-        raise RuntimeError(f"dds_profile:={value}: no such file (nor config/dds/{path.name} in {PACKAGE})")
-    return [SetEnvironmentVariable("FASTDDS_DEFAULT_PROFILES_FILE", str(path.resolve()))]
-
-
-DDS_PROFILE_ARG = DeclareLaunchArgument(
-    "dds_profile",
-    default_value="",
-    description=(
-        "Fast DDS XML profile for the nodes started here: a path or a name in config/dds/ "
-        "(large_data_shm, loopback_large_data); empty: the environment's middleware settings, unchanged"
-    ),
-)
 
 
 def config(name: str) -> PathJoinSubstitution:
@@ -81,7 +51,7 @@ def generate_launch_description() -> LaunchDescription:
         DeclareLaunchArgument(
             "output_dir", default_value="dataset", description="dataset directory for metadata, QC report, calibration"
         ),
-        DDS_PROFILE_ARG,
+        dds_profile_argument(),
     ]
     driver = Node(
         package=PACKAGE,
@@ -121,5 +91,5 @@ def generate_launch_description() -> LaunchDescription:
         sigterm_timeout=SHUTDOWN_TIMEOUT_S,
         parameters=[config("calibration.yaml"), {"output_dir": out}],
     )
-    nodes = GroupAction([OpaqueFunction(function=dds_profile_file), driver, qc, calibration], scoped=True)
+    nodes = with_dds_profile(driver, qc, calibration)
     return LaunchDescription(args + [nodes])

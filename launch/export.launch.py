@@ -6,46 +6,16 @@ ros2 bag play /data/session1/bag
 Its topics (config/exporter.yaml) are relative: it listens in `camera_namespace`, like the other nodes.
 """
 
-from pathlib import Path
-
-from launch import LaunchContext, LaunchDescription
-from launch.actions import DeclareLaunchArgument, GroupAction, OpaqueFunction, SetEnvironmentVariable
+from launch import LaunchDescription
+from launch.actions import DeclareLaunchArgument
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
 from launch_ros.parameter_descriptions import ParameterValue
 from launch_ros.substitutions import FindPackageShare
 
+from depth_annotation.nodes.launch_support import SHUTDOWN_TIMEOUT_S, dds_profile_argument, with_dds_profile
+
 PACKAGE = "depth_annotation"
-# Nodes write their reports and datasets at shutdown; launch's default (5 s after SIGINT, then SIGTERM)
-# cut the exporter's final write short under load (dataset.h5.partial), so they get this long.
-SHUTDOWN_TIMEOUT_S = "30"
-
-
-def dds_profile_file(context: LaunchContext) -> list[SetEnvironmentVariable]:
-    """`dds_profile:=` for the nodes this file starts: a path, or a name in config/dds/ (empty: stock, unchanged).
-
-    Runs inside the scoped GroupAction below, so the variable reaches only those nodes.
-    """
-    value = LaunchConfiguration("dds_profile").perform(context).strip()
-    if not value:
-        return []
-    path = Path(value).expanduser()
-    if not path.is_file():
-        share = Path(FindPackageShare(PACKAGE).perform(context)) / "config" / "dds"
-        path = share / (value if value.endswith(".xml") else f"{value}.xml")
-    if not path.is_file():
-        raise RuntimeError(f"dds_profile:={value}: no such file (nor config/dds/{path.name} in {PACKAGE})")
-    return [SetEnvironmentVariable("FASTDDS_DEFAULT_PROFILES_FILE", str(path.resolve()))]
-
-
-DDS_PROFILE_ARG = DeclareLaunchArgument(
-    "dds_profile",
-    default_value="",
-    description=(
-        "Fast DDS XML profile for the nodes started here: a path or a name in config/dds/ "
-        "(large_data_shm, loopback_large_data); empty: the environment's middleware settings, unchanged"
-    ),
-)
 
 
 def generate_launch_description() -> LaunchDescription:
@@ -60,7 +30,7 @@ def generate_launch_description() -> LaunchDescription:
             choices=["gzip", "gzip-fast", "blosc-lz4", "blosc-zstd", "lzf", "none"],
             description="chunk compression",
         ),
-        DDS_PROFILE_ARG,
+        dds_profile_argument(),
     ]
     exporter = Node(
         package=PACKAGE,
@@ -78,4 +48,4 @@ def generate_launch_description() -> LaunchDescription:
             },
         ],
     )
-    return LaunchDescription(args + [GroupAction([OpaqueFunction(function=dds_profile_file), exporter], scoped=True)])
+    return LaunchDescription(args + [with_dds_profile(exporter)])

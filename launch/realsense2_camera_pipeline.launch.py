@@ -10,16 +10,11 @@ that same namespace, so their relative topic names are realsense-ros's names. re
 offers no `set_camera_info`, so the calibration node's `push_to_driver` is off (logged at start).
 """
 
-from pathlib import Path
-
-from launch import LaunchContext, LaunchDescription
+from launch import LaunchDescription
 from launch.actions import (
     DeclareLaunchArgument,
-    GroupAction,
     IncludeLaunchDescription,
     LogInfo,
-    OpaqueFunction,
-    SetEnvironmentVariable,
 )
 from launch.conditions import IfCondition
 from launch.launch_description_sources import PythonLaunchDescriptionSource
@@ -27,38 +22,9 @@ from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
 
+from depth_annotation.nodes.launch_support import SHUTDOWN_TIMEOUT_S, dds_profile_argument, with_dds_profile
+
 PACKAGE = "depth_annotation"
-# Nodes write their reports and datasets at shutdown; launch's default (5 s after SIGINT, then SIGTERM)
-# cut the exporter's final write short under load (dataset.h5.partial), so they get this long.
-SHUTDOWN_TIMEOUT_S = "30"
-
-
-def dds_profile_file(context: LaunchContext) -> list[SetEnvironmentVariable]:
-    """`dds_profile:=` for the nodes this file starts: a path, or a name in config/dds/ (empty: stock, unchanged).
-
-    Runs inside the scoped GroupAction below, so the variable reaches only those nodes.
-    """
-    value = LaunchConfiguration("dds_profile").perform(context).strip()
-    if not value:
-        return []
-    path = Path(value).expanduser()
-    if not path.is_file():
-        share = Path(FindPackageShare(PACKAGE).perform(context)) / "config" / "dds"
-        path = share / (value if value.endswith(".xml") else f"{value}.xml")
-    if not path.is_file():
-        raise RuntimeError(f"dds_profile:={value}: no such file (nor config/dds/{path.name} in {PACKAGE})")
-    return [SetEnvironmentVariable("FASTDDS_DEFAULT_PROFILES_FILE", str(path.resolve()))]
-
-
-DDS_PROFILE_ARG = DeclareLaunchArgument(
-    "dds_profile",
-    default_value="",
-    description=(
-        "Fast DDS XML profile for the nodes started here: a path or a name in config/dds/ "
-        "(large_data_shm, loopback_large_data); empty: the environment's middleware settings, unchanged"
-    ),
-)
-
 PUSH_TO_DRIVER_OFF = (
     "push_to_driver disabled: realsense2_camera offers no set_camera_info; "
     "calibration results go to output_dir/calibration and the latched camera_info topic"
@@ -105,7 +71,7 @@ def generate_launch_description() -> LaunchDescription:
         DeclareLaunchArgument("scale_file", default_value="", description="mono: calibration JSON with mono_scale"),
         DeclareLaunchArgument("enable_export", default_value="false", description="run live_exporter_node"),
         DeclareLaunchArgument("scene_id", default_value="live", description="exporter: scene id"),
-        DDS_PROFILE_ARG,
+        dds_profile_argument(),
     ]
     qc = Node(
         package=PACKAGE,
@@ -125,7 +91,7 @@ def generate_launch_description() -> LaunchDescription:
         sigterm_timeout=SHUTDOWN_TIMEOUT_S,
         parameters=[config("calibration.yaml"), {"output_dir": out, "push_to_driver": False}],
     )
-    nodes = GroupAction([OpaqueFunction(function=dds_profile_file), qc, calibration], scoped=True)
+    nodes = with_dds_profile(qc, calibration)
     mono_args = {k: cfg(k) for k in ("model", "device", "backend", "metric_mode", "scale_file", "dds_profile")}
     export_args = {k: cfg(k) for k in ("output_dir", "scene_id", "dds_profile")}
     return LaunchDescription(

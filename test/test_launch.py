@@ -79,11 +79,11 @@ def launch_nodes(path: Path) -> list[dict]:
 
 
 def declared_args(path: Path) -> set[str]:
+    """DeclareLaunchArgument names, and `dds_profile` for the shared `dds_profile_argument()`."""
     tree = ast.parse(path.read_text())
-    return {
-        _const(c.args[0])
-        for c in ast.walk(tree)
-        if isinstance(c, ast.Call) and getattr(c.func, "id", None) == "DeclareLaunchArgument"
+    calls = [c for c in ast.walk(tree) if isinstance(c, ast.Call)]
+    return {_const(c.args[0]) for c in calls if getattr(c.func, "id", None) == "DeclareLaunchArgument"} | {
+        "dds_profile" for c in calls if getattr(c.func, "id", None) == "dds_profile_argument"
     }
 
 
@@ -148,9 +148,12 @@ def test_every_node_starting_launch_file_scopes_dds_profile_to_its_nodes():
             continue
         text = path.read_text()
         assert "dds_profile" in declared_args(path), path.name
-        assert "GroupAction([OpaqueFunction(function=dds_profile_file)" in text and "scoped=True" in text, path.name
-        assert 'SetEnvironmentVariable("FASTDDS_DEFAULT_PROFILES_FILE"' in text, path.name
+        assert "with_dds_profile(" in text, path.name
         assert text.count("Node(") == text.count("sigterm_timeout=SHUTDOWN_TIMEOUT_S"), path.name
+    # what each launch file's with_dds_profile(...) is: one shared piece (nodes/launch_support.py)
+    support = (REPO / "depth_annotation" / "nodes" / "launch_support.py").read_text()
+    assert "GroupAction([OpaqueFunction(function=dds_profile_file)" in support and "scoped=True" in support
+    assert 'SetEnvironmentVariable("FASTDDS_DEFAULT_PROFILES_FILE"' in support
 
 
 @pytest.mark.parametrize("profile", [None, SHIPPED_PROFILE], ids=["stock", "large_data_shm"])
