@@ -154,8 +154,18 @@ def pytest_unconfigure(config):
         os._exit(_EXIT_STATUS["status"])
 
 
+# Files whose tests leave native thread pools in this process that a later fork crashes on:
+# after test_mono_onnx.py (OpenVINO / ONNX Runtime sessions) the next fork-heavy test
+# (test_training.py's DataLoader workers) killed pytest with SIGSEGV, every time, in one process
+# (`pytest test/test_mono_onnx.py test/test_training.py`); Ray's driver is kept with them.
+RUN_LAST = ("test/test_batch.py", "test/test_mono_onnx.py")
+
+
 def pytest_collection_modifyitems(session, config, items):
-    """Tests that make this process a Ray driver run last. Ray leaves gRPC threads and fork handlers
-    in its driver after `ray.shutdown()`; a later fork of this process (subprocess, DataLoader
-    workers) then crashed pytest itself with SIGSEGV once in a full run (in test_training)."""
-    items.sort(key=lambda item: item.nodeid.startswith("test/test_batch.py"))
+    """Tests of RUN_LAST run after every other test, in that order (nothing forks after them)."""
+
+    def rank(item):
+        file = item.nodeid.split("::")[0]
+        return RUN_LAST.index(file) + 1 if file in RUN_LAST else 0
+
+    items.sort(key=rank)
