@@ -313,13 +313,19 @@ def test_augmentation_dropout_covers_the_configured_fraction(dataset):
         assert torch.equal(a["points"], b["points"])
 
 
-def test_two_workers_give_the_same_samples_as_none(dataset):
+@pytest.mark.parametrize("start", [None, "spawn"])
+def test_two_workers_give_the_same_samples_as_none(dataset, start):
     ds = dataset[0]
     data = DepthFrameDataset(ds, split=None, num_points=1024, augment=AugmentConfig(scale_jitter=0.05), seed=7)
 
     def run(workers):
         data.set_epoch(3)
-        return list(training_loader(data, batch_size=2, num_workers=workers, shuffle=True, seed=11))
+        loader = training_loader(
+            data, batch_size=2, num_workers=workers, shuffle=True, seed=11, multiprocessing_context=start
+        )
+        if workers and start:  # the workers really start that way
+            assert loader.multiprocessing_context.get_start_method() == start
+        return list(loader)
 
     serial, parallel = run(0), run(2)
     assert len(serial) == len(parallel) == 3

@@ -281,8 +281,15 @@ def training_loader(
     num_workers: int = 0,
     shuffle: bool = False,
     seed: int = 0,
+    multiprocessing_context: str | None = None,
 ) -> DataLoader[dict[str, torch.Tensor]]:
-    """A DataLoader whose shuffling is seeded too (sample order and augmentation are reproducible)."""
+    """A DataLoader whose shuffling is seeded too (sample order and augmentation are reproducible).
+
+    `multiprocessing_context="spawn"` starts the workers fresh instead of forking: use it in a process
+    that has already run the OpenVINO or ONNX Runtime mono backend, whose native thread pools do not
+    survive a fork (the forked workers crash). The dataset pickles without its open files, so every
+    start method gives the same samples.
+    """
     generator = torch.Generator()
     generator.manual_seed(seed)
     return DataLoader(
@@ -292,4 +299,5 @@ def training_loader(
         shuffle=shuffle,
         generator=generator,
         persistent_workers=False,
+        multiprocessing_context=multiprocessing_context if num_workers > 0 else None,
     )
