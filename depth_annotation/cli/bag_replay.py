@@ -235,13 +235,15 @@ def play(
                     from rosgraph_msgs.msg import Clock
 
                     clock_pub = node.create_publisher(Clock, "/clock", QoSProfile(depth=1))
-                # Wait for subscribers: until every topic has one, or the number of matched topics
-                # has been stable for a second (some topics may have no listener), or the timeout.
+                # Wait for subscribers: until every topic (and /clock) has one, or the number of
+                # matched topics has been stable for a second (some topics may have no listener), or
+                # the timeout. /clock counts: a late clock subscriber would miss the bag's start time.
+                waited = [*pubs.values(), *([clock_pub] if clock_pub is not None else [])]
                 deadline = time.monotonic() + wait_subscribers_s
                 matched, stable_since = -1, time.monotonic()
                 while time.monotonic() < deadline and not stop:
-                    n = sum(1 for p in pubs.values() if p.get_subscription_count())
-                    if n == len(pubs):
+                    n = sum(1 for p in waited if p.get_subscription_count())
+                    if n == len(waited):
                         break
                     if n != matched:
                         matched, stable_since = n, time.monotonic()
