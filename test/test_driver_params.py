@@ -11,6 +11,7 @@ on the synthetic camera is refused with the reason.
 
 from __future__ import annotations
 
+import json
 import time
 
 import numpy as np
@@ -20,6 +21,7 @@ from rcl_interfaces.msg import Parameter as ParameterMsg
 from rcl_interfaces.msg import ParameterType, ParameterValue
 from rcl_interfaces.srv import GetParameters, SetParameters
 from rclpy.qos import qos_profile_sensor_data
+from ros_harness import WATCHED
 from sensor_msgs.msg import Image
 from test_capture_pipeline import VGA, Collector
 
@@ -298,7 +300,12 @@ def test_param_set_tunes_filters_refuses_bad_and_read_only_values(ros, procs, tm
     node_proc = procs.node(
         "realsense_node",
         namespace="camera",
-        params={"output_dir": str(tmp_path), "sdk_processes": sdk_processes, "synthetic_hole_frames": holes},
+        params={
+            "output_dir": str(tmp_path),
+            "session_id": "s",
+            "sdk_processes": sdk_processes,
+            "synthetic_hole_frames": holes,
+        },
     )
     node = ros.node("tuner")
     depth: list[Image] = []
@@ -356,4 +363,43 @@ def test_param_set_tunes_filters_refuses_bad_and_read_only_values(ros, procs, tm
     result = param_set("hole_filling_filter.enable", False)
     assert result.successful, result.reason
     settle(lambda f: zero_fraction(f) >= hole - 0.02)  # the hole is back (decimated: its edges round)
-    assert node_proc.alive()
+    WATCHED.remove(node_proc)
+    assert node_proc.stop() == 0
+    meta = json.loads((tmp_path / "s" / "capture_metadata.json").read_text())
+    assert [c["parameter"] for c in meta["parameter_changes"]] == [
+        "hole_filling_filter.enable",
+        "decimation_filter.enable",
+        "decimation_filter.filter_magnitude",
+        "hole_filling_filter.enable",
+    ]
+    filters = meta["processing"]["filters"]
+    assert filters["decimation"] == {"enabled": True, "filter_magnitude": 4}
+    assert filters["hole_filling"]["enabled"] is False and filters["hole_filling"]["holes_fill"] == 1
+
+
+def test_old_control_names_still_start_the_node_under_realsense_ros_names(ros, procs, tmp_path):
+    """`auto_exposure` (both sensors), `depth_exposure_us` (a float) map onto depth_module.* / rgb_camera.*."""
+    node_proc = procs.node(
+        "realsense_node",
+        namespace="camera",
+        params={"output_dir": str(tmp_path), "auto_exposure": True, "depth_exposure_us": 5000.0, "color_gain": 30.0},
+    )
+    node = ros.node("old_names")
+    getter = node.create_client(GetParameters, "/camera/realsense_node/get_parameters")
+    names = [
+        "depth_module.enable_auto_exposure",
+        "rgb_camera.enable_auto_exposure",
+        "depth_module.exposure",
+        "rgb_camera.gain",
+        "rgb_camera.exposure",
+    ]
+    got = call(ros, getter, GetParameters.Request(names=names)).values
+    assert [got[0].bool_value, got[1].bool_value] == [True, True]
+    assert [v.integer_value for v in got[2:]] == [5000, 30, 166]  # given under the old names; the last the default
+    out = node_proc.output()
+    for old, new in (
+        ("auto_exposure", "depth_module.enable_auto_exposure"),
+        ("depth_exposure_us", "depth_module.exposure"),
+        ("color_gain", "rgb_camera.gain"),
+    ):
+        assert f"parameter '{old}' is deprecated: use '{new}'" in out, out
