@@ -14,6 +14,11 @@ pixels with `SoftwareReplay` (same intrinsics, extrinsics, units, baseline), so
 the output equals what the blocks compute in-process, bit for bit. One process
 per stage keeps frame order, which the stateful temporal filter needs.
 
+New filter settings (`update_filters`, a `ros2 param set` on the driver) go down the
+same pipe as the frames, so the filter process switches chains between two frames:
+every frame runs through one whole chain, old or new. The filter stage runs whenever
+any stage does (with every block off it only copies), so a block can be switched on.
+
 Workers are fresh interpreters (`python -m depth_annotation.capture.sdk_workers`),
 never forks (the parent runs DDS threads) and never multiprocessing's spawn
 (which re-runs the parent's main script in the child). They ignore SIGINT (the
