@@ -287,8 +287,8 @@ class RealSenseNode(Node):
         out: dict[str, Any] = {}
         for name, (sensor, option, old, default, description, low, high) in CONTROL_PARAMS.items():
             given = overrides.get(old) if old else None
-            if given is not None and isinstance(given.value, float) and float(given.value).is_integer():
-                overrides[old] = Parameter(old, value=int(given.value))
+            if old and given is not None and isinstance(given.value, float):  # the old float: whole device units now
+                overrides[old] = Parameter(old, value=round(given.value))
             on_change = partial(self._set_control, name, sensor, option)
             text = f"{description} (tunable on a device)"
             if old:
