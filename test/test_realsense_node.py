@@ -231,8 +231,9 @@ LAZY_DEVICE_IMPORT = textwrap.dedent(
     from depth_annotation.nodes import realsense_node
     params = dict(
         source="device", color_profile="640x480x30", depth_profile="640x480x30", serial_no="",
-        auto_exposure=False, depth_exposure_us=8500.0, depth_gain=16.0, color_exposure_us=166.0,
-        color_gain=64.0, emitter_enabled=True, laser_power_mw=150.0,
+        **{"depth_module.enable_auto_exposure": False, "rgb_camera.enable_auto_exposure": False},
+        **{"depth_module.exposure": 8500, "depth_module.gain": 16, "rgb_camera.exposure": 166, "rgb_camera.gain": 64},
+        emitter_enabled=True, laser_power_mw=150.0,
     )
     open_device = realsense_node.source_factory(params)
     try:

@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING
 from depth_annotation.common import lazy_exports
 
 if TYPE_CHECKING:
-    from .errors import FilterConfigError, ReplayError, SourceError, SourceUnavailable, WorkerFailed
-    from .filters import FILTER_ORDER, FILTERS, FilterChain, FilterSettings, default_settings
+    from .errors import ControlError, FilterConfigError, ReplayError, SourceError, SourceUnavailable, WorkerFailed
+    from .filters import FILTER_ORDER, FILTERS, FilterChain, FilterSettings, default_settings, updated_settings
     from .frame_accounting import StreamCounter
     from .hw_clock import HardwareClockMapper
     from .metadata import build_metadata, write_metadata
@@ -17,7 +17,17 @@ if TYPE_CHECKING:
     from .replay import SoftwareReplay, StreamGeometry, VideoGeometry
     from .sdk_workers import SdkWorkers
     from .source_settings import ControlSettings, Profile, SyntheticFaults
-    from .sources import DeviceInfo, DeviceSource, FrameSource, RecordingSource, SourceFactory, SyntheticSource
+    from .sources import (
+        CONTROLS,
+        DeviceInfo,
+        DeviceSource,
+        FrameSource,
+        RecordingSource,
+        SourceFactory,
+        SyntheticSource,
+        control_sensors,
+        set_device_control,
+    )
     from .synthetic_camera import SyntheticCamera
 
 __getattr__, __dir__, __all__ = lazy_exports(__name__, __file__)

@@ -23,3 +23,7 @@ class SourceError(DepthAnnotationError, RuntimeError):
 
 class SourceUnavailable(SourceError):
     """The device is not there right now (unplugged); worth retrying."""
+
+
+class ControlError(DepthAnnotationError, ValueError):
+    """A sensor option cannot be set: the source has none (synthetic camera, recording), or the camera refused it."""

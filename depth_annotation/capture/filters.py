@@ -141,6 +141,29 @@ def default_settings() -> list[FilterSettings]:
     ]
 
 
+def updated_settings(
+    settings: list[FilterSettings],
+    name: str,
+    *,
+    enabled: bool | None = None,
+    options: dict[str, float] | None = None,
+) -> list[FilterSettings]:
+    """`settings` with block `name` switched on/off and/or some of its options changed (a new list).
+
+    Raises:
+        FilterConfigError: unknown block or option, or a value outside the option's range;
+            nothing is changed then.
+    """
+    if name not in FILTERS:
+        raise FilterConfigError(f"unknown filter {name!r}; known: {', '.join(FILTER_ORDER)}")
+    by_name = {s.name: s for s in settings}
+    old = by_name.get(name, FilterSettings(name, False, {o.name: o.default for o in FILTERS[name].options}))
+    new = FilterSettings(name, old.enabled if enabled is None else bool(enabled), {**old.options, **(options or {})})
+    new.validate()
+    by_name[name] = new
+    return [by_name[n] for n in FILTER_ORDER if n in by_name]
+
+
 def settings_to_dict(settings: list[FilterSettings]) -> dict[str, Any]:
     """For capture_metadata.json: {name: {enabled, options...}} in chain order."""
     return {s.name: {"enabled": s.enabled, **s.options} for s in settings}
@@ -150,13 +173,21 @@ class FilterChain:
     """The SDK blocks built from settings; `process` runs them in the recommended order.
 
     Stateful (the temporal filter remembers previous frames): one chain per
-    stream of frames, fed in order from one thread.
+    stream of frames, fed in order from one thread. `reuse` hands over blocks of an
+    earlier chain (by name), so a changed option keeps the temporal filter's history.
     """
 
-    def __init__(self, settings: list[FilterSettings], *, disparity_domain: bool = True) -> None:
+    def __init__(
+        self,
+        settings: list[FilterSettings],
+        *,
+        disparity_domain: bool = True,
+        reuse: dict[str, Any] | None = None,
+    ) -> None:
         by_name = {s.name: s for s in settings}
         for s in settings:
             s.validate()
+        self.disparity_domain = disparity_domain
         self.settings = [by_name.get(n, FilterSettings(n, False)) for n in FILTER_ORDER]
         self.blocks: list[tuple[str, Any]] = []
         enabled = {s.name for s in self.settings if s.enabled}
@@ -165,12 +196,31 @@ class FilterChain:
             if s.name == "spatial" and smoothing:
                 self.blocks.append(("depth_to_disparity", rs.disparity_transform(True)))
             if s.enabled:
-                block = _make_block(s.name)
+                block = (reuse or {}).get(s.name)
+                if block is None:
+                    block = _make_block(s.name)
                 for key, value in s.options.items():
                     block.set_option(getattr(rs.option, key), float(value))
                 self.blocks.append((s.name, block))
             if s.name == "temporal" and smoothing:
                 self.blocks.append(("disparity_to_depth", rs.disparity_transform(False)))
+
+    def reconfigured(self, settings: list[FilterSettings]) -> FilterChain:
+        """The chain for `settings`; where only options of blocks that stay on change, the same blocks.
+
+        Kept blocks keep their state (the temporal filter's history). A block switched on or
+        off, or a new decimation factor, changes what the blocks after it see (the frame
+        size, the disparity domain): the SDK's stateful blocks are not made for that (they
+        crash on a frame of another size), so the chain is built anew. Call it on the thread
+        that runs `process`, between two frames: a frame never sees half of an update.
+        """
+        old = {s.name: s for s in self.settings}
+        new = {s.name: s for s in settings}
+        same_shape = all(old[n].enabled == new.get(n, FilterSettings(n, False)).enabled for n in FILTER_ORDER) and (
+            not old["decimation"].enabled or old["decimation"].options == new["decimation"].options
+        )
+        kept = {name: block for name, block in self.blocks if name in FILTERS} if same_shape else {}
+        return FilterChain(settings, disparity_domain=self.disparity_domain, reuse=kept)
 
     @property
     def names(self) -> list[str]:

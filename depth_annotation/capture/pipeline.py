@@ -22,6 +22,11 @@ A lost device (no frames for `lost_after_timeouts` waits) moves the pipeline to
 `CaptureState.RECONNECTING`; it reopens the source with exponential backoff until
 it returns. A worker process that dies is replaced; the frames it held are counted
 as skipped.
+
+Tunable while running: `update_filter` changes one block of the chain (on/off, options)
+from the next frame on, whole (the stage that runs the chain takes the new settings
+between two frames); `set_control` sets a sensor option (exposure, gain, auto
+exposure) on a device.
 """
 
 from __future__ import annotations
@@ -40,8 +45,8 @@ import pyrealsense2 as rs
 
 from depth_annotation.common import Intrinsics
 
-from .errors import ReplayError, SourceError, SourceUnavailable, WorkerFailed
-from .filters import FilterChain, FilterSettings, default_settings
+from .errors import ControlError, ReplayError, SourceError, SourceUnavailable, WorkerFailed
+from .filters import FilterChain, FilterSettings, default_settings, updated_settings
 from .frame_accounting import StreamCounter
 from .hw_clock import HardwareClockMapper, domain_name, frame_stamp_ns
 from .replay import StreamGeometry
@@ -141,6 +146,9 @@ class CapturePipeline:
         self._threads: list[threading.Thread] = []
         self._proc_ms: list[float] = []
         self.chain = FilterChain(config.filters, disparity_domain=config.disparity_domain)
+        self._filters = list(self.chain.settings)  # what the chain runs with, or will from the next frame
+        self._filters_lock = threading.Lock()
+        self._chain_update: list[FilterSettings] | None = None  # for the filter thread, between two frames
         self._align = rs.align(rs.stream.color)
         workers = SdkWorkers(config.filters, disparity_domain=config.disparity_domain, align=config.align)
         self.workers = workers if config.sdk_processes and workers.needed else None
@@ -211,6 +219,49 @@ class CapturePipeline:
             return True
         t.join(timeout)
         return not t.is_alive()
+
+    @property
+    def filter_settings(self) -> list[FilterSettings]:
+        """The chain's settings, every block in chain order (as of the last `update_filter`)."""
+        with self._filters_lock:
+            return list(self._filters)
+
+    def update_filter(
+        self, name: str, *, enabled: bool | None = None, options: dict[str, float] | None = None
+    ) -> FilterSettings:
+        """Switch block `name` on/off and/or change its options, from the next frame on; returns its new settings.
+
+        The whole change reaches one frame boundary at once: in-process, the filter thread
+        rebuilds the chain between two frames; with worker processes, the settings travel
+        to the filter process in order with the frames. Blocks that stay on keep their
+        state (the temporal filter's history).
+
+        Raises:
+            FilterConfigError: unknown block or option, or a value outside its range (nothing changes).
+        """
+        with self._filters_lock:
+            settings = updated_settings(self._filters, name, enabled=enabled, options=options)
+            self._filters = settings
+            self.config.filters = settings
+            if self.workers is not None:
+                self.workers.update_filters(settings)
+            else:
+                self._chain_update = settings
+        return next(s for s in settings if s.name == name)
+
+    def set_control(self, sensor: str, option: str, value: float) -> float:
+        """Set a sensor option (`sensor` depth or color; `option` exposure, gain, enable_auto_exposure) now.
+
+        Returns the value the camera reports back.
+
+        Raises:
+            ControlError: the source has no such control (synthetic camera, recording),
+                no camera is connected right now, or the camera refused the value.
+        """
+        source = self.source
+        if source is None:
+            raise ControlError("no camera is connected right now (reconnecting): nothing to set")
+        return source.set_control(sensor, option, value)
 
     def warmup_remaining_s(self) -> float:
         return max(0.0, self._warmup_end - time.monotonic())
@@ -347,6 +398,10 @@ class CapturePipeline:
             if item is None:
                 break
             stamp, t0, frames, _ = item
+            with self._filters_lock:
+                update, self._chain_update = self._chain_update, None
+            if update is not None:  # between two frames: this frame and the later ones get all of it
+                self.chain = self.chain.reconfigured(update)
             try:
                 filtered = self.chain.process(frames).as_frameset()
                 filtered.keep()

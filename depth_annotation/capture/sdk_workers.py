@@ -14,6 +14,11 @@ pixels with `SoftwareReplay` (same intrinsics, extrinsics, units, baseline), so
 the output equals what the blocks compute in-process, bit for bit. One process
 per stage keeps frame order, which the stateful temporal filter needs.
 
+New filter settings (`update_filters`, a `ros2 param set` on the driver) go down the
+same pipe as the frames, so the filter process switches chains between two frames:
+every frame runs through one whole chain, old or new. The filter stage runs whenever
+any stage does (with every block off it only copies), so a block can be switched on.
+
 Workers are fresh interpreters (`python -m depth_annotation.capture.sdk_workers`),
 never forks (the parent runs DDS threads) and never multiprocessing's spawn
 (which re-runs the parent's main script in the child). They ignore SIGINT (the
@@ -175,6 +180,12 @@ def _stage_main(
         if kind == "stop":
             outbox.send(msg)
             return
+        if kind == "filters":  # new settings, in order between two frames: the next frame gets all of them
+            filters = msg[1]
+            if chain is not None:
+                chain = chain.reconfigured(filters)
+            outbox.send(msg)
+            continue
         if kind == "configure":
             _, geometry, layout = msg
             if pool is not None:
@@ -217,9 +228,10 @@ class SdkWorkers:
     def __init__(self, filters: list[FilterSettings], *, disparity_domain: bool, align: bool, slots: int = 3) -> None:
         self.filters = filters
         self.disparity_domain = disparity_domain
-        self.stages = ([FILTER] if FilterChain(filters, disparity_domain=disparity_domain).blocks else []) + (
-            [ALIGN] if align else []
-        )
+        # The filter stage runs whenever any stage does (with no block on it only copies), so a block
+        # switched on at run time (`update_filters`) has a process to run in.
+        filtering = bool(FilterChain(filters, disparity_domain=disparity_domain).blocks)
+        self.stages = [FILTER, ALIGN] if align else [FILTER] if filtering else []
         self.slots = slots
         self.geometry: StreamGeometry | None = None
         self.restarts = 0
@@ -277,6 +289,17 @@ class SdkWorkers:
             pool = self._new_pool(geometry)
             self._send(("configure", geometry, pool.layout))  # a dead worker: `restart` configures its replacement
 
+    def update_filters(self, filters: list[FilterSettings]) -> None:
+        """Run the chain with `filters` from the next submitted frame on.
+
+        The settings travel down the same pipe as the frames, so every frame before
+        this call is filtered with the old chain and every later one with the new one.
+        A restarted worker starts with them too.
+        """
+        with self._lock:
+            self.filters = filters
+            self._send(("filters", filters))  # a dead worker: `restart` spawns its replacement with them
+
     def submit(self, depth: np.ndarray, number: int, ts_ms: float, tag: Any, timeout: float = 0.5) -> bool:
         """Send one raw depth frame (SDK units) in; False if no slot came free within `timeout`."""
         while True:
@@ -318,7 +341,7 @@ class SdkWorkers:
         except (EOFError, OSError):  # the last worker's end closed: it (or one before it) exited
             raise WorkerFailed(self._dead_worker(2.0) or "an SDK worker closed its pipe") from None
         kind = msg[0]
-        if kind in ("configure", "stop", "ready"):
+        if kind in ("configure", "filters", "stop", "ready"):
             return None
         slot = msg[1]
         with self._lock:

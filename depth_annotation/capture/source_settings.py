@@ -35,7 +35,8 @@ class Profile:
 class ControlSettings:
     """Exposure and projector controls; None leaves the device's value."""
 
-    auto_exposure: bool = False
+    depth_auto_exposure: bool = False
+    color_auto_exposure: bool = False
     depth_exposure_us: float | None = 8500.0
     depth_gain: float | None = 16.0
     color_exposure_us: float | None = 166.0

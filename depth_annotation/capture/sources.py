@@ -23,7 +23,7 @@ import pyrealsense2 as rs
 
 from depth_annotation.common import Extrinsics, Intrinsics
 
-from .errors import SourceError, SourceUnavailable
+from .errors import ControlError, SourceError, SourceUnavailable
 from .source_settings import ControlSettings, Profile, SyntheticFaults
 
 if TYPE_CHECKING:
@@ -74,11 +74,64 @@ class FrameSource(Protocol):
         """Sensor temperatures (°C) by name, where the camera reports them."""
         ...
 
+    def set_control(self, sensor: str, option: str, value: float) -> float:
+        """Set `option` (one of CONTROLS) on the `sensor` ("depth" or "color"); the value read back.
+
+        Raises ControlError where the source has no such control or the camera refuses the value.
+        """
+        ...
+
     def close(self) -> None: ...
 
 
 SourceFactory = Callable[[], FrameSource]
 """Opens a source; the pipeline calls it again to reconnect (it may raise SourceUnavailable)."""
+
+
+# Sensor options a running source can change, with the ControlSettings field that keeps each per sensor
+# (so a reconnected device gets the value set last).
+CONTROLS = ("exposure", "gain", "enable_auto_exposure")
+_CONTROL_FIELDS = {
+    ("depth", "exposure"): "depth_exposure_us",
+    ("depth", "gain"): "depth_gain",
+    ("depth", "enable_auto_exposure"): "depth_auto_exposure",
+    ("color", "exposure"): "color_exposure_us",
+    ("color", "gain"): "color_gain",
+    ("color", "enable_auto_exposure"): "color_auto_exposure",
+}
+
+
+def control_sensors(device: Any) -> dict[str, Any]:
+    """The device's depth sensor and colour sensor (the one streaming colour), by "depth" / "color"."""
+    out: dict[str, Any] = {}
+    for sensor in device.query_sensors():
+        if sensor.is_depth_sensor():
+            out.setdefault("depth", sensor)
+        elif any(p.stream_type() == rs.stream.color for p in sensor.get_stream_profiles()):
+            out.setdefault("color", sensor)
+    return out
+
+
+def set_device_control(device: Any, controls: ControlSettings, sensor: str, option: str, value: float) -> float:
+    """Set one sensor option through the SDK and keep it in `controls`; returns what the sensor reads back.
+
+    Raises:
+        ControlError: unknown sensor or option, an option this camera lacks, or a value it refuses.
+    """
+    field_name = _CONTROL_FIELDS.get((sensor, option))
+    if field_name is None:
+        raise ControlError(f"no control {sensor}.{option}; known: {', '.join(CONTROLS)} of depth and color")
+    target = control_sensors(device).get(sensor)
+    opt = getattr(rs.option, option)
+    if target is None or not target.supports(opt):
+        raise ControlError(f"this camera's {sensor} sensor has no {option} option")
+    try:
+        target.set_option(opt, float(value))
+    except RuntimeError as exc:
+        raise ControlError(f"the camera refused {sensor} {option}={value:g}: {exc}") from None
+    read_back = float(target.get_option(opt))
+    setattr(controls, field_name, bool(read_back) if option == "enable_auto_exposure" else read_back)
+    return read_back
 
 
 def intrinsics_from_rs(ri: rs.intrinsics) -> Intrinsics:
@@ -183,6 +236,9 @@ class SyntheticSource:
 
     def temperatures(self) -> dict[str, float]:
         return {}
+
+    def set_control(self, sensor: str, option: str, value: float) -> float:
+        raise ControlError(f"the synthetic camera has no {option} control: setting it would have no effect")
 
     def close(self) -> None:
         self.camera.stop()
@@ -299,17 +355,18 @@ class DeviceSource(_PipelineSource):
     def finished(self) -> bool:
         return False
 
+    def set_control(self, sensor: str, option: str, value: float) -> float:
+        return set_device_control(self.profile.get_device(), self.controls, sensor, option, value)
+
 
 def _apply_controls(device: Any, c: ControlSettings) -> dict[str, dict[str, float]]:
     """Lock exposure / gain (auto exposure off unless asked) and set the projector; read back what stuck."""
     applied: dict[str, dict[str, float]] = {}
-    for sensor in device.query_sensors():
-        is_depth = sensor.is_depth_sensor()
-        key = "depth" if is_depth else "color"
-        if not is_depth and not any(p.stream_type() == rs.stream.color for p in sensor.get_stream_profiles()):
-            continue
-        wanted = {rs.option.enable_auto_exposure: 1.0 if c.auto_exposure else 0.0}
-        if not c.auto_exposure:
+    for key, sensor in control_sensors(device).items():
+        is_depth = key == "depth"
+        auto = c.depth_auto_exposure if is_depth else c.color_auto_exposure
+        wanted = {rs.option.enable_auto_exposure: 1.0 if auto else 0.0}
+        if not auto:
             exp, gain = (c.depth_exposure_us, c.depth_gain) if is_depth else (c.color_exposure_us, c.color_gain)
             if exp is not None:
                 wanted[rs.option.exposure] = exp
@@ -355,3 +412,6 @@ class RecordingSource(_PipelineSource):
 
     def finished(self) -> bool:
         return bool(self.playback.current_status() == rs.playback_status.stopped)
+
+    def set_control(self, sensor: str, option: str, value: float) -> float:
+        raise ControlError(f"a recording plays what was recorded: its {option} cannot change (no effect)")

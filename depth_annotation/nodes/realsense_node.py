@@ -10,6 +10,11 @@ colour optical frame. Services `set_camera_info` (colour) and
 `source`: `device` (a RealSense), `recording` (a RealSense SDK recording, .bag or
 .db3, given by `bag_path`) or `synthetic`. `bag` is the deprecated name of
 `recording` (in ROS "bag" means rosbag2): accepted with a warning.
+
+Tunable with `ros2 param set` (validated, applied to the next frames, or refused with
+the reason): the filter chain (`<name>_filter.enable`, `<name>_filter.<option>`) and,
+on a device, exposure, gain and auto exposure under realsense-ros's names
+(`depth_module.*`, `rgb_camera.*`). Every other parameter is read-only.
 """
 
 from __future__ import annotations
@@ -53,7 +58,7 @@ from depth_annotation.common import Extrinsics, Intrinsics, atomic_io, from_came
 from depth_annotation.msg import CaptureStatus, StreamStats
 
 from .messages import camera_info_msg, diagnostic_array, diagnostic_status, image_msg, make_header, stamp_from_ns
-from .params import StartupError, declare
+from .params import StartupError, declare, declare_renamed
 from .qos import stream_publisher
 from .runtime import check_parameters, run_node
 
@@ -62,6 +67,32 @@ SOURCES = ("device", "recording", "synthetic")
 DEPRECATED_SOURCES = {"bag": "recording"}  # old value -> new, accepted with a warning for one release
 # body (x forward, y left, z up) -> optical (z forward, x right, y down), as xyzw
 OPTICAL_ROTATION = (-0.5, 0.5, -0.5, 0.5)
+# Sensor controls, tunable at run time, under realsense-ros's names:
+# name -> (sensor, SDK option, our old name, default, description, low, high)
+CONTROL_PARAMS: dict[str, tuple[str, str, str | None, bool | int, str, int | None, int | None]] = {
+    "depth_module.enable_auto_exposure": (
+        "depth",
+        "enable_auto_exposure",
+        "auto_exposure",
+        False,
+        "depth sensor auto exposure (off locks exposure and gain: AE shifts the IR pattern)",
+        None,
+        None,
+    ),
+    "depth_module.exposure": ("depth", "exposure", "depth_exposure_us", 8500, "depth exposure (µs)", 1, 200000),
+    "depth_module.gain": ("depth", "gain", "depth_gain", 16, "depth sensor gain", 16, 248),
+    "rgb_camera.enable_auto_exposure": (
+        "color",
+        "enable_auto_exposure",
+        None,
+        False,
+        "colour auto exposure",
+        None,
+        None,
+    ),
+    "rgb_camera.exposure": ("color", "exposure", "color_exposure_us", 166, "colour exposure (device units)", 1, 10000),
+    "rgb_camera.gain": ("color", "gain", "color_gain", 64, "colour sensor gain", 0, 128),
+}
 
 
 class RealSenseNode(Node):
@@ -75,6 +106,7 @@ class RealSenseNode(Node):
         self.output_dir = Path(p["output_dir"]).expanduser()
         self.session_dir = self.output_dir / self.session_id
         self.publish_depth = p["publish_depth"]
+        self._runtime_changes: list[dict[str, Any]] = []  # accepted `param set`s, for capture_metadata.json
         self._stopped_ns: int | None = None
         self._override: dict[str, Intrinsics] = {}
 
@@ -115,9 +147,10 @@ class RealSenseNode(Node):
             for w in info.warnings:
                 self.get_logger().warning(w)
             self._publish_static_tf(info.depth_to_color)
+        on = [f.name for f in self.pipeline.filter_settings if f.enabled]
         self.get_logger().info(
             f"source={p['source']} color={p['color_profile']} depth={p['depth_profile']} align={p['align_depth']} "
-            f"filters={'+'.join(self.pipeline.chain.names) or 'none'} warmup={self.pipeline.config.warmup_s:.0f}s "
+            f"filters={'+'.join(on) or 'none'} warmup={self.pipeline.config.warmup_s:.0f}s "
             f"metadata={self.session_dir / 'capture_metadata.json'}"
         )
         self._write_metadata()
@@ -166,15 +199,6 @@ class RealSenseNode(Node):
             ),
             "output_dir": d("output_dir", "captures", "directory for <session_id>/capture_metadata.json"),
             "session_id": d("session_id", "", "session directory name (empty: UTC start time)"),
-            "auto_exposure": d("auto_exposure", False, "leave auto exposure on (off locks exposure and gain)"),
-            "depth_exposure_us": d(
-                "depth_exposure_us", 8500.0, "depth sensor exposure when locked", low=1.0, high=200000.0
-            ),
-            "depth_gain": d("depth_gain", 16.0, "depth sensor gain when locked", low=16.0, high=248.0),
-            "color_exposure_us": d(
-                "color_exposure_us", 166.0, "colour sensor exposure when locked (device units)", low=1.0, high=10000.0
-            ),
-            "color_gain": d("color_gain", 64.0, "colour sensor gain when locked", low=0.0, high=128.0),
             "emitter_enabled": d("emitter_enabled", True, "IR projector on"),
             "laser_power_mw": d("laser_power_mw", 150.0, "IR projector power", low=0.0, high=360.0),
             "use_saved_camera_info": d(
@@ -218,13 +242,24 @@ class RealSenseNode(Node):
                 "synthetic_disconnect_s", 3.0, "fault injection: how long it stays away", low=0.0, high=600.0
             ),
         }
+        p.update(self._declare_controls())
         for name in FILTER_ORDER:
             spec = FILTERS[name]
-            p[f"{name}_filter.enable"] = d(f"{name}_filter.enable", spec.enabled, f"{spec.description}")
+            p[f"{name}_filter.enable"] = d(
+                f"{name}_filter.enable",
+                spec.enabled,
+                f"{spec.description} (tunable)",
+                on_change=partial(self._set_filter, name, None),
+            )
             for opt in spec.options:
                 default = int(opt.default) if opt.integer else float(opt.default)
                 p[f"{name}_filter.{opt.name}"] = d(
-                    f"{name}_filter.{opt.name}", default, opt.description, low=opt.low, high=opt.high
+                    f"{name}_filter.{opt.name}",
+                    default,
+                    f"{opt.description} (tunable)",
+                    low=opt.low,
+                    high=opt.high,
+                    on_change=partial(self._set_filter, name, opt.name),
                 )
         for key in ("color_profile", "depth_profile"):
             try:
@@ -236,6 +271,50 @@ class RealSenseNode(Node):
         if p["warmup_s"] < 0:
             p["warmup_s"] = 30.0 if p["source"] == "device" else 0.0
         return p
+
+    def _declare_controls(self) -> dict[str, Any]:
+        """Exposure, gain and auto exposure under realsense-ros's names; our old names still work (a warning).
+
+        The old `auto_exposure` set both sensors; the old exposure and gain were floats (now integers,
+        as realsense-ros declares them).
+        """
+        overrides = getattr(self, "_parameter_overrides", {})
+        old_auto = overrides.get("auto_exposure")
+        if old_auto is not None and "rgb_camera.enable_auto_exposure" not in overrides:
+            overrides["rgb_camera.enable_auto_exposure"] = Parameter(
+                "rgb_camera.enable_auto_exposure", value=old_auto.value
+            )
+        out: dict[str, Any] = {}
+        for name, (sensor, option, old, default, description, low, high) in CONTROL_PARAMS.items():
+            given = overrides.get(old) if old else None
+            if old and given is not None and isinstance(given.value, float):  # the old float: whole device units now
+                overrides[old] = Parameter(old, value=round(given.value))
+            on_change = partial(self._set_control, name, sensor, option)
+            text = f"{description} (tunable on a device)"
+            if old:
+                out[name] = declare_renamed(self, name, old, default, text, low=low, high=high, on_change=on_change)
+            else:
+                out[name] = declare(self, name, default, text, low=low, high=high, on_change=on_change)
+        return out
+
+    def _set_filter(self, name: str, option: str | None, value: Any) -> None:
+        """On-set callback of a filter parameter: the pipeline validates and applies it from the next frame."""
+        if option is None:
+            self.pipeline.update_filter(name, enabled=bool(value))
+        else:
+            self.pipeline.update_filter(name, options={option: value})
+        self._note_change(f"{name}_filter.{option or 'enable'}", value)
+
+    def _set_control(self, name: str, sensor: str, option: str, value: Any) -> None:
+        """On-set callback of a sensor control: set through the SDK now, or refused (ControlError) with why."""
+        read_back = self.pipeline.set_control(sensor, option, float(value))
+        self._note_change(name, value, f" (the camera reads back {read_back:g})")
+
+    def _note_change(self, name: str, value: Any, detail: str = "") -> None:
+        self.get_logger().info(f"{name} set to {value!r}{detail}")
+        now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds")
+        self._runtime_changes.append({"utc": now, "parameter": name, "value": value})
+        self._write_metadata()
 
     def _accept_deprecated_source(self) -> None:
         """`source:=bag` still works for one release: mapped to `recording` before declaring, with one warning."""
@@ -376,7 +455,7 @@ class RealSenseNode(Node):
         data = build_metadata(
             session_id=self.session_id,
             info=pl.info,
-            filters=pl.chain.settings,
+            filters=pl.filter_settings,
             align=pl.config.align,
             warmup_s=pl.config.warmup_s,
             counters=pl.counters,
@@ -392,6 +471,7 @@ class RealSenseNode(Node):
                 "camera_info_overrides": {k: v.to_dict() for k, v in self._override.items()},
                 "reconnects": pl.reconnects,
                 "final_state": pl.state.value if self._stopped_ns is not None else None,
+                "parameter_changes": self._runtime_changes,
             },
         )
         try:
@@ -470,11 +550,12 @@ def source_factory(p: dict[str, Any]) -> SourceFactory:
     if p["source"] == "recording":
         return lambda: RecordingSource(p["bag_path"], real_time=p["bag_real_time"])
     controls = ControlSettings(
-        auto_exposure=p["auto_exposure"],
-        depth_exposure_us=p["depth_exposure_us"],
-        depth_gain=p["depth_gain"],
-        color_exposure_us=p["color_exposure_us"],
-        color_gain=p["color_gain"],
+        depth_auto_exposure=p["depth_module.enable_auto_exposure"],
+        color_auto_exposure=p["rgb_camera.enable_auto_exposure"],
+        depth_exposure_us=float(p["depth_module.exposure"]),
+        depth_gain=float(p["depth_module.gain"]),
+        color_exposure_us=float(p["rgb_camera.exposure"]),
+        color_gain=float(p["rgb_camera.gain"]),
         emitter_enabled=p["emitter_enabled"],
         laser_power_mw=p["laser_power_mw"],
     )
