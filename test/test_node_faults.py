@@ -287,20 +287,31 @@ FAILING_WRITER = textwrap.dedent(
 )
 
 
+def frames_written(feed: Feeder) -> int:
+    counts = [int(d.message.split()[0]) for d in feed.diags if d.message.endswith(" frames written")]
+    return counts[-1] if counts else 0
+
+
 def test_live_exporter_writer_failure_stops_with_an_error_keeps_episodes_and_exits_on_sigint(ros, procs, tmp_path):
     out, flag = tmp_path / "ds", tmp_path / "disk_full"
     script = tmp_path / "failing_exporter.py"
     script.write_text(FAILING_WRITER)
     cmd = [sys.executable, str(script), str(flag), "--ros-args", "-p", f"output_dir:={out}", "-p", "queue_size:=10"]
+    cmd += ["-p", "every_k:=2"]  # annotation PNGs from both episodes
     exporter = procs.command(cmd, "failing_exporter")
     feed = Feeder(ros, "full_disk_feeder")
     assert feed.ready()
     for i in range(8):
         feed.send(S + i * 33_000_000, 64, 48)
-    assert ros.spin_until(lambda: any("frames written" in d.message and d.message[0] != "0" for d in feed.diags), 60)
-    assert finish(ros, feed.node).success  # episode_0 is complete
+    assert ros.spin_until(lambda: frames_written(feed) > 0, 60)
+    done = finish(ros, feed.node)
+    assert done.success and done.message.startswith("episode_0: "), done.message  # episode_0 is complete
+    kept = int(done.message.split()[1])
+    for i in range(10, 16):  # episode_1: frames written before the disk fills
+        feed.send(S + i * 33_000_000, 64, 48)
+    assert ros.spin_until(lambda: frames_written(feed) >= kept + 3, 60), frames_written(feed)
     flag.touch()
-    for i in range(10, 60):  # more than the queue holds
+    for i in range(20, 70):  # more than the queue holds
         feed.send(S + i * 33_000_000, 64, 48)
 
     def error_diag():
@@ -309,6 +320,7 @@ def test_live_exporter_writer_failure_stops_with_an_error_keeps_episodes_and_exi
     assert ros.spin_until(error_diag, timeout=60)
     assert "no space left on device" in error_diag()[-1].message.lower()
     assert wait_until(lambda: "export stopped: writer failed" in exporter.output(), 30)
+    assert "the unfinished episode_1 is discarded" in exporter.output()
     assert exporter.alive()
 
     start = time.monotonic()
@@ -316,9 +328,24 @@ def test_live_exporter_writer_failure_stops_with_an_error_keeps_episodes_and_exi
     rc = exporter.wait_exit(30)
     assert time.monotonic() - start < 5.0, exporter.output()[-2000:]
     assert rc == 0, exporter.output()[-2000:]
-    with h5py.File(out / "export" / "dataset.h5") as h5:
-        assert h5["episode_0"]["depth"].shape[0] >= 6
     assert "before the export stopped" in exporter.output()
+    # exactly the committed episode, every frame readable; the one the writer failed in is gone
+    with h5py.File(out / "export" / "dataset.h5") as h5:
+        assert sorted(name for name in h5 if name.startswith("episode_")) == ["episode_0"]
+        depth, stamps = h5["episode_0"]["depth"][:], h5["episode_0"]["timestamps_ns"][:]
+    assert depth.shape == (kept, 48, 64) and np.all(depth == 700) and np.all(np.diff(stamps) > 0)
+    info = json.loads((out / "dataset_info.json").read_text())
+    assert [(e["episode"], e["frames"]) for e in info["episodes"]] == [("episode_0", kept)]
+    tasks = json.loads((out / "annotation" / "label_studio_tasks.json").read_text())
+    assert tasks and {t["data"]["episode"] for t in tasks} == {"episode_0"}
+    pngs = [p.name for p in out.glob("annotation/*/episode_*.png")]
+    assert len(pngs) == 3 * len(tasks) and all(name.startswith("episode_0_") for name in pngs), pngs
+    report = json.loads((out / "export_report.json").read_text())
+    assert any(p.startswith("episode_1 (") and "discarded: the writer failed" in p for p in report["problems"])
+    check = subprocess.run(
+        [str(VENV_BIN / "depth-annotation"), "check", str(out), "--deep"], capture_output=True, text=True
+    )
+    assert check.returncode == 0 and "dataset OK" in check.stdout, check.stdout + check.stderr
 
 
 def test_live_exporter_gap_is_measured_in_message_time(ros, procs, tmp_path):
