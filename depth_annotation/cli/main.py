@@ -657,11 +657,16 @@ def _cmd_annotations_import(args: argparse.Namespace) -> int:
         AnnotationImportError,
         LabelStudioUnavailable,
         dataset_files,
+        dataset_lock,
         import_export,
     )
 
     try:
-        result = import_export(args.export, dataset_files(args.dataset), workers=args.workers)
+        files = dataset_files(args.dataset)
+        with dataset_lock(files.root):  # an export or another import writing the folder: refused at once
+            result = import_export(args.export, files, workers=args.workers, lock=False)
+            s = result.summary()
+            atomic_io.write_json(Path(args.dataset) / "annotation" / "import_report.json", s)
     except AnnotationImportError as exc:
         for problem in exc.problems:
             print(f"error: {problem}", file=sys.stderr)
@@ -670,8 +675,6 @@ def _cmd_annotations_import(args: argparse.Namespace) -> int:
     except (AnnotationDatasetError, LabelStudioUnavailable) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    s = result.summary()
-    atomic_io.write_json(Path(args.dataset) / "annotation" / "import_report.json", s)
     for note in s["notes"]:
         print(f"note: {note}")
     print(
