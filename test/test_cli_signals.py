@@ -176,3 +176,42 @@ def test_mono_signal_mid_folder_leaves_the_earlier_result(mono_inputs, tmp_path,
     assert 3 <= int(re.search(r"\((\d+) frame", said[0]).group(1)) < 400
     assert snapshot(out) == before  # the earlier depth folder, byte for byte; no new PNG, no staging folder
     assert sorted(p.name for p in out.iterdir()) == ["depth", "scale.json"]
+
+
+# --- batch ------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("sig, rc", SIGNALS, ids=["SIGINT", "SIGTERM"])
+def test_batch_signal_keeps_the_finished_bags_and_removes_the_rest(tmp_path, sig, rc):
+    pytest.importorskip("ray")
+    from depth_annotation.dataset import write_synthetic_bag
+
+    bags = tmp_path / "bags"
+    for i in range(8):
+        write_synthetic_bag(bags / f"bag_{i}", frames=90, width=160, height=120, seed=i)
+    out = tmp_path / "out"
+    cmd = [str(VENV_BIN / "depth-annotation"), "batch", "export", "--bags", str(bags / "bag_*"), "--out", str(out)]
+    proc, err = start([*cmd, "--num-workers", "1", "--quiet"], tmp_path, "batch")
+
+    def markers() -> list[Path]:
+        return list(out.glob(".batch/*.export.json"))
+
+    # one bag at a time: at least one published and marked, so the run is between bags or in one
+    assert wait_until(lambda: len(markers()) >= 1 or proc.poll() is not None, 240), err.read_text()
+    assert proc.poll() is None and len(markers()) < 8, err.read_text()
+    proc.send_signal(sig)
+    assert proc.wait(120) == rc, err.read_text()
+    text = err.read_text()
+    said = [line for line in text.splitlines() if line.startswith("interrupted by")]
+    assert said == [
+        f"interrupted by {sig.name}: the bags finished before it are published with their done-markers "
+        f"(a rerun skips them); those in progress were stopped and their staging folders "
+        f"({out / '.batch' / 'staging'}) removed"
+    ], text
+    assert "Traceback" not in text
+    done = sorted(p.name.removesuffix(".export.json") for p in markers())
+    assert done and sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == done
+    assert not (out / ".batch" / "staging").exists()
+    for stem in done:  # each published bag is a whole dataset
+        check = subprocess.run(
+            [str(VENV_BIN / "depth-annotation"), "check", str(out / stem)], capture_output=True, text=True
+        )
+        assert check.returncode == 0, check.stdout + check.stderr

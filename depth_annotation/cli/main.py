@@ -952,6 +952,7 @@ def _cmd_smoke(args: argparse.Namespace) -> int:
 def _cmd_batch(args: argparse.Namespace) -> int:
     """export / mono / validate over many bags as Ray tasks (depth_annotation.batch); one line per failed bag."""
     from depth_annotation.batch import (
+        MARKER_DIR,
         BatchError,
         BatchOptions,
         ExportJob,
@@ -966,44 +967,60 @@ def _cmd_batch(args: argparse.Namespace) -> int:
     from depth_annotation.mono import MonoModelConfig
 
     job: ExportJob | MonoJob | ValidateJob
-    try:
-        items = find_bags(args.bags, args.list)
-        if args.batch_command == "export":
-            tax_path = args.taxonomy or default_taxonomy_path()
-            opts = ExportOptions(
-                out_dir=Path("."),
-                codec=args.codec,
-                level=args.level,
-                every_k=args.every,
-                taxonomy=load_taxonomy(tax_path) if tax_path else DEFAULT_TAXONOMY,
+    with _SignalStop() as stop:
+        try:
+            items = find_bags(args.bags, args.list)
+            if args.batch_command == "export":
+                tax_path = args.taxonomy or default_taxonomy_path()
+                opts = ExportOptions(
+                    out_dir=Path("."),
+                    codec=args.codec,
+                    level=args.level,
+                    every_k=args.every,
+                    taxonomy=load_taxonomy(tax_path) if tax_path else DEFAULT_TAXONOMY,
+                )
+                job = ExportJob(args.out, opts, allow_partial=args.allow_partial)
+            elif args.batch_command == "mono":
+                model = MonoModelConfig(
+                    model=args.model, device=args.device, input_size=args.input_size, backend=args.backend
+                )
+                job = MonoJob(
+                    args.out,
+                    model,
+                    topic=args.topic,
+                    depth_topic=args.depth_topic,
+                    scale_file=args.scale_file,
+                    metric_model=args.metric_model,
+                )
+            else:
+                job = ValidateJob(args.out, args.config)
+            batch = BatchOptions(
+                ray_address=args.ray_address,
+                num_workers=args.num_workers,
+                gpus_per_actor=args.gpus_per_actor,
+                actors=args.actors,
+                max_retries=args.max_retries,
+                progress=not args.quiet,
             )
-            job = ExportJob(args.out, opts, allow_partial=args.allow_partial)
-        elif args.batch_command == "mono":
-            model = MonoModelConfig(
-                model=args.model, device=args.device, input_size=args.input_size, backend=args.backend
+            summary = run_batch(args.batch_command, items, job, batch)
+        except (BatchError, RayUnavailable, ValueError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        except (KeyboardInterrupt, SystemExit) as exc:
+            # ray.init replaces the SIGTERM handler with sys.exit(15) (ray/_private/worker.py, init):
+            # a SIGTERM after it arrives as SystemExit(15). Either way run_batch has shut its local Ray
+            # down (workers stopped) by now.
+            if isinstance(exc, SystemExit):
+                if exc.code != signal.SIGTERM:
+                    raise
+                stop.caught.append(signal.SIGTERM)
+            removed = _remove_batch_staging(args.out, MARKER_DIR)
+            print(
+                f"interrupted by {stop.name}: the bags finished before it are published with their done-markers "
+                f"(a rerun skips them); those in progress were stopped{removed}",
+                file=sys.stderr,
             )
-            job = MonoJob(
-                args.out,
-                model,
-                topic=args.topic,
-                depth_topic=args.depth_topic,
-                scale_file=args.scale_file,
-                metric_model=args.metric_model,
-            )
-        else:
-            job = ValidateJob(args.out, args.config)
-        batch = BatchOptions(
-            ray_address=args.ray_address,
-            num_workers=args.num_workers,
-            gpus_per_actor=args.gpus_per_actor,
-            actors=args.actors,
-            max_retries=args.max_retries,
-            progress=not args.quiet,
-        )
-        summary = run_batch(args.batch_command, items, job, batch)
-    except (BatchError, RayUnavailable, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+            return stop.exit_code
     for r in summary.failed:
         print(f"failed: {r.bag}: {r.error}", file=sys.stderr)
     d = summary.to_dict()
@@ -1012,6 +1029,16 @@ def _cmd_batch(args: argparse.Namespace) -> int:
         f"{d['seconds']:.1f} s ({d['frames_per_s']:.1f} frames/s); summary: {summary.path}"
     )
     return 1 if summary.failed else 0
+
+
+def _remove_batch_staging(out: str, marker_dir: str) -> str:
+    """After an interrupted local batch: the stopped bags' staging folders (OUT/.batch/staging/*;
+    a published bag's folder and marker are elsewhere). Returns what to say about it."""
+    if "://" in out and not out.startswith("file://"):
+        return " (their temporary folders were on the workers)"
+    staging = Path(out.removeprefix("file://")) / marker_dir / "staging"
+    shutil.rmtree(staging, ignore_errors=True)
+    return f" and their staging folders ({staging}) removed"
 
 
 def build_parser() -> argparse.ArgumentParser:
