@@ -4,7 +4,7 @@ Each case sends what a broken publisher or a careless user sends (a 16UC1 image 
 is wrong, a 32FC1 disparity with 10 bytes of data, a Calibrate request naming a cv2.aruco
 class as its dictionary, frames changing size mid-episode, a writer failing with ENOSPC) and
 asserts: the node stays up, keeps its state, and says what happened (status topic or
-/diagnostics, one log line). Also: SIGTERM is a clean stop, and a QC threshold set at run time
+/diagnostics, one log line). Also: SIGTERM is a clean stop (exit 143; SIGINT 0), and a QC threshold set at run time
 changes the next frame's status while a bad value is refused.
 """
 
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import signal
+import subprocess
 import sys
 import textwrap
 import time
@@ -24,7 +25,7 @@ from rcl_interfaces.msg import Parameter as ParameterMsg
 from rcl_interfaces.msg import ParameterType, ParameterValue
 from rcl_interfaces.srv import SetParameters
 from rclpy.qos import QoSProfile, ReliabilityPolicy
-from ros_harness import wait_until
+from ros_harness import VENV_BIN, wait_until
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import String
 from std_srvs.srv import Trigger
@@ -286,20 +287,31 @@ FAILING_WRITER = textwrap.dedent(
 )
 
 
+def frames_written(feed: Feeder) -> int:
+    counts = [int(d.message.split()[0]) for d in feed.diags if d.message.endswith(" frames written")]
+    return counts[-1] if counts else 0
+
+
 def test_live_exporter_writer_failure_stops_with_an_error_keeps_episodes_and_exits_on_sigint(ros, procs, tmp_path):
     out, flag = tmp_path / "ds", tmp_path / "disk_full"
     script = tmp_path / "failing_exporter.py"
     script.write_text(FAILING_WRITER)
     cmd = [sys.executable, str(script), str(flag), "--ros-args", "-p", f"output_dir:={out}", "-p", "queue_size:=10"]
+    cmd += ["-p", "every_k:=2"]  # annotation PNGs from both episodes
     exporter = procs.command(cmd, "failing_exporter")
     feed = Feeder(ros, "full_disk_feeder")
     assert feed.ready()
     for i in range(8):
         feed.send(S + i * 33_000_000, 64, 48)
-    assert ros.spin_until(lambda: any("frames written" in d.message and d.message[0] != "0" for d in feed.diags), 60)
-    assert finish(ros, feed.node).success  # episode_0 is complete
+    assert ros.spin_until(lambda: frames_written(feed) > 0, 60)
+    done = finish(ros, feed.node)
+    assert done.success and done.message.startswith("episode_0: "), done.message  # episode_0 is complete
+    kept = int(done.message.split()[1])
+    for i in range(10, 16):  # episode_1: frames written before the disk fills
+        feed.send(S + i * 33_000_000, 64, 48)
+    assert ros.spin_until(lambda: frames_written(feed) >= kept + 3, 60), frames_written(feed)
     flag.touch()
-    for i in range(10, 60):  # more than the queue holds
+    for i in range(20, 70):  # more than the queue holds
         feed.send(S + i * 33_000_000, 64, 48)
 
     def error_diag():
@@ -308,6 +320,7 @@ def test_live_exporter_writer_failure_stops_with_an_error_keeps_episodes_and_exi
     assert ros.spin_until(error_diag, timeout=60)
     assert "no space left on device" in error_diag()[-1].message.lower()
     assert wait_until(lambda: "export stopped: writer failed" in exporter.output(), 30)
+    assert "the unfinished episode_1 is discarded" in exporter.output()
     assert exporter.alive()
 
     start = time.monotonic()
@@ -315,9 +328,24 @@ def test_live_exporter_writer_failure_stops_with_an_error_keeps_episodes_and_exi
     rc = exporter.wait_exit(30)
     assert time.monotonic() - start < 5.0, exporter.output()[-2000:]
     assert rc == 0, exporter.output()[-2000:]
-    with h5py.File(out / "export" / "dataset.h5") as h5:
-        assert h5["episode_0"]["depth"].shape[0] >= 6
     assert "before the export stopped" in exporter.output()
+    # exactly the committed episode, every frame readable; the one the writer failed in is gone
+    with h5py.File(out / "export" / "dataset.h5") as h5:
+        assert sorted(name for name in h5 if name.startswith("episode_")) == ["episode_0"]
+        depth, stamps = h5["episode_0"]["depth"][:], h5["episode_0"]["timestamps_ns"][:]
+    assert depth.shape == (kept, 48, 64) and np.all(depth == 700) and np.all(np.diff(stamps) > 0)
+    info = json.loads((out / "dataset_info.json").read_text())
+    assert [(e["episode"], e["frames"]) for e in info["episodes"]] == [("episode_0", kept)]
+    tasks = json.loads((out / "annotation" / "label_studio_tasks.json").read_text())
+    assert tasks and {t["data"]["episode"] for t in tasks} == {"episode_0"}
+    pngs = [p.name for p in out.glob("annotation/*/episode_*.png")]
+    assert len(pngs) == 3 * len(tasks) and all(name.startswith("episode_0_") for name in pngs), pngs
+    report = json.loads((out / "export_report.json").read_text())
+    assert any(p.startswith("episode_1 (") and "discarded: the writer failed" in p for p in report["problems"])
+    check = subprocess.run(
+        [str(VENV_BIN / "depth-annotation"), "check", str(out), "--deep"], capture_output=True, text=True
+    )
+    assert check.returncode == 0 and "dataset OK" in check.stdout, check.stdout + check.stderr
 
 
 def test_live_exporter_gap_is_measured_in_message_time(ros, procs, tmp_path):
@@ -345,14 +373,41 @@ def test_live_exporter_gap_is_measured_in_message_time(ros, procs, tmp_path):
 
 
 # --- signals ------------------------------------------------------------------------------------------
+# SIGINT is launch's normal stop (exit 0: launch logs any other code as "process has died"); SIGTERM
+# gets the same clean shutdown and exits 143 (nodes/runtime.py).
 @pytest.mark.parametrize("exe", ["coverage_qc_node", "calibration_node", "live_exporter_node"])
-def test_sigterm_is_a_clean_stop_that_says_so(procs, tmp_path, exe):
+def test_sigterm_is_a_clean_stop_that_says_so_and_exits_143(procs, tmp_path, exe):
     p = procs.node(exe, namespace="camera", params={"output_dir": str(tmp_path / "out")})
     assert wait_until(lambda: "ready" in p.output(), 60), p.output()
     p.proc.send_signal(signal.SIGTERM)
-    assert p.wait_exit(30) == 0, p.output()
-    assert "stopped cleanly after SIGTERM" in p.output(), p.output()
+    assert p.wait_exit(30) == 143, p.output()
+    said = [line for line in p.output().splitlines() if "stopped cleanly after" in line]
+    assert said == [f"[{exe}] stopped cleanly after SIGTERM (exit 143)"], p.output()
     assert "Traceback" not in p.output()
+
+
+@pytest.mark.parametrize("sig, rc", [(signal.SIGTERM, 143), (signal.SIGINT, 0)])
+def test_live_exporter_commits_its_dataset_on_sigterm_as_on_sigint(ros, procs, tmp_path, sig, rc):
+    out = tmp_path / "ds"
+    exporter = procs.node("live_exporter_node", params={"output_dir": str(out), "every_k": 2})
+    feed = Feeder(ros, f"signal_feeder_{sig.name.lower()}")
+    assert feed.ready()
+    for i in range(8):
+        feed.send(S + i * 33_000_000, 64, 48)
+    assert ros.spin_until(lambda: any("frames written" in d.message and d.message[0] != "0" for d in feed.diags), 60)
+    exporter.proc.send_signal(sig)
+    assert exporter.wait_exit(60) == rc, exporter.output()[-2000:]
+    assert f"[live_exporter_node] stopped cleanly after {sig.name} (exit {rc})" in exporter.output()
+    # the episode open at the signal is finished and the dataset committed: no staging, no .partial
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(f".{out.name}.")] == []  # no staging left
+    assert not list(out.rglob("*.partial"))
+    info = json.loads((out / "dataset_info.json").read_text())
+    with h5py.File(out / "export" / "dataset.h5") as h5:
+        frames = h5["episode_0"]["depth"].shape[0]
+        assert 6 <= frames <= 8 and h5["episode_0"]["timestamps_ns"].shape == (frames,)
+    assert [e["frames"] for e in info["episodes"]] == [frames]
+    check = subprocess.run([str(VENV_BIN / "depth-annotation"), "check", str(out)], capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout + check.stderr
 
 
 # --- realsense_node ---------------------------------------------------------------------------------

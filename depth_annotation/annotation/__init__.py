@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from .config import config_from_dict as config_from_dict
     from .config import load_validation_config as load_validation_config
     from .errors import AnnotationDatasetError as AnnotationDatasetError
+    from .errors import AnnotationDatasetLockedError as AnnotationDatasetLockedError
     from .errors import AnnotationImportError as AnnotationImportError
     from .errors import LabelStudioFormatError as LabelStudioFormatError
     from .errors import LabelStudioServerError as LabelStudioServerError
@@ -56,6 +57,7 @@ if TYPE_CHECKING:
     from .report import validate_dataset as validate_dataset
     from .store import UNLABELLED as UNLABELLED
     from .store import dataset_files as dataset_files
+    from .store import dataset_lock as dataset_lock
     from .synthetic_export import AnnotatorProfile as AnnotatorProfile
     from .synthetic_export import annotators_export as annotators_export
     from .synthetic_export import draw as draw

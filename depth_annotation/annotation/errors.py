@@ -30,6 +30,10 @@ class AnnotationDatasetError(DepthAnnotationError, ValueError):
     """A dataset directory without what the step needs (no HDF5 file, no imported annotations, no tasks)."""
 
 
+class AnnotationDatasetLockedError(AnnotationDatasetError):
+    """The dataset folder is being written (an export or another import holds `OUT/.export.lock`)."""
+
+
 class ValidationConfigError(DepthAnnotationError, ValueError):
     """A validation config file with an unknown key, a wrong type or a value out of range."""
 

@@ -38,7 +38,7 @@ import numpy as np
 from .errors import AnnotationDatasetError, AnnotationImportError
 from .keypoints3d import KEYPOINT_DTYPE, backproject_click, keypoint_rows, percent_to_pixel
 from .labelstudio_codec import LabelStudioCodec, PolygonRegion, RleRegion
-from .store import UNLABELLED, DatasetFiles, EpisodeFrames, clear_annotations, publish, read_episodes
+from .store import UNLABELLED, DatasetFiles, EpisodeFrames, clear_annotations, dataset_lock, publish, read_episodes
 
 SEGMENTATION_TYPES = {"brushlabels": "brushlabels", "polygonlabels": "polygonlabels"}
 KEYPOINT_TYPE = "keypointlabels"
@@ -387,8 +387,23 @@ def import_export(
     *,
     codec: LabelStudioCodec | None = None,
     workers: int | None = None,
+    lock: bool = True,
 ) -> ImportResult:
-    """Import a Label Studio JSON export into the dataset (crash-safe; all or nothing)."""
+    """Import a Label Studio JSON export into the dataset (crash-safe; all or nothing).
+
+    With `lock` the import holds the dataset folder's lock (`dataset_lock`) from reading the
+    episodes to publishing the file, and fails at once while an export or another import holds
+    it; `lock=False` is for a caller that holds it already (around the import and its report).
+    """
+    if not lock:
+        return _import_export(export_path, files, codec, workers)
+    with dataset_lock(files.root):
+        return _import_export(export_path, files, codec, workers)
+
+
+def _import_export(
+    export_path: str | Path, files: DatasetFiles, codec: LabelStudioCodec | None, workers: int | None
+) -> ImportResult:
     from depth_annotation.dataset import open_h5
 
     path = Path(export_path)

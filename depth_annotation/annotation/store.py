@@ -23,17 +23,18 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from depth_annotation.common import Intrinsics
-from depth_annotation.dataset import open_h5
+from depth_annotation.common import Intrinsics, atomic_io
+from depth_annotation.dataset import LOCK_NAME, open_h5
 
-from .errors import AnnotationDatasetError
+from .errors import AnnotationDatasetError, AnnotationDatasetLockedError
 
 UNLABELLED = 255  # a pixel with depth that no region of the annotation covers
 ANNOTATION_KEYS = ("segmentation", "segmentation_index", "segmentation_source", "keypoints_3d", "annotations")
@@ -123,6 +124,32 @@ def read_episodes(h5: Any) -> dict[str, EpisodeFrames]:
 
 def partial_path(h5_path: Path) -> Path:
     return h5_path.with_name(h5_path.name + ".annotations.partial")
+
+
+@contextmanager
+def dataset_lock(root: str | Path) -> Iterator[None]:
+    """Hold the dataset folder's `OUT/.export.lock`, the OS lock an export takes, while changing it.
+
+    An import started while an export (or another import) writes the folder fails at once naming
+    the holder, instead of publishing into a folder being swapped or interleaving with the other
+    import's copy-and-replace of the HDF5 file and its report. The kernel drops the lock however
+    its holder ends, so a killed run never blocks the next one.
+    """
+    path = Path(root) / LOCK_NAME
+    try:
+        lock = atomic_io.ExclusiveLock(path).acquire()
+    except atomic_io.LockHeldError as exc:
+        h = exc.holder
+        raise AnnotationDatasetLockedError(
+            f"{root} is being written by another program (pid {h.get('pid', '?')}, started "
+            f"{h.get('started', '?')}, command: {h.get('command', '?')}); nothing was imported"
+        ) from None
+    except OSError as exc:
+        raise AnnotationDatasetError(f"{path}: cannot lock the dataset folder ({exc.strerror or exc})") from None
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def publish(h5_path: Path, write: Callable[[Any], None]) -> None:

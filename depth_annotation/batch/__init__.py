@@ -12,7 +12,7 @@ from depth_annotation.common import lazy_exports
 
 if TYPE_CHECKING:
     from .errors import BatchError, RayUnavailable
-    from .jobs import BagResult, ExportJob, MonoJob, ValidateJob, bag_fingerprint, run_export, run_validate
+    from .jobs import MARKER_DIR, BagResult, ExportJob, MonoJob, ValidateJob, bag_fingerprint, run_export, run_validate
     from .runner import BatchOptions, BatchSummary, find_bags, run_batch
 
 __getattr__, __dir__, __all__ = lazy_exports(__name__, __file__)

@@ -5,11 +5,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import signal
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from depth_annotation.common import atomic_io
 from depth_annotation.dataset import CODECS
@@ -138,27 +142,10 @@ def _cmd_mono(args: argparse.Namespace) -> int:
             )
             return 2
     out = Path(args.out)
-    if out.exists() and any(out.iterdir()) and not args.overwrite:
+    if out.exists() and any(not p.name.startswith(".mono.partial-") for p in out.iterdir()) and not args.overwrite:
         print(f"error: {out} is not empty (use --overwrite)", file=sys.stderr)
         return 2
     mode = "metric_model" if args.metric_model else ("sensor_fit" if args.depth_topic else "scale_file")
-    try:
-        scale = load_scale_file(args.scale_file) if args.scale_file else None
-        aligner = MetricAligner(mode, scale=scale)
-        model = load_model(
-            MonoModelConfig(
-                model=args.model,
-                device=args.device,
-                input_size=args.input_size,
-                offline=not args.online,
-                backend=args.backend,
-                threads=args.threads,
-                fp16=not args.fp32,
-            )
-        )
-    except (MetricConfigError, MonoModelError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
 
     def frames():
         if args.images:
@@ -173,12 +160,48 @@ def _cmd_mono(args: argparse.Namespace) -> int:
             return
         yield from bag_io.colour_frames_with_depth(args.bag, args.topic, args.depth_topic or None)
 
-    try:
-        progress = tqdm(frames(), desc="mono depth", unit="frame")
-        count = write_depth_folder(progress, model, aligner, out, model_name=args.model, scale_file=args.scale_file)
-    except (BagError, ImageConversionError, MonoModelError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    # depth/ and scale.json are written into a staging folder and moved into OUT when complete:
+    # an error or a signal leaves OUT as it was, never some of the PNGs without their scale.json
+    staged: _StagedOutput | None = None
+    with _SignalStop() as stop:
+        try:
+            scale = load_scale_file(args.scale_file) if args.scale_file else None
+            aligner = MetricAligner(mode, scale=scale)
+            model = load_model(
+                MonoModelConfig(
+                    model=args.model,
+                    device=args.device,
+                    input_size=args.input_size,
+                    offline=not args.online,
+                    backend=args.backend,
+                    threads=args.threads,
+                    fp16=not args.fp32,
+                )
+            )
+            staged = _StagedOutput(out, "mono")
+            progress = tqdm(frames(), desc="mono depth", unit="frame")
+            count = write_depth_folder(
+                progress, model, aligner, staged.staging, model_name=args.model, scale_file=args.scale_file
+            )
+            staged.publish(stop)
+        except (MetricConfigError, MonoModelError, BagError, ImageConversionError, OSError) as exc:
+            if staged is not None:
+                staged.discard()
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt:
+            done = len(list(staged.staging.glob("depth/*.png"))) if staged is not None else 0
+            if staged is not None:
+                staged.discard()
+            print(
+                f"interrupted by {stop.name}: no depth written ({done} frame(s) done were discarded; "
+                f"{out} left as it was)",
+                file=sys.stderr,
+            )
+            return stop.exit_code
+    if stop.flag.is_set():  # the signal came while the finished folder was being moved in: it is complete
+        print(f"interrupted by {stop.name} after the depth folder was written: {out}", file=sys.stderr)
+        return stop.exit_code
     print(f"wrote {count} depth PNGs to {out / 'depth'} and {out / 'scale.json'}")
     return 0
 
@@ -262,40 +285,61 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
         return gray
 
     out = Path(args.out)
-    try:
-        if args.images:
-            left = image_files(args.images)
-            right = image_files(args.right_images) if args.right_images else []
-            if right and len(right) != len(left):
-                raise CalibrationError(
-                    f"{len(left)} images in {args.images} but {len(right)} in {args.right_images}: "
-                    "stereo pairs are matched by sorted file name"
-                )
-            source = str(Path(args.images).resolve())
-            for i, path in enumerate(tqdm(left, desc="calibrate", unit="image", disable=args.quiet)):
-                stamp = (i + 1) * 1_000_000_000  # sorted file name order; a pair shares its stamp
-                offline.add(stamp, read_gray(path))
-                if right:
-                    offline.add_right(stamp, read_gray(right[i]))
-        else:
-            source = f"{Path(args.bag).resolve()} {args.topic}"
-            wanted = [args.topic] + ([args.right_topic] if args.right_topic else [])
-            with bag_io.open_bag(args.bag) as reader:
-                bag_io.require_topics(reader, wanted)
-                for topic, _, msg in tqdm(
-                    bag_io.messages(reader, wanted), desc="calibrate", unit="msg", disable=args.quiet
-                ):
-                    gray = gray_image(image_to_array(msg), msg.encoding)
-                    if topic == args.topic:
-                        offline.add(bag_io.stamp_of(msg), gray)
-                    else:
-                        offline.add_right(bag_io.stamp_of(msg), gray)
-        outcome = offline.finish(
-            out, camera=args.camera_name, min_views=args.min_views, force=args.force, source=source
-        )
-    except (CalibrationError, BagError, ImageConversionError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    # The files are written into a staging folder inside OUT (with a copy of calibration.json, whose
+    # sections the run replaces) and moved in together: a signal or an error leaves OUT as it was.
+    staged: _StagedOutput | None = None
+    with _SignalStop() as stop:
+        try:
+            if args.images:
+                left = image_files(args.images)
+                right = image_files(args.right_images) if args.right_images else []
+                if right and len(right) != len(left):
+                    raise CalibrationError(
+                        f"{len(left)} images in {args.images} but {len(right)} in {args.right_images}: "
+                        "stereo pairs are matched by sorted file name"
+                    )
+                source = str(Path(args.images).resolve())
+                for i, path in enumerate(tqdm(left, desc="calibrate", unit="image", disable=args.quiet)):
+                    stamp = (i + 1) * 1_000_000_000  # sorted file name order; a pair shares its stamp
+                    offline.add(stamp, read_gray(path))
+                    if right:
+                        offline.add_right(stamp, read_gray(right[i]))
+            else:
+                source = f"{Path(args.bag).resolve()} {args.topic}"
+                wanted = [args.topic] + ([args.right_topic] if args.right_topic else [])
+                with bag_io.open_bag(args.bag) as reader:
+                    bag_io.require_topics(reader, wanted)
+                    for topic, _, msg in tqdm(
+                        bag_io.messages(reader, wanted), desc="calibrate", unit="msg", disable=args.quiet
+                    ):
+                        gray = gray_image(image_to_array(msg), msg.encoding)
+                        if topic == args.topic:
+                            offline.add(bag_io.stamp_of(msg), gray)
+                        else:
+                            offline.add_right(bag_io.stamp_of(msg), gray)
+            staged = _StagedOutput(out, "calibrate", merge=frozenset({"history"}))
+            if (out / "calibration.json").is_file():
+                shutil.copy2(out / "calibration.json", staged.staging / "calibration.json")
+            outcome = offline.finish(
+                staged.staging, camera=args.camera_name, min_views=args.min_views, force=args.force, source=source
+            )
+            staged.publish(stop)
+        except (CalibrationError, BagError, ImageConversionError, OSError) as exc:
+            text = str(exc)
+            if staged is not None:
+                text = text.replace(str(staged.staging), str(out))  # name the file the user has
+                staged.discard()
+            print(f"error: {text}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt:
+            if staged is not None:
+                staged.discard()
+            print(f"interrupted by {stop.name}: nothing written ({out} left as it was)", file=sys.stderr)
+            return stop.exit_code
+    outcome.files = [staged.final(path) for path in outcome.files]
+    if stop.flag.is_set():  # the signal came while the finished files were being moved in: they are complete
+        print(f"interrupted by {stop.name} after the calibration was written to {out}", file=sys.stderr)
+        return stop.exit_code
     cal = outcome.intrinsics
     print(f"{args.camera_name}: {'OK' if cal.success else 'FAILED'}: {cal.message}")
     if outcome.right is not None:
@@ -331,25 +375,119 @@ def _cmd_mono_export_onnx(args: argparse.Namespace) -> int:
 
 
 class _Stopped(KeyboardInterrupt):
-    """SIGINT or SIGTERM during a long command (raised by the handler `_stop_on_signals` installs)."""
+    """SIGINT or SIGTERM during a long command (raised by `_SignalStop`'s handler)."""
 
 
-def _stop_on_signals(flag: threading.Event, caught: list[int]):
-    """SIGTERM handled like SIGINT: set `flag` (polled per message: a KeyboardInterrupt raised inside
-    a finalizer or a library's cleanup is swallowed by Python) and raise; returns the restorer."""
+class _SignalStop:
+    """SIGTERM handled like SIGINT during a long command (export, mono, calibrate, batch).
 
-    def on_signal(signum, frame):
-        flag.set()
-        caught.append(signum)
-        raise _Stopped
+    The handler sets `flag` (polled per message by the exporter: a KeyboardInterrupt raised inside a
+    finalizer or a library's cleanup is swallowed by Python) and raises `_Stopped`, except inside
+    `deferred()`, where finished files are being moved into place: there it only records the signal,
+    and the command reports it once they are. The command then prints one line and exits 128 + the
+    signal's number (130 SIGINT, 143 SIGTERM), as a shell reports a program a signal stopped.
+    """
 
-    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    def __init__(self) -> None:
+        self.flag = threading.Event()
+        self.caught: list[int] = []
+        self._deferring = False
+        self._previous: dict[int, Any] = {}
 
-    def restore() -> None:
-        for sig, handler in previous.items():
+    def __enter__(self) -> _SignalStop:
+        self._previous = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self._previous.items():
             signal.signal(sig, handler)
 
-    return restore
+    def _on_signal(self, signum: int, frame: object) -> None:
+        self.flag.set()
+        self.caught.append(signum)
+        if not self._deferring:
+            raise _Stopped
+
+    @contextmanager
+    def deferred(self) -> Iterator[None]:
+        self._deferring = True
+        try:
+            yield
+        finally:
+            self._deferring = False
+
+    @property
+    def name(self) -> str:
+        return signal.Signals(self.caught[-1] if self.caught else signal.SIGINT).name
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + (self.caught[-1] if self.caught else signal.SIGINT)
+
+
+class _StagedOutput:
+    """A command's files written into `OUT/.NAME.partial-PID/` and moved into OUT only once complete.
+
+    An interrupted or failed run removes its staging folder and leaves OUT as it was (removing OUT
+    if the run created it); a run killed outright (SIGKILL) leaves the clearly named `.partial`
+    folder, which the next run removes. `publish` replaces each top-level entry of OUT the run
+    wrote (a folder whole, so `--overwrite` never mixes old and new frames), except the folders
+    named in `merge`, whose files are added (calibration's `history/`).
+    """
+
+    def __init__(self, out: Path, name: str, *, merge: frozenset[str] = frozenset()) -> None:
+        self.out, self.merge = out, merge
+        self.created = not out.exists()
+        out.mkdir(parents=True, exist_ok=True)
+        prefix = f".{name}.partial-"
+        for stale in out.glob(prefix + "*"):
+            pid = stale.name[len(prefix) :]
+            if not (pid.isdigit() and _pid_alive(int(pid))):
+                shutil.rmtree(stale, ignore_errors=True)  # a killed run's
+        self.staging = out / f"{prefix}{os.getpid()}"
+        self.staging.mkdir()
+
+    def final(self, path: Path) -> Path:
+        """Where a file written into the staging folder ends up."""
+        return self.out / Path(path).relative_to(self.staging)
+
+    def publish(self, stop: _SignalStop) -> None:
+        replaced = self.staging / ".replaced"
+        with stop.deferred():
+            for entry in sorted(self.staging.iterdir()):
+                if entry == replaced:
+                    continue
+                target = self.out / entry.name
+                if entry.name in self.merge and entry.is_dir():
+                    target.mkdir(exist_ok=True)
+                    for child in entry.iterdir():
+                        os.replace(child, target / child.name)
+                    atomic_io.fsync_dir(target)
+                    continue
+                if target.is_dir() and not target.is_symlink():
+                    replaced.mkdir(exist_ok=True)
+                    os.rename(target, replaced / entry.name)
+                os.replace(entry, target)
+            atomic_io.fsync_dir(self.out)
+            shutil.rmtree(self.staging, ignore_errors=True)
+
+    def discard(self) -> None:
+        shutil.rmtree(self.staging, ignore_errors=True)
+        if self.created:
+            try:
+                self.out.rmdir()  # only if empty: never anything but what this run made
+            except OSError:
+                pass
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _export_options(args: argparse.Namespace):
@@ -434,40 +572,34 @@ def _cmd_export(args: argparse.Namespace) -> int:
         def before_publish(staging: Path) -> None:  # in the staging folder: part of the one publish
             marked.update(mark_overlap(staging, args.overlap, seed=args.seed))
 
-    interrupted = threading.Event()
-    caught: list[int] = []
-    restore = _stop_on_signals(interrupted, caught)
-    try:
-        report = export_bags(
-            bags,
-            opts,
-            progress=not args.quiet,
-            stop_requested=interrupted.is_set,
-            allow_partial=args.allow_partial,
-            before_publish=before_publish,
-        )
-    except ExportOptionError as exc:
-        print(f"error: option {exc} (nothing written)", file=sys.stderr)
-        return 2
-    except ExportOutputError as exc:
-        print(f"error: output: {exc}; nothing published, {out_text} left as it was", file=sys.stderr)
-        return 2
-    except (BagError, ExportError, ImageConversionError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        name = signal.Signals(caught[-1]).name if caught else "SIGINT"
-        print(
-            f"interrupted by {name}: no dataset written (staging removed; {out_text} left as it was)",
-            file=sys.stderr,
-        )
-        return 128 + (caught[-1] if caught else signal.SIGINT)
-    finally:
-        restore()
-    if interrupted.is_set():  # the signal came while the dataset was being swapped in: it is complete
-        name = signal.Signals(caught[-1]).name if caught else "SIGINT"
-        print(f"interrupted by {name} after the dataset was published: {report['hdf5']}", file=sys.stderr)
-        return 128 + (caught[-1] if caught else signal.SIGINT)
+    with _SignalStop() as stop:
+        try:
+            report = export_bags(
+                bags,
+                opts,
+                progress=not args.quiet,
+                stop_requested=stop.flag.is_set,
+                allow_partial=args.allow_partial,
+                before_publish=before_publish,
+            )
+        except ExportOptionError as exc:
+            print(f"error: option {exc} (nothing written)", file=sys.stderr)
+            return 2
+        except ExportOutputError as exc:
+            print(f"error: output: {exc}; nothing published, {out_text} left as it was", file=sys.stderr)
+            return 2
+        except (BagError, ExportError, ImageConversionError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt:
+            print(
+                f"interrupted by {stop.name}: no dataset written (staging removed; {out_text} left as it was)",
+                file=sys.stderr,
+            )
+            return stop.exit_code
+    if stop.flag.is_set():  # the signal came while the dataset was being swapped in: it is complete
+        print(f"interrupted by {stop.name} after the dataset was published: {report['hdf5']}", file=sys.stderr)
+        return stop.exit_code
     for problem in report["problems"]:
         print(f"warning: {problem}", file=sys.stderr)
     print(
@@ -525,11 +657,16 @@ def _cmd_annotations_import(args: argparse.Namespace) -> int:
         AnnotationImportError,
         LabelStudioUnavailable,
         dataset_files,
+        dataset_lock,
         import_export,
     )
 
     try:
-        result = import_export(args.export, dataset_files(args.dataset), workers=args.workers)
+        files = dataset_files(args.dataset)
+        with dataset_lock(files.root):  # an export or another import writing the folder: refused at once
+            result = import_export(args.export, files, workers=args.workers, lock=False)
+            s = result.summary()
+            atomic_io.write_json(Path(args.dataset) / "annotation" / "import_report.json", s)
     except AnnotationImportError as exc:
         for problem in exc.problems:
             print(f"error: {problem}", file=sys.stderr)
@@ -538,8 +675,6 @@ def _cmd_annotations_import(args: argparse.Namespace) -> int:
     except (AnnotationDatasetError, LabelStudioUnavailable) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    s = result.summary()
-    atomic_io.write_json(Path(args.dataset) / "annotation" / "import_report.json", s)
     for note in s["notes"]:
         print(f"note: {note}")
     print(
@@ -817,6 +952,7 @@ def _cmd_smoke(args: argparse.Namespace) -> int:
 def _cmd_batch(args: argparse.Namespace) -> int:
     """export / mono / validate over many bags as Ray tasks (depth_annotation.batch); one line per failed bag."""
     from depth_annotation.batch import (
+        MARKER_DIR,
         BatchError,
         BatchOptions,
         ExportJob,
@@ -831,44 +967,60 @@ def _cmd_batch(args: argparse.Namespace) -> int:
     from depth_annotation.mono import MonoModelConfig
 
     job: ExportJob | MonoJob | ValidateJob
-    try:
-        items = find_bags(args.bags, args.list)
-        if args.batch_command == "export":
-            tax_path = args.taxonomy or default_taxonomy_path()
-            opts = ExportOptions(
-                out_dir=Path("."),
-                codec=args.codec,
-                level=args.level,
-                every_k=args.every,
-                taxonomy=load_taxonomy(tax_path) if tax_path else DEFAULT_TAXONOMY,
+    with _SignalStop() as stop:
+        try:
+            items = find_bags(args.bags, args.list)
+            if args.batch_command == "export":
+                tax_path = args.taxonomy or default_taxonomy_path()
+                opts = ExportOptions(
+                    out_dir=Path("."),
+                    codec=args.codec,
+                    level=args.level,
+                    every_k=args.every,
+                    taxonomy=load_taxonomy(tax_path) if tax_path else DEFAULT_TAXONOMY,
+                )
+                job = ExportJob(args.out, opts, allow_partial=args.allow_partial)
+            elif args.batch_command == "mono":
+                model = MonoModelConfig(
+                    model=args.model, device=args.device, input_size=args.input_size, backend=args.backend
+                )
+                job = MonoJob(
+                    args.out,
+                    model,
+                    topic=args.topic,
+                    depth_topic=args.depth_topic,
+                    scale_file=args.scale_file,
+                    metric_model=args.metric_model,
+                )
+            else:
+                job = ValidateJob(args.out, args.config)
+            batch = BatchOptions(
+                ray_address=args.ray_address,
+                num_workers=args.num_workers,
+                gpus_per_actor=args.gpus_per_actor,
+                actors=args.actors,
+                max_retries=args.max_retries,
+                progress=not args.quiet,
             )
-            job = ExportJob(args.out, opts, allow_partial=args.allow_partial)
-        elif args.batch_command == "mono":
-            model = MonoModelConfig(
-                model=args.model, device=args.device, input_size=args.input_size, backend=args.backend
+            summary = run_batch(args.batch_command, items, job, batch)
+        except (BatchError, RayUnavailable, ValueError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        except (KeyboardInterrupt, SystemExit) as exc:
+            # ray.init replaces the SIGTERM handler with sys.exit(15) (ray/_private/worker.py, init):
+            # a SIGTERM after it arrives as SystemExit(15). Either way run_batch has shut its local Ray
+            # down (workers stopped) by now.
+            if isinstance(exc, SystemExit):
+                if exc.code != signal.SIGTERM:
+                    raise
+                stop.caught.append(signal.SIGTERM)
+            removed = _remove_batch_staging(args.out, MARKER_DIR)
+            print(
+                f"interrupted by {stop.name}: the bags finished before it are published with their done-markers "
+                f"(a rerun skips them); those in progress were stopped{removed}",
+                file=sys.stderr,
             )
-            job = MonoJob(
-                args.out,
-                model,
-                topic=args.topic,
-                depth_topic=args.depth_topic,
-                scale_file=args.scale_file,
-                metric_model=args.metric_model,
-            )
-        else:
-            job = ValidateJob(args.out, args.config)
-        batch = BatchOptions(
-            ray_address=args.ray_address,
-            num_workers=args.num_workers,
-            gpus_per_actor=args.gpus_per_actor,
-            actors=args.actors,
-            max_retries=args.max_retries,
-            progress=not args.quiet,
-        )
-        summary = run_batch(args.batch_command, items, job, batch)
-    except (BatchError, RayUnavailable, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+            return stop.exit_code
     for r in summary.failed:
         print(f"failed: {r.bag}: {r.error}", file=sys.stderr)
     d = summary.to_dict()
@@ -877,6 +1029,16 @@ def _cmd_batch(args: argparse.Namespace) -> int:
         f"{d['seconds']:.1f} s ({d['frames_per_s']:.1f} frames/s); summary: {summary.path}"
     )
     return 1 if summary.failed else 0
+
+
+def _remove_batch_staging(out: str, marker_dir: str) -> str:
+    """After an interrupted local batch: the stopped bags' staging folders (OUT/.batch/staging/*;
+    a published bag's folder and marker are elsewhere). Returns what to say about it."""
+    if "://" in out and not out.startswith("file://"):
+        return " (their temporary folders were on the workers)"
+    staging = Path(out.removeprefix("file://")) / marker_dir / "staging"
+    shutil.rmtree(staging, ignore_errors=True)
+    return f" and their staging folders ({staging}) removed"
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -90,6 +90,17 @@ class AnnotationExporter:
         )
         return True
 
+    def drop_episode(self, episode: str) -> int:
+        """Forget an episode's tasks and delete its PNGs (the episode was dropped from the HDF5 file);
+        returns how many tasks went."""
+        kept = [t for t in self.tasks if t["data"]["episode"] != episode]
+        dropped = len(self.tasks) - len(kept)
+        self.tasks = kept
+        for sub in ("rgb", "depth16", "depth_color"):
+            for png in (self.root / sub).glob(f"{episode}_*.png"):
+                png.unlink(missing_ok=True)
+        return dropped
+
     def finish(self) -> dict[str, Any]:
         atomic_io.write_text(
             self.root / "label_config.xml", label_config(self.taxonomy, depth_range_m=self.depth_range_m)

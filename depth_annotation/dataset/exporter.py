@@ -317,7 +317,9 @@ class ExportSession:
         counts = {k: v.to_dict() for k, v in self._sync.counts.items()}
         self._sync = None
         summary = None
-        if self._episode is not None:
+        if self._episode is not None and self._episode.frames == 0:  # begun, nothing written: not an episode
+            self._drop(self._episode)
+        elif self._episode is not None:
             summary = self._episode.finish()
             summary["sync"] = counts
             self.episodes.append(summary)
@@ -326,6 +328,28 @@ class ExportSession:
         )
         self._episode = None
         return summary
+
+    def discard_episode(self, reason: str) -> str | None:
+        """Drop the episode being written, frames, annotation PNGs and tasks, and say so in `problems`.
+
+        After the writer failed part-way (disk full) that episode is not complete: the dataset then
+        holds only the episodes finished before it. Returns the dropped episode's name (None: none open)."""
+        self._sync = None
+        episode, self._episode = self._episode, None
+        if episode is None:
+            return None
+        self._drop(episode)
+        self.problems.append(f"{episode.name} ({episode.frames} frames) discarded: {reason}")
+        return episode.name
+
+    def _drop(self, episode: EpisodeWriter) -> None:
+        self._episode = None
+        self.frames_written -= episode.frames
+        self.annotations.drop_episode(episode.name)
+        try:
+            episode.discard()
+        except OSError as exc:
+            raise _output_error(exc, "cannot drop the unfinished episode from") from None
 
     def _write_checked(self, stamp: int, items: dict[str, Any]) -> None:
         """One frame; an OSError while writing is an output problem, never an input one."""

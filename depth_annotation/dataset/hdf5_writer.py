@@ -162,6 +162,12 @@ class _ChunkedStack:
         while self.pending:
             self._write_one()
 
+    def cancel(self) -> None:
+        """Forget the frames still being compressed (the episode is dropped): nothing more is written."""
+        for _, fut in self.pending:
+            fut.cancel()
+        self.pending.clear()
+
     def trim(self) -> None:
         """Drop the unused capacity (call once the episode is complete)."""
         self.flush()
@@ -191,7 +197,7 @@ class _BackgroundFlush:
 class EpisodeWriter:
     def __init__(self, file: Hdf5DatasetWriter, index: int, meta: EpisodeMeta, shape: tuple[int, int]) -> None:
         self.file, self.index, self.meta = file, index, meta
-        self.group = file.h5.create_group(f"episode_{index}")
+        self.group = file.h5.create_group(self.name)
         h, w = shape
         self.depth = _ChunkedStack(
             self.group, "depth", (h, w), np.uint16, file.codec, file.level, file.pool, file.checksums
@@ -205,14 +211,28 @@ class EpisodeWriter:
         self.depth_min = np.inf
         self.depth_max = 0
         self.medians: list[float] = []
+        self.dropped = False
 
     @property
     def frames(self) -> int:
         return len(self.stamps)
 
+    @property
+    def name(self) -> str:
+        return f"episode_{self.index}"
+
+    def discard(self) -> None:
+        """Remove this episode from the file: see `Hdf5DatasetWriter.drop_episode`."""
+        self.file.drop_episode(self)
+
+    def _check_not_dropped(self) -> None:
+        if self.dropped:
+            raise ExportError(f"{self.file.path}: {self.name} was dropped: nothing more can be written to it")
+
     def append(
         self, stamp_ns: int, depth_mm: np.ndarray, color_rgb: np.ndarray, qc: dict[str, Any] | None = None
     ) -> None:
+        self._check_not_dropped()
         if depth_mm.shape != color_rgb.shape[:2]:
             raise ExportError(
                 f"depth {depth_mm.shape[1]}x{depth_mm.shape[0]} and colour {color_rgb.shape[1]}x{color_rgb.shape[0]} "
@@ -235,6 +255,7 @@ class EpisodeWriter:
             self.file.flush.kick()
 
     def finish(self) -> dict[str, Any]:
+        self._check_not_dropped()
         self.depth.trim()
         self.color.trim()
         g, m = self.group, self.meta
@@ -283,7 +304,7 @@ class EpisodeWriter:
 
     def summary(self) -> dict[str, Any]:
         return {
-            "episode": f"episode_{self.index}",
+            "episode": self.name,
             "scene_id": self.meta.scene_id,
             "source": self.meta.source,
             "frames": self.frames,
@@ -363,6 +384,24 @@ class Hdf5DatasetWriter:
         ep = EpisodeWriter(self, len(self.episodes), meta, shape)
         self.episodes.append(ep)
         return ep
+
+    def drop_episode(self, episode: EpisodeWriter) -> None:
+        """Remove the last episode begun (finished or not) from the file: its group is deleted.
+
+        For an episode that will never be complete (the writer failed part-way, the recording was
+        abandoned): a reader then finds only the episodes before it, and the next `begin_episode`
+        takes its index, so names stay `episode_0..N-1`. Only the last one, so no gap opens.
+        HDF5 does not give the space back inside the file (h5repack would); nothing of it is read.
+        """
+        if self.state != "open":
+            raise ExportError(f"{self.path}: drop_episode() after the file was {self.state}")
+        if not self.episodes or episode is not self.episodes[-1]:
+            raise ExportError(f"{self.path}: only the last episode begun can be dropped, not {episode.name}")
+        episode.dropped = True
+        self.episodes.pop()
+        episode.depth.cancel()
+        episode.color.cancel()
+        del self.h5[episode.name]
 
     def commit(self) -> Path:
         """Flush, close and atomically publish the file (once; again returns the path)."""

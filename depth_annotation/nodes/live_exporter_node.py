@@ -8,8 +8,9 @@ also commits the dataset (the HDF5 file appears only then, complete).
 
 Faults: a depth or colour frame of a new size ends the episode cleanly (its frames stay) and
 starts a new one at the new size; a frame that cannot be exported is skipped and reported; a
-writer failure (disk full) stops the export with an ERROR on `/diagnostics` and the log, and the
-episodes written before it are still committed at shutdown. Episode gaps are measured in
+writer failure (disk full) stops the export with an ERROR on `/diagnostics` and the log, the
+episode it failed in is dropped from the file (`ExportSession.discard_episode`: a reader sees only
+complete episodes), and the episodes written before it are still committed at shutdown. Episode gaps are measured in
 message time (header stamps) and on the node's clock (simulated under `use_sim_time`), so a
 paused `ros2 bag play --clock` does not split an episode.
 
@@ -154,10 +155,23 @@ class LiveExporterNode(Node):
             if self.failed:
                 return
             self.failed = f"{type(exc).__name__}: {exc}" if isinstance(exc, OSError) else str(exc)
+            dropped = self._discard_open_episode()
         self.get_logger().error(
-            f"export stopped: writer failed: {self.failed}; the episodes written before it are kept "
+            f"export stopped: writer failed: {self.failed}; {dropped}the episodes written before it are kept "
             "and committed at shutdown"
         )
+
+    def _discard_open_episode(self) -> str:
+        """Drop the episode the writer failed in (under the lock): the dataset keeps only complete
+        episodes. Returns what to say about it."""
+        self._episode_open = False
+        self._last_depth_stamp = 0
+        self._sizes = {}
+        try:
+            name = self.session.discard_episode(f"the writer failed: {self.failed}")
+        except Exception as exc:  # the file is already failing: say so, commit what is there
+            return f"the unfinished episode could not be removed ({exc}); "
+        return f"the unfinished {name} is discarded, " if name else ""
 
     def _on(self, stream: str, msg: Any) -> None:
         with self._lock:
@@ -279,8 +293,9 @@ class LiveExporterNode(Node):
             try:
                 self._end_episode()
             except Exception as exc:
-                self.get_logger().error(f"the last episode could not be finished: {exc}")
                 self.failed = self.failed or str(exc)
+                dropped = self._discard_open_episode()
+                self.get_logger().error(f"the last episode could not be finished: {exc}; {dropped}the others are kept")
             if not self.session.episodes:
                 self.session.abort()
                 received: dict[str, int] = {}

@@ -1,4 +1,14 @@
-"""Running a node process: start-up errors as one line, clean shutdown on SIGINT/SIGTERM."""
+"""Running a node process: start-up errors as one line, clean shutdown on SIGINT/SIGTERM.
+
+Exit codes. SIGINT is how `ros2 launch` stops every node (launch/actions/execute_local.py,
+`_shutdown_process` sends SIGINT first), and launch logs every non-zero exit as
+"[ERROR] process has died [pid N, exit code C, ...]" (`__execute_process`: `returncode == 0`
+is the only "process has finished cleanly"); so a node stopped by SIGINT exits 0. SIGTERM gets
+the very same clean shutdown (files finalised, one line on stderr) but exits 143 (128 + 15), as a
+shell reports a terminated program: under launch it comes only after `sigterm_timeout` when the
+SIGINT shutdown did not finish, and from anywhere else (`kill`, systemd, docker stop) a stop
+that was not asked for the normal way should not pass for a normal end.
+"""
 
 from __future__ import annotations
 
@@ -53,21 +63,29 @@ class _Signals:
 
     def __init__(self) -> None:
         self.received: str | None = None
+        self.terminated = False  # a SIGTERM came, first or while shutting down after SIGINT
 
     def __call__(self, signum: int, frame: object) -> None:
         name = signal.Signals(signum).name
+        self.terminated = self.terminated or signum == signal.SIGTERM
         if self.received is not None:
             print(f"{name} again: still shutting down (finalising files)", file=sys.stderr, flush=True)
             return
         self.received = name
         raise KeyboardInterrupt
 
+    def exit_code(self) -> int:
+        """0 after SIGINT (launch's normal stop) or none; 143 once a SIGTERM came."""
+        return 128 + signal.SIGTERM if self.terminated else 0
+
 
 def run_node(factory: Callable[[], Node], args: list[str] | None = None, *, name: str, threads: int = 2) -> int:
     """Create the node with `factory` and spin it until shutdown.
 
-    Returns the process exit code: 0 on a clean shutdown, 2 when the node could
-    not start (the reason is printed as one line on stderr, prefixed with `name`).
+    Returns the process exit code: 0 on a clean shutdown (SIGINT, or the context shut down),
+    143 on the same clean shutdown after SIGTERM, 130/143 when a signal came during start-up,
+    2 when the node could not start (the reason is printed as one line on stderr, prefixed
+    with `name`).
     A node may define `shutdown()` to finalise files before it is destroyed.
     """
     # rclpy's own SIGINT handler shuts the context down at once, invalidating
@@ -88,7 +106,7 @@ def run_node(factory: Callable[[], Node], args: list[str] | None = None, *, name
             return 2
         except KeyboardInterrupt:
             print(f"[{name}] {signals.received or 'interrupt'} during start-up: stopped", file=sys.stderr, flush=True)
-            return 130
+            return signals.exit_code() or 130
         try:
             node.get_logger().info("ready")  # one line a launch log or a test can wait for
             executor = MultiThreadedExecutor(num_threads=threads)
@@ -101,7 +119,6 @@ def run_node(factory: Callable[[], Node], args: list[str] | None = None, *, name
             pass
         if signals.received:
             node.get_logger().info(f"{signals.received} received: shutting down")
-        return 0
     finally:
         if node is not None:
             shutdown = getattr(node, "shutdown", None)
@@ -109,5 +126,7 @@ def run_node(factory: Callable[[], Node], args: list[str] | None = None, *, name
                 shutdown()
             node.destroy_node()
             if signals.received:
-                print(f"[{name}] stopped cleanly after {signals.received}", file=sys.stderr, flush=True)
+                code = signals.exit_code()
+                print(f"[{name}] stopped cleanly after {signals.received} (exit {code})", file=sys.stderr, flush=True)
         rclpy.try_shutdown()
+    return signals.exit_code()  # after shutdown(): a SIGTERM that came while finalising counts too
