@@ -65,14 +65,18 @@ def _default_qos(topic: str, msgtype: str) -> QoSProfile:
     return QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
 
 
-class _StopOnSignal:
-    """SIGINT and SIGTERM end a record/play loop normally (the bag is finished, rc 0), as Ctrl-C on `ros2 bag`."""
+class StopOnSignal:
+    """SIGINT and SIGTERM end a record/play loop cleanly (the bag is finished), as Ctrl-C on `ros2 bag`.
+
+    `signal` says which one came: the command exits 0 after SIGINT (Ctrl-C, a normal stop) and 143
+    after SIGTERM, as our nodes do (launch and process managers send SIGTERM to end a job).
+    """
 
     def __init__(self) -> None:
         self.signal: int | None = None
         self._old: dict[int, Any] = {}  # what signal.signal returned: a handler, SIG_DFL/SIG_IGN or None
 
-    def __enter__(self) -> _StopOnSignal:
+    def __enter__(self) -> StopOnSignal:
         for sig in (signal.SIGINT, signal.SIGTERM):
             self._old[sig] = signal.signal(sig, self._on)
         return self
@@ -102,6 +106,7 @@ def record(
     distro: str = "kilted",
     discovery_s: float = 10.0,
     log=print,
+    stop: StopOnSignal | None = None,
 ) -> dict[str, int]:
     """Record `topics` for `duration_s` seconds (after they appear), or until SIGINT/SIGTERM; returns counts.
 
@@ -111,7 +116,7 @@ def record(
     check_duration(duration_s)
     writer = bag_io.BagWriter(out, storage=storage, distro=distro)
     counts = {t: 0 for t in topics}
-    with _StopOnSignal() as stop:
+    with stop if stop is not None else StopOnSignal() as stop:
         writer.open()
         rclpy.init(args=RCL_ARGS, signal_handler_options=SignalHandlerOptions.NO)
         node = rclpy.create_node("depth_annotation_recorder")
@@ -188,6 +193,7 @@ def play(
     loop: bool = False,
     remap: dict[str, str] | None = None,
     log=print,
+    stop: StopOnSignal | None = None,
 ) -> int:
     """Publish a bag's messages with their recorded spacing (scaled by `rate`) and QoS; returns the count.
 
@@ -204,7 +210,7 @@ def play(
         raise ValueError("--clock rate must be positive")
     remap = remap or {}
     sent = 0
-    with _StopOnSignal() as stop:
+    with stop if stop is not None else StopOnSignal() as stop:
         rclpy.init(args=RCL_ARGS, signal_handler_options=SignalHandlerOptions.NO)
         node = rclpy.create_node("depth_annotation_player")
         try:

@@ -797,11 +797,14 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 def _cmd_record(args: argparse.Namespace) -> int:
     from depth_annotation.dataset import BagError
 
-    from .bag_replay import check_duration, record
+    from .bag_replay import StopOnSignal, check_duration, record
 
+    stop = StopOnSignal()
     try:
         check_duration(args.duration)  # before anything is created
-        counts = record(Path(args.out), args.topics, duration_s=args.duration, storage=args.storage, distro=args.distro)
+        counts = record(
+            Path(args.out), args.topics, duration_s=args.duration, storage=args.storage, distro=args.distro, stop=stop
+        )
     except (BagError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -809,14 +812,20 @@ def _cmd_record(args: argparse.Namespace) -> int:
         print(f"error: cannot write the bag {args.out}: {exc.strerror or exc}", file=sys.stderr)
         return 2
     print(f"recorded {sum(counts.values())} messages: " + ", ".join(f"{t}: {n}" for t, n in counts.items()))
-    return 0
+    return _stop_exit_code(stop.signal)
+
+
+def _stop_exit_code(signum: int | None) -> int:
+    """0 after a normal end or Ctrl-C (SIGINT), 143 after SIGTERM: record and play, like our nodes."""
+    return 128 + signal.SIGTERM if signum == signal.SIGTERM else 0
 
 
 def _cmd_play(args: argparse.Namespace) -> int:
     from depth_annotation.dataset import BagError
 
-    from .bag_replay import parse_remaps, play
+    from .bag_replay import StopOnSignal, parse_remaps, play
 
+    stop = StopOnSignal()
     try:
         sent = play(
             Path(args.bag),
@@ -825,12 +834,13 @@ def _cmd_play(args: argparse.Namespace) -> int:
             clock_hz=args.clock,
             loop=args.loop,
             remap=parse_remaps(args.remap),
+            stop=stop,
         )
     except (BagError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(f"published {sent} messages")
-    return 0
+    return _stop_exit_code(stop.signal)
 
 
 def _cmd_preannotate(args: argparse.Namespace) -> int:
