@@ -502,6 +502,16 @@ def test_overlap_is_per_scene_reproducible_and_at_least_one():
         choose_overlap(tasks, 1.5, seed=5)
 
 
+def test_marking_overlap_keeps_the_dataset_checksums_true(tmp_path):
+    from depth_annotation.dataset import check_report
+
+    dataset, _, _ = synthetic_dataset(tmp_path, frames=4, every_k=1, overlap=0.5, width=160, height=120)
+    tasks = json.loads((dataset / "annotation" / "label_studio_tasks.json").read_text())
+    assert sorted(t["data"]["overlap"] for t in tasks) == [1, 1, 2, 2]  # the file was rewritten...
+    report = check_report(dataset, deep=True)  # ...and its recorded checksum follows it
+    assert report.ok, report.problems
+
+
 def test_shipped_config_is_the_guides_thresholds_and_typos_fail():
     shipped = load_validation_config()
     assert shipped == config_from_dict({})  # the file and the built-in defaults agree

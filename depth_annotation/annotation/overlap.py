@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from depth_annotation.common import atomic_io
+from depth_annotation.dataset import file_checksum
 
 from .errors import AnnotationDatasetError
 
@@ -71,5 +72,8 @@ def mark_overlap(dataset_dir: str | Path, fraction: float, *, seed: int = 0) -> 
     }
     atomic_io.write_json(tasks_path, tasks)
     info["annotation_overlap"] = record
+    recorded = info.get("files", {}).get("checksums", {}).get("annotation")
+    if isinstance(recorded, dict) and TASKS_FILE.as_posix() in recorded:  # the tasks file changed: and its checksum
+        recorded[TASKS_FILE.as_posix()] = file_checksum(tasks_path)
     atomic_io.write_json(info_path, info)
     return record

@@ -239,16 +239,21 @@ class DatasetOutput:
         self.lock.release()
 
 
-def annotation_checksums(root: Path) -> dict[str, str]:
-    """xxh3_64 (hex) of every file under `root/annotation`, keyed by its path relative to `root`."""
+def file_checksum(path: Path) -> str:
+    """xxh3_64 (hex) of a file's bytes: what dataset_info.json's `files.checksums.annotation` records."""
     import xxhash
 
+    return xxhash.xxh3_64_hexdigest(Path(path).read_bytes())
+
+
+def annotation_checksums(root: Path) -> dict[str, str]:
+    """`file_checksum` of every file under `root/annotation`, keyed by its path relative to `root`."""
     sums: dict[str, str] = {}
     ann = root / "annotation"
     if ann.is_dir():
         for p in sorted(ann.rglob("*")):
             if p.is_file():
-                sums[p.relative_to(root).as_posix()] = xxhash.xxh3_64_hexdigest(p.read_bytes())
+                sums[p.relative_to(root).as_posix()] = file_checksum(p)
     return sums
 
 
