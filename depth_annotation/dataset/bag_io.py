@@ -30,6 +30,7 @@ import os
 import re
 import shutil
 import sqlite3
+import struct
 import sys
 import tempfile
 from collections import Counter
@@ -382,10 +383,15 @@ class BagReader:
         reader = Reader(f)
         try:
             reader.open()
-        except (ReaderError, OSError) as exc:  # no summary or footer, unreadable pages: read from the start
+        # No summary or footer, unreadable pages: read from the start. rosbags raises TypeError or
+        # struct.error (not ReaderError) for an mcap file cut inside its header or footer.
+        except (ReaderError, OSError, TypeError, ValueError, EOFError, struct.error) as exc:
             log.debug("%s: rosbags cannot open it (%s): recovering", f, exc)
             if kind == "mcap":
-                return McapFile(f)
+                recovered = McapFile(f)
+                if recovered.data_complete:
+                    log.warning("%s: summary missing or cut, data section complete: no message lost", f)
+                return recovered
             source = SqliteFile(f)
             stack.callback(source.close)
             return source
@@ -471,7 +477,12 @@ class BagReader:
     @property
     def truncated(self) -> bool:
         """True once a read found a damaged storage file."""
-        return any(source.damage is not None for source in self.files)
+        return bool(self.damage)
+
+    @property
+    def damage(self) -> list[bag_recovery.FileDamage]:
+        """Where each damaged storage file stopped (file and byte offset), as far as read."""
+        return [source.damage for source in self.files if source.damage is not None]
 
     def deserialize(self, data: bytes | memoryview, msgtype: str) -> Any:
         known = self._store_of.get(msgtype)

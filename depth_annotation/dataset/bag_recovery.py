@@ -20,6 +20,7 @@ time of the last one, and what metadata.yaml expected.
 from __future__ import annotations
 
 import sqlite3
+import struct
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -27,8 +28,9 @@ from pathlib import Path
 from typing import IO, Any
 
 from mcap.exceptions import EndOfFile, McapError
-from mcap.records import Channel, Chunk, Message, Schema
-from mcap.stream_reader import StreamReader, breakup_chunk
+from mcap.opcode import Opcode
+from mcap.records import Channel, Chunk, DataEnd, McapRecord, Message, Schema
+from mcap.stream_reader import StreamReader, get_chunk_data_stream
 from rosbags.interfaces import (
     Connection,
     ConnectionExtRosbag2,
@@ -123,7 +125,12 @@ def _msgdef(schema: Schema | None) -> MessageDefinition:
 
 
 class _Tell:
-    """A read-only stream that knows how many bytes were read (the offset of the next record)."""
+    """A read-only stream that knows how many bytes were read (the offset of the next record).
+
+    A read that returns fewer bytes than asked for is the end of a cut file: the `mcap`
+    library raises EndOfFile only for a read that returns nothing (a partial fixed-size
+    field gives `struct.error`, a partial message body short data), so it is raised here.
+    """
 
     def __init__(self, f: IO[bytes]) -> None:
         self._f = f
@@ -132,7 +139,57 @@ class _Tell:
     def read(self, n: int = -1) -> bytes:
         data = self._f.read(n)
         self.pos += len(data)
+        if n > 0 and len(data) < n:
+            raise EndOfFile()
         return data
+
+
+_KNOWN_OPCODES = frozenset(int(op) for op in Opcode)
+_PRIVATE_OPCODES = 0x80  # mcap spec: 0x01-0x7F are the format's own records, 0x80-0xFF application records
+
+
+class UnknownRecordError(McapError):
+    """A record whose opcode the mcap format reserves but does not define: a damaged byte."""
+
+    def __init__(self, opcode: int) -> None:
+        super().__init__(f"record opcode {opcode:#04x} is reserved by the mcap format but undefined (a damaged byte)")
+
+
+def _check_opcode(opcode: int) -> None:
+    # The `mcap` library skips every unknown record; only 0x80-0xFF may be skipped (application
+    # records), an unknown opcode below that (or 0x00, never valid) is a damaged record header.
+    if opcode not in _KNOWN_OPCODES and opcode < _PRIVATE_OPCODES:
+        raise UnknownRecordError(opcode)
+
+
+class _CheckedStreamReader(StreamReader):
+    """The library's sequential reader, refusing records with a reserved but undefined opcode."""
+
+    def _read_record(self, opcode: int, length: int) -> McapRecord | None:
+        _check_opcode(opcode)
+        return super()._read_record(opcode, length)
+
+
+def _chunk_records(chunk: Chunk) -> list[McapRecord]:
+    """The records of a chunk (CRC verified when it has one), like `breakup_chunk`, but a
+    reserved undefined opcode is damage rather than a record to skip."""
+    stream, length = get_chunk_data_stream(chunk, validate_crc=True)
+    records: list[McapRecord] = []
+    while stream.count < length:
+        opcode = stream.read1()
+        size = stream.read8()
+        _check_opcode(opcode)
+        if opcode == Opcode.CHANNEL:
+            records.append(Channel.read(stream))
+        elif opcode == Opcode.MESSAGE:
+            records.append(Message.read(stream, size))
+        elif opcode == Opcode.SCHEMA:
+            records.append(Schema.read(stream))
+        else:
+            stream.read(size)
+    if stream.count != length:
+        raise McapError(f"the last record of the chunk runs {stream.count - length} bytes past its end")
+    return records
 
 
 class McapFile:
@@ -146,6 +203,8 @@ class McapFile:
     def __init__(self, path: Path, connections: list[Connection] | None = None) -> None:
         self.path = path
         self.damage: FileDamage | None = None
+        self.data_complete = False  # the last read reached the DataEnd record: every message was read
+        self.data_end: int | None = None  # byte offset where the data section ends (when reached)
         self._channels: dict[int, Connection] = {}
         self.counts: Counter[str] = Counter()
         if connections is None:
@@ -169,13 +228,17 @@ class McapFile:
                     yield conn, rec.log_time, rec.data if data else b""
 
     def raw_records(self) -> Iterator[Schema | Channel | Message]:
-        """The Schema, Channel and Message records of every complete, verified chunk before the damage."""
+        """The Schema, Channel and Message records of every complete, verified chunk before the damage.
+
+        The data section ends at its DataEnd record: a file cut after it lost its summary
+        but no message, and `data_complete` says so."""
         self.damage = None
+        self.data_complete = False
         schemas: dict[int, Schema] = {}
         with self.path.open("rb") as raw:
             stream = _Tell(raw)
-            reader = StreamReader(stream, emit_chunks=True)  # type: ignore[arg-type]  # duck-typed stream
-            start = len(MCAP_MAGIC)
+            reader = _CheckedStreamReader(stream, emit_chunks=True)  # type: ignore[arg-type]  # duck-typed stream
+            start = len(MCAP_MAGIC)  # storage_kind() has seen the leading magic
             records = iter(reader.records)
             while True:
                 try:
@@ -185,12 +248,19 @@ class McapFile:
                 except EndOfFile:
                     self.damage = FileDamage(self.path, "cut short inside a record (no summary, no footer)", start)
                     return
-                except (McapError, ValueError, OSError, EOFError) as exc:
+                except UnknownRecordError as exc:
+                    self.damage = FileDamage(self.path, f"unreadable record ({exc})", start)
+                    return
+                except (McapError, ValueError, OSError, EOFError, struct.error) as exc:
                     self.damage = FileDamage(self.path, f"unreadable record ({type(exc).__name__}: {exc})", start)
+                    return
+                if isinstance(record, DataEnd):
+                    self.data_complete = True
+                    self.data_end = stream.pos
                     return
                 if isinstance(record, Chunk):
                     try:
-                        inner = breakup_chunk(record, validate_crc=True)
+                        inner = _chunk_records(record)
                     except Exception as exc:  # CRC mismatch, zstd/lz4 error, a cut inner record
                         self.damage = FileDamage(self.path, f"corrupt chunk ({type(exc).__name__}: {exc})", start)
                         return

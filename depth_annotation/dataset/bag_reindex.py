@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from mcap.reader import make_reader
 from mcap.records import Channel, Message, Schema
 from mcap.writer import CompressionType, Writer
 from rosbags.interfaces import ConnectionExtRosbag2
@@ -99,6 +100,16 @@ def _copy_mcap(src: McapFile, out: Path, topics: dict[str, dict[str, Any]], stat
         tmp.unlink(missing_ok=True)
 
 
+def _footer_readable(path: Path) -> bool:
+    """Whether an mcap reader that seeks to the footer (rosbags, `ros2 bag`) can open the file."""
+    try:
+        with path.open("rb") as f:
+            make_reader(f).get_summary()
+    except Exception:  # the mcap library raises struct.error, EndOfFile, InvalidMagic, ... for a cut footer
+        return False
+    return True
+
+
 def _count(topics: dict[str, dict[str, Any]], src: McapFile, rec: Message) -> None:
     conn = src.channel(rec.channel_id)
     entry = topics.setdefault(conn.topic, {"conn": conn, "count": 0})
@@ -123,9 +134,13 @@ def reindex(bag: str | Path) -> ReindexResult:
         listed = f
         if storage == "mcap":
             src = McapFile(f)
-            if src.damage is not None:
+            damage = src.damage
+            if damage is None and not _footer_readable(f):  # every message there, the summary/footer cut
+                damage = FileDamage(
+                    f, "summary or footer cut short (data section complete: no message lost)", src.data_end
+                )
+            if damage is not None:
                 listed = f.with_name(f.stem + RECOVERED_SUFFIX)
-                damage = src.damage
                 _copy_mcap(src, listed, topics, stats)
                 result.recovered.append((f, listed, damage))
             else:

@@ -1,0 +1,158 @@
+"""Damaged bags from an adversarial review of the recovering reader (issue 15): small cuts, flipped
+opcodes, hidden causes, `reindex` twice, message compression, killed sqlite3 writers, zstd files.
+
+Known answers come from the intact bag (its chunk index, its export), never from the reader under test.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import shutil
+import struct
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import yaml
+from mcap.reader import make_reader
+from mcap.records import Message
+from mcap.stream_reader import StreamReader, breakup_chunk
+
+from depth_annotation.cli.main import main
+from depth_annotation.dataset import DEFAULT_TOPICS, write_synthetic_bag
+
+W, H, FRAMES = 320, 240, 24
+
+
+def read_export(out: Path) -> dict[str, np.ndarray]:
+    with h5py.File(out / "export" / "dataset.h5") as f:
+        g = f["episode_0"]
+        return {k: g[k][()] for k in ("depth", "color", "timestamps_ns")}
+
+
+@pytest.fixture(scope="module")
+def mcap_bag(tmp_path_factory):
+    root = tmp_path_factory.mktemp("review")
+    bag = root / "bag"
+    write_synthetic_bag(bag, frames=FRAMES, width=W, height=H)
+    assert main(["export", "--quiet", str(bag), "--out", str(root / "intact")]) == 0
+    return next(bag.glob("*.mcap")), read_export(root / "intact")
+
+
+def chunk_offsets(path: Path) -> list[tuple[int, int]]:
+    with path.open("rb") as f:
+        return sorted((c.chunk_start_offset, c.chunk_length) for c in make_reader(f).get_summary().chunk_indexes)
+
+
+def summary_start(path: Path) -> int:
+    data = path.read_bytes()
+    footer = len(data) - 8 - (1 + 8 + 8 + 8 + 4)  # magic at the end; Footer: opcode, length, 2 offsets, crc
+    assert data[footer] == 0x02
+    return int(struct.unpack_from("<Q", data, footer + 9)[0])
+
+
+def depth_stamps_before(path: Path, end: int) -> set[int]:
+    """Header stamps of the depth messages in chunks that end before byte `end` (from the intact file)."""
+    stamps = set()
+    with path.open("rb") as f:
+        summary = make_reader(f).get_summary()
+        depth_ids = {c.id for c in summary.channels.values() if c.topic == DEFAULT_TOPICS["depth"]}
+        for start, length in chunk_offsets(path):
+            if start + length > end:
+                break
+            f.seek(start)
+            chunk = next(StreamReader(io.BytesIO(f.read(length)), skip_magic=True, emit_chunks=True).records)
+            for rec in breakup_chunk(chunk):
+                if isinstance(rec, Message) and rec.channel_id in depth_ids:
+                    sec, nsec = struct.unpack_from("<iI", rec.data, 4)
+                    stamps.add(sec * 10**9 + nsec)
+    return stamps
+
+
+def copy_bag(src: Path, dest: Path, data: bytes) -> Path:
+    dest.mkdir()
+    shutil.copy(src.parent / "metadata.yaml", dest)
+    (dest / src.name).write_bytes(data)
+    return dest
+
+
+def run_cli(capsys, argv: list[str]) -> tuple[int, str]:
+    capsys.readouterr()
+    rc = main(argv)
+    return rc, capsys.readouterr().err
+
+
+# --- A: small cuts are truncations, never tracebacks -------------------------------------------------
+
+
+@pytest.mark.parametrize("where", ["1 byte short", "8 bytes", "20 bytes", "first chunk header", "third chunk length",
+                                   "inside the summary"])  # fmt: skip
+def test_small_cuts_are_reported_not_raised(mcap_bag, tmp_path, capsys, caplog, where):
+    src, intact = mcap_bag
+    data = src.read_bytes()
+    chunks = chunk_offsets(src)
+    cut = {
+        "1 byte short": len(data) - 1,
+        "8 bytes": 8,
+        "20 bytes": 20,
+        "first chunk header": chunks[0][0] + 12,  # inside message_start_time
+        "third chunk length": chunks[2][0] + 4,  # inside the record length after the opcode
+        "inside the summary": summary_start(src) + 5,
+    }[where]
+    bag = copy_bag(src, tmp_path / "bag", data[:cut])
+    before = hashlib.sha256(data[:cut]).hexdigest()
+    survivors = depth_stamps_before(src, cut)
+    strict, err = run_cli(capsys, ["export", "--quiet", str(bag), "--out", str(tmp_path / "strict")])
+    partial, err_p = run_cli(capsys, ["export", "--quiet", str(bag), "--out", str(tmp_path / "p"), "--allow-partial"])
+    assert "Traceback" not in err + err_p
+    if where in ("1 byte short", "inside the summary"):  # every message is there: nothing to allow
+        assert strict == partial == 0, err
+        assert "summary missing or cut, data section complete: no message lost" in caplog.text
+        got = read_export(tmp_path / "strict")
+        for key in got:
+            assert np.array_equal(got[key], intact[key]), key
+    elif not survivors:  # nothing before the cut: one line naming the file and the offset, exit 2
+        damaged_at = 8 if cut < chunks[0][0] else chunks[0][0]
+        for rc, text in ((strict, err), (partial, err_p)):
+            lines = text.strip().splitlines()
+            assert rc == 2 and len(lines) == 1 and lines[0].startswith("error: "), text
+            assert f"{bag / src.name} at byte {damaged_at}: cut short" in lines[0]
+    else:
+        assert strict == 2 and partial == 0, err + err_p
+        assert f"bag {bag}: truncated after " in err and f"{bag / src.name} at byte {chunks[2][0]}: cut short" in err
+        got = read_export(tmp_path / "p")
+        n = len(got["timestamps_ns"])
+        assert set(got["timestamps_ns"].tolist()) == survivors and n == len(survivors)
+        for key in got:
+            assert np.array_equal(got[key], intact[key][:n]), key
+    assert main(["reindex", str(bag)]) == 0  # a fresh metadata.yaml and a readable copy, no traceback
+    assert hashlib.sha256((bag / src.name).read_bytes()).hexdigest() == before
+    with (bag / (src.stem + ".recovered.mcap")).open("rb") as f:
+        assert make_reader(f).get_summary() is not None
+
+
+# --- D: with --allow-partial, the cause is named -------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def sqlite_bag(tmp_path_factory):
+    bag = tmp_path_factory.mktemp("review_sqlite") / "bag"
+    write_synthetic_bag(bag, frames=FRAMES, width=W, height=H, storage="sqlite3")
+    return next(bag.glob("*.db3"))
+
+
+@pytest.mark.parametrize("damage", ["cut to 50 bytes", "page 4 zeroed"])
+def test_allow_partial_names_the_cause_when_nothing_is_read(sqlite_bag, tmp_path, capsys, damage):
+    data = bytearray(sqlite_bag.read_bytes())
+    page = struct.unpack(">H", data[16:18])[0]
+    if damage == "cut to 50 bytes":
+        data = data[:50]
+    else:
+        data[3 * page : 4 * page] = bytes(page)  # page 4 (pages count from 1)
+    bag = copy_bag(sqlite_bag, tmp_path / "bag", bytes(data))
+    rc, err = run_cli(capsys, ["export", "--quiet", str(bag), "--out", str(tmp_path / "p"), "--allow-partial"])
+    lines = err.strip().splitlines()
+    assert rc == 2 and len(lines) == 1 and lines[0].startswith("error: no frames were exported"), err
+    assert f"{bag / sqlite_bag.name}: " in lines[0]  # the file and its problem, not only "no frames"
