@@ -15,7 +15,6 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-import yaml
 from mcap.reader import make_reader
 from mcap.records import Message
 from mcap.stream_reader import StreamReader, breakup_chunk
@@ -156,3 +155,53 @@ def test_allow_partial_names_the_cause_when_nothing_is_read(sqlite_bag, tmp_path
     lines = err.strip().splitlines()
     assert rc == 2 and len(lines) == 1 and lines[0].startswith("error: no frames were exported"), err
     assert f"{bag / sqlite_bag.name}: " in lines[0]  # the file and its problem, not only "no frames"
+
+
+# --- B: a reserved, undefined opcode is damage, not a record to skip -----------------------------------
+
+
+def test_flipped_chunk_opcode_stops_the_read(mcap_bag, tmp_path, capsys):
+    src, intact = mcap_bag
+    data = bytearray(src.read_bytes())
+    chunks = chunk_offsets(src)
+    start = chunks[3][0]
+    assert data[start] == 0x06  # a Chunk record
+    data[start] = 0x16  # reserved by the mcap format, undefined: the mcap library skips it as unknown
+    bag = copy_bag(src, tmp_path / "bag", bytes(data))
+    rc, err = run_cli(capsys, ["export", "--quiet", str(bag), "--out", str(tmp_path / "s")])
+    assert rc == 2 and f"{bag / src.name} at byte {start}: unreadable record (record opcode 0x16" in err, err
+    assert main(["export", "--quiet", str(bag), "--out", str(tmp_path / "p"), "--allow-partial"]) == 0
+    got = read_export(tmp_path / "p")
+    survivors = depth_stamps_before(src, start)
+    assert set(got["timestamps_ns"].tolist()) == survivors  # nothing after the damaged record
+    for key in got:
+        assert np.array_equal(got[key], intact[key][: len(survivors)]), key
+
+
+def test_flipped_message_opcode_in_an_unchunked_file(tmp_path, capsys):
+    """An unchunked mcap (no CRC anywhere): a Message record with a flipped opcode is not skipped."""
+    from mcap.writer import Writer
+
+    path = tmp_path / "bag" / "plain.mcap"
+    path.parent.mkdir()
+    with path.open("wb") as f:
+        w = Writer(f, use_chunking=False)
+        w.start(profile="ros2", library="test")
+        ch = w.register_channel("/x", "cdr", 0)
+        for i in range(10):
+            w.add_message(ch, log_time=i * 1000, data=bytes([i + 1]) * 64, publish_time=i * 1000)
+        w.finish()
+    data = bytearray(path.read_bytes())
+    # spec: opcode, length (8), channel id (2), sequence (4), log and publish time (8 each), then data
+    offsets = [data.index(bytes([i + 1]) * 64) - 31 for i in range(10)]
+    assert all(data[o] == 0x05 for o in offsets)  # Message records where the writer put them
+    data[offsets[6]] = 0x45
+    path.write_bytes(bytes(data))
+    from depth_annotation.dataset import BagTruncatedError, bag_io
+
+    got = []
+    with bag_io.open_bag(path.parent) as reader, pytest.raises(BagTruncatedError) as exc:
+        for m in reader.raw_messages(["/x"]):
+            got.append(m.time_ns)
+    assert got == [i * 1000 for i in range(6)]
+    assert f"{path} at byte {offsets[6]}: unreadable record (record opcode 0x45" in str(exc.value)
