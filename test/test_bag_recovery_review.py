@@ -15,6 +15,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+import yaml
 from mcap.reader import make_reader
 from mcap.records import Message
 from mcap.stream_reader import StreamReader, breakup_chunk
@@ -205,3 +206,58 @@ def test_flipped_message_opcode_in_an_unchunked_file(tmp_path, capsys):
             got.append(m.time_ns)
     assert got == [i * 1000 for i in range(6)]
     assert f"{path} at byte {offsets[6]}: unreadable record (record opcode 0x45" in str(exc.value)
+
+
+# --- F, G: reindex keeps the original metadata and the compression -------------------------------------
+
+
+def test_reindex_twice_keeps_the_original_metadata(mcap_bag, tmp_path):
+    src, _ = mcap_bag
+    bag = copy_bag(src, tmp_path / "bag", src.read_bytes())
+    original = (bag / "metadata.yaml").read_bytes()
+    assert main(["reindex", str(bag)]) == 0
+    assert (bag / "metadata.yaml.bak").read_bytes() == original
+    assert main(["reindex", str(bag)]) == 0
+    assert (bag / "metadata.yaml.bak").read_bytes() == original  # not the first reindex's output
+
+
+def write_rosbags_bag(path: Path, source: Path, mode, storage) -> None:
+    """The messages of `source` written again by rosbags' Writer (another writer than ours)."""
+    from rosbags.rosbag2 import CompressionFormat, StoragePlugin, Writer
+
+    from depth_annotation.dataset import bag_io
+
+    with bag_io.open_bag(source) as reader:
+        msgs = list(reader.raw_messages(list(reader.topics)))
+        topics = reader.topics
+    plugin = StoragePlugin.MCAP if storage == "mcap" else StoragePlugin.SQLITE3
+    w = Writer(path, version=8, storage_plugin=plugin)
+    if mode is not None:
+        w.set_compression(mode, CompressionFormat.ZSTD)
+    with w:
+        conns = {t: w.add_connection(t, info.msgtype, typestore=bag_io.TYPESTORE) for t, info in topics.items()}
+        for m in msgs:
+            w.write(conns[m.topic], m.time_ns, bytes(m.data))
+
+
+@pytest.mark.parametrize("metadata", ["kept", "absent"])
+def test_reindex_keeps_per_message_compression(mcap_bag, tmp_path, caplog, metadata):
+    from rosbags.rosbag2 import CompressionMode
+
+    src, intact = mcap_bag
+    bag = tmp_path / "msgzstd"
+    write_rosbags_bag(bag, src.parent, CompressionMode.MESSAGE, "mcap")
+    storage = next(bag.glob("*.mcap"))
+    before = hashlib.sha256(storage.read_bytes()).hexdigest()
+    if metadata == "absent":
+        (bag / "metadata.yaml").unlink()
+    assert main(["reindex", str(bag)]) == 0
+    info = yaml.safe_load((bag / "metadata.yaml").read_text())["rosbag2_bagfile_information"]
+    assert (info["compression_format"], info["compression_mode"]) == ("zstd", "message")
+    if metadata == "absent":
+        assert "messages are zstd-compressed (a zstd frame starts each): compression_mode message" in caplog.text
+    assert hashlib.sha256(storage.read_bytes()).hexdigest() == before
+    assert main(["export", "--quiet", str(bag), "--out", str(tmp_path / "o")]) == 0
+    got = read_export(tmp_path / "o")
+    for key in got:
+        assert np.array_equal(got[key], intact[key]), key
