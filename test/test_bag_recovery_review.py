@@ -261,3 +261,70 @@ def test_reindex_keeps_per_message_compression(mcap_bag, tmp_path, caplog, metad
     got = read_export(tmp_path / "o")
     for key in got:
         assert np.array_equal(got[key], intact[key]), key
+
+
+# --- H: a sqlite3 bag whose writer was killed mid-write ------------------------------------------------
+
+KILLED_WRITER = """
+import sys, time
+from depth_annotation.common import SyntheticScene, default_intrinsics, orbit_pose
+from depth_annotation.dataset import DEFAULT_TOPICS, bag_io
+intr, scene = default_intrinsics(320, 240), SyntheticScene(3)
+with bag_io.BagWriter(sys.argv[1], storage="sqlite3") as w:
+    w.add_topic(DEFAULT_TOPICS["color"], "sensor_msgs/msg/Image")
+    w.add_topic(DEFAULT_TOPICS["depth"], "sensor_msgs/msg/Image")
+    w.add_topic(DEFAULT_TOPICS["info"], "sensor_msgs/msg/CameraInfo")
+    for i in range(40):
+        fr = scene.render(intr, orbit_pose(i / 30), frame_seed=i)
+        s = 1_700_000_000_000_000_000 + i * 50_000_000
+        w.write(DEFAULT_TOPICS["color"], s + 1, bag_io.image(fr.color, "rgb8", s, "c"))
+        w.write(DEFAULT_TOPICS["depth"], s + 2, bag_io.image(fr.depth_mm, "16UC1", s, "c"))
+        w.write(DEFAULT_TOPICS["info"], s + 3, bag_io.camera_info(intr, s, "c"))
+        print(i, flush=True)
+        time.sleep(0.06)
+"""
+
+
+def test_sqlite3_bag_killed_mid_write_exports_the_committed_frames(tmp_path, capsys):
+    import signal
+    import sqlite3
+    import subprocess
+    import sys
+
+    from depth_annotation.common import SyntheticScene, default_intrinsics, orbit_pose
+
+    bag = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, "-c", KILLED_WRITER, str(bag)], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    for line in proc.stdout:  # past the first commit (every second), before the end
+        if int(line) >= 28:
+            break
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    db = next(bag.glob("*.db3"))
+    journal = db.with_name(db.name + "-journal")
+    assert journal.stat().st_size > 0  # a hot journal: the kill came inside a transaction
+    hashes = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in bag.iterdir()}
+    # The known answer, from SQLite itself on a copy of our own: the committed depth messages.
+    ref = tmp_path / "ref"
+    ref.mkdir()
+    shutil.copy(db, ref / db.name)
+    shutil.copy(journal, ref / journal.name)
+    with sqlite3.connect(ref / db.name) as con:
+        committed = con.execute(
+            "SELECT COUNT(*) FROM messages JOIN topics ON topics.id = topic_id WHERE topics.name = ?",
+            (DEFAULT_TOPICS["depth"],),
+        ).fetchone()[0]
+    assert 0 < committed < 40
+
+    rc, err = run_cli(capsys, ["export", "--quiet", str(bag), "--out", str(tmp_path / "s")])
+    assert rc == 2 and f"{db}: killed mid-write: its uncommitted transaction (hot journal" in err, err
+    rc, err = run_cli(capsys, ["export", "--quiet", str(bag), "--out", str(tmp_path / "p"), "--allow-partial"])
+    assert rc == 0, err
+    got = read_export(tmp_path / "p")
+    assert len(got["timestamps_ns"]) == committed
+    intr, scene = default_intrinsics(W, H), SyntheticScene(3)
+    for i in range(committed):  # bit-identical to what the writer rendered
+        fr = scene.render(intr, orbit_pose(i / 30), frame_seed=i)
+        assert np.array_equal(got["depth"][i], fr.depth_mm) and np.array_equal(got["color"][i], fr.color), i
+    assert {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in bag.iterdir()} == hashes

@@ -24,6 +24,7 @@ whose writer did not embed definitions; definitions a bag embeds win for it.
 
 from __future__ import annotations
 
+import dataclasses
 import heapq
 import logging
 import os
@@ -355,6 +356,8 @@ class BagReader:
             raise BagError(f"{path}: compression {info.get('compression_format')!r} is not supported (zstd only)")
         self.compression = mode  # "", "file" or "message"
         self.reconstructed_metadata = layout.metadata is None
+        self._origin: dict[Path, Path] = {}  # a temporary copy read instead of a storage file -> that file
+        self._rollbacks: list[bag_recovery.FileDamage] = []  # sqlite3 files read from a rolled-back copy
         files = list(layout.files)
         if mode == "file":
             tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bag-")))
@@ -380,6 +383,9 @@ class BagReader:
         kind = bag_recovery.storage_kind(f)
         if kind != self.storage:
             raise BagError(f"{f}: a {kind} file in a bag whose storage is {self.storage}")
+        journal = f.with_name(f.name + "-journal")
+        if kind == "sqlite3" and journal.is_file() and journal.stat().st_size > 0:
+            f = self._rolled_back_copy(f, journal, stack)
         reader = Reader(f)
         try:
             reader.open()
@@ -404,6 +410,37 @@ class BagReader:
             source = SqliteFile(f)
             stack.callback(source.close)
             return source
+
+    def _rolled_back_copy(self, db: Path, journal: Path, stack: ExitStack) -> Path:
+        """A copy of a sqlite3 file whose writer was killed mid-transaction, with that transaction
+        rolled back: the committed rows. SQLite rolls a hot journal back when the file is opened
+        for writing; a read-only open refuses ("attempt to write a readonly database"). The copy
+        (db and journal, side by side as SQLite pairs them) is what is opened for writing: the
+        original files are never modified."""
+        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bag-rollback-")))
+        copy = tmp / db.name
+        try:
+            shutil.copyfile(db, copy)
+            shutil.copyfile(journal, tmp / journal.name)
+            con = sqlite3.connect(copy)
+            try:
+                con.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()  # the first read rolls back
+            finally:
+                con.close()
+        except PermissionError:
+            raise BagPermissionError(f"{db}: permission denied") from None
+        except (OSError, sqlite3.Error) as exc:
+            raise BagError(f"{db}: cannot roll back its hot journal {journal.name} on a copy: {exc}") from None
+        self._origin[copy] = db
+        self._rollbacks.append(
+            bag_recovery.FileDamage(
+                db,
+                f"killed mid-write: its uncommitted transaction (hot journal {journal.name}) was rolled back "
+                "on a copy, the original files untouched; the committed messages were read",
+            )
+        )
+        log.warning("%s: hot journal %s (writer killed mid-write): reading a rolled-back copy", db, journal.name)
+        return copy
 
     def _decompressed(self, file: Path, tmp: Path) -> Path:
         out = tmp / (file.stem if file.suffix == ".zstd" else file.name)
@@ -448,7 +485,7 @@ class BagReader:
             read[msg.topic] += 1
             report.seen(msg.time_ns)
             yield msg
-        report.damage = [source.damage for source in self.files if source.damage is not None]
+        report.damage = self.damage
         if report.damage:
             raise BagTruncatedError(report)
         short = {
@@ -482,7 +519,9 @@ class BagReader:
     @property
     def damage(self) -> list[bag_recovery.FileDamage]:
         """Where each damaged storage file stopped (file and byte offset), as far as read."""
-        return [source.damage for source in self.files if source.damage is not None]
+        found = [source.damage for source in self.files if source.damage is not None]
+        named = [dataclasses.replace(d, file=self._origin.get(d.file, d.file)) for d in found]
+        return self._rollbacks + named
 
     def deserialize(self, data: bytes | memoryview, msgtype: str) -> Any:
         known = self._store_of.get(msgtype)
