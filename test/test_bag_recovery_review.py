@@ -328,3 +328,49 @@ def test_sqlite3_bag_killed_mid_write_exports_the_committed_frames(tmp_path, cap
         fr = scene.render(intr, orbit_pose(i / 30), frame_seed=i)
         assert np.array_equal(got["depth"][i], fr.depth_mm) and np.array_equal(got["color"][i], fr.color), i
     assert {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in bag.iterdir()} == hashes
+
+
+# --- C: a sqlite3 file cut inside a row's last overflow page ------------------------------------------
+
+
+def test_sqlite3_cut_inside_a_rows_last_page_drops_that_row(sqlite_bag, tmp_path, capsys):
+    import sqlite3
+
+    assert main(["export", "--quiet", str(sqlite_bag.parent), "--out", str(tmp_path / "intact")]) == 0
+    intact = read_export(tmp_path / "intact")
+    data = sqlite_bag.read_bytes()
+    with sqlite3.connect(f"{sqlite_bag.as_uri()}?mode=ro", uri=True) as con:
+        depth = con.execute(
+            "SELECT messages.id, data FROM messages JOIN topics ON topics.id = topic_id WHERE topics.name = ? "
+            "ORDER BY messages.id",
+            (DEFAULT_TOPICS["depth"],),
+        ).fetchall()
+    bag = tmp_path / "bag"
+    for rowid, payload in depth[len(depth) // 3 :]:
+        # A cut inside the row's last overflow page (the end of its data), 16 bytes of the data past the
+        # end. Whether SQLite then reads the row at all depends on where its b-tree leaf page lies: the
+        # row used is the first one that SQLite returns with a zero-filled tail and no error.
+        tail = bytes(payload[-32:])
+        assert data.count(tail) == 1
+        cut = data.index(tail) + 16
+        shutil.rmtree(bag, ignore_errors=True)
+        copy_bag(sqlite_bag, bag, data[:cut])
+        with sqlite3.connect(f"{(bag / sqlite_bag.name).as_uri()}?mode=ro", uri=True) as con:
+            con.execute("PRAGMA writable_schema = ON")  # what the recovering reader needs to open a cut file
+            try:
+                naive = con.execute("SELECT data FROM messages WHERE id = ?", (rowid,)).fetchone()[0]
+            except sqlite3.DatabaseError:
+                continue
+        assert naive != payload and naive[:-16] == payload[:-16] and not any(naive[-16:])
+        break
+    else:
+        pytest.fail("no cut gives a zero-filled row")
+
+    rc, err = run_cli(capsys, ["export", "--quiet", str(bag), "--out", str(tmp_path / "s")])
+    assert rc == 2 and f"the data of message {rowid} reaches past the end of the file" in err, err
+    assert main(["export", "--quiet", str(bag), "--out", str(tmp_path / "p"), "--allow-partial"]) == 0
+    got = read_export(tmp_path / "p")
+    n = len(got["timestamps_ns"])
+    assert 0 < n < len(intact["timestamps_ns"])
+    for key in got:  # every exported frame bit-identical to the intact export's
+        assert np.array_equal(got[key], intact[key][:n]), key

@@ -386,6 +386,10 @@ class BagReader:
         journal = f.with_name(f.name + "-journal")
         if kind == "sqlite3" and journal.is_file() and journal.stat().st_size > 0:
             f = self._rolled_back_copy(f, journal, stack)
+        if kind == "sqlite3" and bag_recovery.sqlite_full_size(f) is not None:  # cut inside its pages
+            source = SqliteFile(f)
+            stack.callback(source.close)
+            return source
         reader = Reader(f)
         try:
             reader.open()

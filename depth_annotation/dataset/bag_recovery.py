@@ -19,10 +19,13 @@ time of the last one, and what metadata.yaml expected.
 
 from __future__ import annotations
 
+import functools
+import shutil
 import sqlite3
 import struct
+import tempfile
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -304,16 +307,28 @@ class SqliteFile:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.damage: FileDamage | None = None
+        self._con = self._connect(path)
         try:
-            self._con = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
-            # A file shorter than its header says is "malformed" before any page is read, unless
-            # the schema is trusted as it is (a flag of this connection; mode=ro still writes nothing).
-            self._con.execute("PRAGMA writable_schema = ON")
             topics = self._con.execute(
                 "SELECT id, name, type, serialization_format, offered_qos_profiles FROM topics"
             ).fetchall()
         except sqlite3.Error as exc:
+            self._con.close()
             raise BagError(f"{path}: the sqlite3 file's topics table is unreadable ({exc})") from None
+        # A file that ends inside its pages: SQLite reads the missing bytes as zeros, without an
+        # error, so a row whose last overflow page lies past the end comes back with a zero-filled
+        # tail. A copy padded with 0xFF instead is read alongside: what depends on the missing bytes
+        # reads differently there, and is dropped (see `_differs`).
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+        self._alt: sqlite3.Connection | None = None
+        full = sqlite_full_size(path)
+        if full is not None:
+            self._tmp = tempfile.TemporaryDirectory(prefix="bag-cut-")
+            alt = Path(self._tmp.name) / path.name
+            shutil.copyfile(path, alt)
+            with alt.open("ab") as f:
+                f.write(b"\xff" * (full - path.stat().st_size))
+            self._alt = self._connect(alt)
         defs = self._definitions()
         self._by_id: dict[int, Connection] = {}
         for tid, name, msgtype, fmt, qos_text in topics:
@@ -327,16 +342,53 @@ class SqliteFile:
         self.connections = list(self._by_id.values())
         # Pass 1: the row headers (no message data) in rowid order, up to the first damaged page.
         self._rows: list[tuple[int, int, int]] = []  # (timestamp, rowid, topic id)
+        query = "SELECT id, topic_id, timestamp FROM messages ORDER BY id"
+        alt_rows = iter(self._alt.execute(query)) if self._alt is not None else None
         try:
-            for rowid, tid, stamp in self._con.execute("SELECT id, topic_id, timestamp FROM messages ORDER BY id"):
+            for row in self._con.execute(query):
+                rowid, tid, stamp = row
                 if not (isinstance(rowid, int) and isinstance(tid, int) and isinstance(stamp, int)):
                     self.damage = FileDamage(self.path, f"sqlite3: a damaged row after {len(self._rows)} rows")
+                    break
+                if alt_rows is not None and self._differs(row, lambda: next(alt_rows, None)):
+                    self.damage = self._past_end(f"the header of row {rowid}", len(self._rows))
                     break
                 self._rows.append((stamp, rowid, tid))
         except sqlite3.Error as exc:
             self.damage = FileDamage(self.path, f"sqlite3: {exc} after {len(self._rows)} rows")
         self._rows.sort()
         self.counts: Counter[str] = Counter(self._by_id[t].topic for _, _, t in self._rows if t in self._by_id)
+
+    @staticmethod
+    def _connect(path: Path) -> sqlite3.Connection:
+        try:
+            con = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+            # A file shorter than its header says is "malformed" before any page is read, unless
+            # the schema is trusted as it is (a flag of this connection; mode=ro still writes nothing).
+            con.execute("PRAGMA writable_schema = ON")
+        except sqlite3.Error as exc:
+            raise BagError(f"{path}: cannot open the sqlite3 file ({exc})") from None
+        return con
+
+    @staticmethod
+    def _differs(value: Any, read_alt: Callable[[], Any]) -> bool:
+        """Whether the padded copy reads `value` differently (or not at all): it depends on bytes
+        past the end of the file."""
+        try:
+            return bool(read_alt() != value)
+        except sqlite3.Error:
+            return True
+
+    def _alt_data(self, rowid: int) -> Any:
+        assert self._alt is not None
+        return self._alt.execute("SELECT data FROM messages WHERE id = ?", (rowid,)).fetchone()
+
+    def _past_end(self, what: str, kept: int) -> FileDamage:
+        return FileDamage(
+            self.path,
+            f"sqlite3: cut inside a page: {what} reaches past the end of the file (SQLite would read zeros "
+            f"there), dropped after {kept} messages",
+        )
 
     def rows(self) -> list[tuple[int, int, int]]:
         """(timestamp, rowid, topic id) of every readable row, in time order."""
@@ -361,6 +413,7 @@ class SqliteFile:
     def messages(self, want: set[str]) -> Iterator[tuple[Connection, int, bytes]]:
         """Messages in time order, each read on its own: the first unreadable one ends the read."""
         pass1 = self.damage
+        read = 0
         for stamp, rowid, tid in self._rows:
             conn = self._by_id.get(tid)
             if conn is None or conn.topic not in want:
@@ -372,11 +425,35 @@ class SqliteFile:
                 return
             if row is None:
                 continue
+            if self._alt is not None and self._differs(row, functools.partial(self._alt_data, rowid)):
+                self.damage = self._past_end(f"the data of message {rowid}", read)
+                return
+            read += 1
             yield conn, stamp, bytes(row[0])
         self.damage = pass1
 
     def close(self) -> None:
         self._con.close()
+        if self._alt is not None:
+            self._alt.close()
+        if self._tmp is not None:
+            self._tmp.cleanup()
+
+
+def sqlite_full_size(path: Path) -> int | None:
+    """The size a sqlite3 file's pages need (whole pages, at least the page count its header
+    gives) when the file is shorter: it was cut inside a page. None for a file of whole pages."""
+    with path.open("rb") as f:
+        head = f.read(100)
+        size = f.seek(0, 2)
+    if len(head) < 32:
+        return None  # no header to go by: SQLite's own error says what is wrong
+    page = int.from_bytes(head[16:18], "big")
+    page = 65536 if page == 1 else page
+    if page < 512 or page & (page - 1):
+        return None
+    full = max(-(-size // page) * page, int.from_bytes(head[28:32], "big") * page)
+    return full if full > size else None
 
 
 def new_report(bag: Path, metadata: dict[str, Any] | None) -> RecoveryReport:
