@@ -374,3 +374,39 @@ def test_sqlite3_cut_inside_a_rows_last_page_drops_that_row(sqlite_bag, tmp_path
     assert 0 < n < len(intact["timestamps_ns"])
     for key in got:  # every exported frame bit-identical to the intact export's
         assert np.array_equal(got[key], intact[key][:n]), key
+
+
+# --- E: a whole-file zstd bag cut short ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("storage", ["mcap", "sqlite3"])
+def test_cut_file_compressed_bag_exports_what_decompresses(mcap_bag, tmp_path, capsys, storage):
+    from rosbags.rosbag2 import CompressionMode
+
+    src, intact = mcap_bag
+    bag = tmp_path / "filezstd"
+    write_rosbags_bag(bag, src.parent, CompressionMode.FILE, storage)
+    packed = next(bag.glob("*.zstd"))
+    assert main(["export", "--quiet", str(bag), "--out", str(tmp_path / "whole")]) == 0  # intact: every frame
+    got = read_export(tmp_path / "whole")
+    for key in got:
+        assert np.array_equal(got[key], intact[key]), key
+
+    data = packed.read_bytes()
+    for cut, name in ((len(data) // 2, "half"), (10, "head")):
+        packed.write_bytes(data[:cut])
+        rc, err = run_cli(capsys, ["export", "--quiet", str(bag), "--out", str(tmp_path / f"s{name}")])
+        rc_p, err_p = run_cli(capsys, ["export", "--quiet", str(bag), "--out", str(tmp_path / name), "--allow-partial"])
+        assert "Traceback" not in err + err_p
+        if name == "head":  # nothing decompresses: one line, exit 2
+            lines = err_p.strip().splitlines()
+            assert rc == rc_p == 2 and len(lines) == 1, err_p
+            assert f"{packed}: zstd-compressed file cut short: nothing usable" in lines[0]
+            continue
+        assert rc == 2 and f"{packed}: zstd-compressed file cut short: " in err, err
+        assert rc_p == 0, err_p
+        got = read_export(tmp_path / name)
+        n = len(got["timestamps_ns"])
+        assert 0 < n < len(intact["timestamps_ns"])
+        for key in got:
+            assert np.array_equal(got[key], intact[key][:n]), key

@@ -357,7 +357,7 @@ class BagReader:
         self.compression = mode  # "", "file" or "message"
         self.reconstructed_metadata = layout.metadata is None
         self._origin: dict[Path, Path] = {}  # a temporary copy read instead of a storage file -> that file
-        self._rollbacks: list[bag_recovery.FileDamage] = []  # sqlite3 files read from a rolled-back copy
+        self._opened_damage: list[bag_recovery.FileDamage] = []  # found on opening: hot journals, cut zstd files
         files = list(layout.files)
         if mode == "file":
             tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bag-")))
@@ -436,7 +436,7 @@ class BagReader:
         except (OSError, sqlite3.Error) as exc:
             raise BagError(f"{db}: cannot roll back its hot journal {journal.name} on a copy: {exc}") from None
         self._origin[copy] = db
-        self._rollbacks.append(
+        self._opened_damage.append(
             bag_recovery.FileDamage(
                 db,
                 f"killed mid-write: its uncommitted transaction (hot journal {journal.name}) was rolled back "
@@ -447,9 +447,40 @@ class BagReader:
         return copy
 
     def _decompressed(self, file: Path, tmp: Path) -> Path:
+        """A whole-file zstd storage file decompressed into `tmp`, streaming. A file cut short (or
+        damaged) gives what decompresses before the damage, and the recovering reader reads that
+        partial storage file like any cut one; the report names the compressed file."""
         out = tmp / (file.stem if file.suffix == ".zstd" else file.name)
-        with file.open("rb") as src, zstd.open(src, "rb") as unpacked, out.open("wb") as dst:
-            shutil.copyfileobj(unpacked, dst)
+        written = 0
+        cause = ""
+        with file.open("rb") as src, out.open("wb") as dst:
+            unpack = zstd.ZstdDecompressor()
+            in_frame = False  # a frame begun and not finished
+            while block := src.read(1 << 20):
+                try:
+                    while block:
+                        data = unpack.decompress(block)
+                        in_frame = True
+                        dst.write(data)
+                        written += len(data)
+                        block = b""
+                        if unpack.eof:  # several frames: each is decompressed on its own
+                            block, unpack, in_frame = unpack.unused_data, zstd.ZstdDecompressor(), False
+                except zstd.ZstdError as exc:
+                    cause = f"zstd data corrupt ({exc})"
+                    break
+            if not cause and (in_frame or not written):
+                cause = "zstd-compressed file cut short"
+        self._origin[out] = Path(f"{file} (decompressed)")
+        if cause:
+            self._opened_damage.append(
+                bag_recovery.FileDamage(file, f"{cause}: {written} bytes decompressed, read up to their damage")
+            )
+            log.warning("%s: %s: reading the %d bytes decompressed before it", file, cause, written)
+            try:
+                bag_recovery.storage_kind(out)
+            except BagError:
+                raise BagError(f"{file}: {cause}: nothing usable ({written} bytes decompressed)") from None
         return out
 
     def _topics(self, counts: Counter[str], info: dict[str, Any]) -> dict[str, TopicInfo]:
@@ -525,7 +556,7 @@ class BagReader:
         """Where each damaged storage file stopped (file and byte offset), as far as read."""
         found = [source.damage for source in self.files if source.damage is not None]
         named = [dataclasses.replace(d, file=self._origin.get(d.file, d.file)) for d in found]
-        return self._rollbacks + named
+        return self._opened_damage + named
 
     def deserialize(self, data: bytes | memoryview, msgtype: str) -> Any:
         known = self._store_of.get(msgtype)
