@@ -87,8 +87,18 @@ def run_cli(capsys, argv: list[str]) -> tuple[int, str]:
 # --- A: small cuts are truncations, never tracebacks -------------------------------------------------
 
 
-@pytest.mark.parametrize("where", ["1 byte short", "8 bytes", "20 bytes", "first chunk header", "third chunk length",
-                                   "inside the summary"])  # fmt: skip
+CUTS = [
+    "1 byte short",
+    "8 bytes",
+    "20 bytes",
+    "first chunk header",
+    "third chunk length",
+    "summary start",
+    "inside the summary",
+]
+
+
+@pytest.mark.parametrize("where", CUTS)
 def test_small_cuts_are_reported_not_raised(mcap_bag, tmp_path, capsys, caplog, where):
     src, intact = mcap_bag
     data = src.read_bytes()
@@ -99,6 +109,7 @@ def test_small_cuts_are_reported_not_raised(mcap_bag, tmp_path, capsys, caplog, 
         "20 bytes": 20,
         "first chunk header": chunks[0][0] + 12,  # inside message_start_time
         "third chunk length": chunks[2][0] + 4,  # inside the record length after the opcode
+        "summary start": summary_start(src),  # DataEnd is the last record before it
         "inside the summary": summary_start(src) + 5,
     }[where]
     bag = copy_bag(src, tmp_path / "bag", data[:cut])
@@ -107,7 +118,7 @@ def test_small_cuts_are_reported_not_raised(mcap_bag, tmp_path, capsys, caplog, 
     strict, err = run_cli(capsys, ["export", "--quiet", str(bag), "--out", str(tmp_path / "strict")])
     partial, err_p = run_cli(capsys, ["export", "--quiet", str(bag), "--out", str(tmp_path / "p"), "--allow-partial"])
     assert "Traceback" not in err + err_p
-    if where in ("1 byte short", "inside the summary"):  # every message is there: nothing to allow
+    if where in ("1 byte short", "summary start", "inside the summary"):  # every message is there: nothing to allow
         assert strict == partial == 0, err
         assert "summary missing or cut, data section complete: no message lost" in caplog.text
         got = read_export(tmp_path / "strict")
