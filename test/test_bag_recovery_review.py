@@ -339,6 +339,14 @@ def test_sqlite3_bag_killed_mid_write_exports_the_committed_frames(tmp_path, cap
         fr = scene.render(intr, orbit_pose(i / 30), frame_seed=i)
         assert np.array_equal(got["depth"][i], fr.depth_mm) and np.array_equal(got["color"][i], fr.color), i
     assert {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in bag.iterdir()} == hashes
+    rc, err = run_cli(capsys, ["reindex", str(bag)])  # counts the committed rows, on a copy too
+    assert rc == 0, err
+    info = yaml.safe_load((bag / "metadata.yaml").read_text())["rosbag2_bagfile_information"]
+    counts = {t["topic_metadata"]["name"]: t["message_count"] for t in info["topics_with_message_count"]}
+    assert counts[DEFAULT_TOPICS["depth"]] == committed
+    assert {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in (db, journal)} == {
+        p.name: hashes[p.name] for p in (db, journal)
+    }
 
 
 # --- C: a sqlite3 file cut inside a row's last overflow page ------------------------------------------

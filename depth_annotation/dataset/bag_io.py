@@ -29,7 +29,6 @@ import heapq
 import logging
 import os
 import re
-import shutil
 import sqlite3
 import struct
 import sys
@@ -383,8 +382,8 @@ class BagReader:
         kind = bag_recovery.storage_kind(f)
         if kind != self.storage:
             raise BagError(f"{f}: a {kind} file in a bag whose storage is {self.storage}")
-        journal = f.with_name(f.name + "-journal")
-        if kind == "sqlite3" and journal.is_file() and journal.stat().st_size > 0:
+        journal = bag_recovery.hot_journal(f) if kind == "sqlite3" else None
+        if journal is not None:
             f = self._rolled_back_copy(f, journal, stack)
         if kind == "sqlite3" and bag_recovery.sqlite_full_size(f) is not None:  # cut inside its pages
             source = SqliteFile(f)
@@ -416,33 +415,12 @@ class BagReader:
             return source
 
     def _rolled_back_copy(self, db: Path, journal: Path, stack: ExitStack) -> Path:
-        """A copy of a sqlite3 file whose writer was killed mid-transaction, with that transaction
-        rolled back: the committed rows. SQLite rolls a hot journal back when the file is opened
-        for writing; a read-only open refuses ("attempt to write a readonly database"). The copy
-        (db and journal, side by side as SQLite pairs them) is what is opened for writing: the
-        original files are never modified."""
+        """The committed rows of a sqlite3 file whose writer was killed mid-transaction, as a rolled-back
+        copy in a temporary directory (`bag_recovery.rolled_back_copy`): the originals are untouched."""
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bag-rollback-")))
-        copy = tmp / db.name
-        try:
-            shutil.copyfile(db, copy)
-            shutil.copyfile(journal, tmp / journal.name)
-            con = sqlite3.connect(copy)
-            try:
-                con.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()  # the first read rolls back
-            finally:
-                con.close()
-        except PermissionError:
-            raise BagPermissionError(f"{db}: permission denied") from None
-        except (OSError, sqlite3.Error) as exc:
-            raise BagError(f"{db}: cannot roll back its hot journal {journal.name} on a copy: {exc}") from None
+        copy = bag_recovery.rolled_back_copy(db, journal, tmp)
         self._origin[copy] = db
-        self._opened_damage.append(
-            bag_recovery.FileDamage(
-                db,
-                f"killed mid-write: its uncommitted transaction (hot journal {journal.name}) was rolled back "
-                "on a copy, the original files untouched; the committed messages were read",
-            )
-        )
+        self._opened_damage.append(bag_recovery.FileDamage(db, bag_recovery.ROLLED_BACK.format(journal=journal.name)))
         log.warning("%s: hot journal %s (writer killed mid-write): reading a rolled-back copy", db, journal.name)
         return copy
 

@@ -440,6 +440,45 @@ class SqliteFile:
             self._tmp.cleanup()
 
 
+ROLLED_BACK = (
+    "killed mid-write: its uncommitted transaction (hot journal {journal}) was rolled back on a copy, "
+    "the original files untouched; the committed messages were read"
+)
+
+
+def hot_journal(db: Path) -> Path | None:
+    """The rollback journal beside a sqlite3 file when it holds something (a writer killed inside a
+    transaction): SQLite then refuses a read-only open ("attempt to write a readonly database")."""
+    journal = db.with_name(db.name + "-journal")
+    try:
+        return journal if journal.is_file() and journal.stat().st_size > 0 else None
+    except OSError:
+        return None
+
+
+def rolled_back_copy(db: Path, journal: Path, tmp: Path) -> Path:
+    """A copy of `db` in the directory `tmp` with its hot `journal` rolled back: the committed rows.
+
+    SQLite rolls a hot journal back when the file is opened for writing; the copy (db and journal
+    side by side, named as SQLite pairs them) is what is opened so: the originals are never modified."""
+    from .errors import BagPermissionError
+
+    copy = tmp / db.name
+    try:
+        shutil.copyfile(db, copy)
+        shutil.copyfile(journal, tmp / journal.name)
+        con = sqlite3.connect(copy)
+        try:
+            con.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()  # the first read rolls back
+        finally:
+            con.close()
+    except PermissionError:
+        raise BagPermissionError(f"{db}: permission denied") from None
+    except (OSError, sqlite3.Error) as exc:
+        raise BagError(f"{db}: cannot roll back its hot journal {journal.name} on a copy: {exc}") from None
+    return copy
+
+
 def sqlite_full_size(path: Path) -> int | None:
     """The size a sqlite3 file's pages need (whole pages, at least the page count its header
     gives) when the file is shorter: it was cut inside a page. None for a file of whole pages."""

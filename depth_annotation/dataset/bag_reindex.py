@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,7 @@ from rosbags.rosbag2.metadata import dump_qos_v9
 
 from depth_annotation.common import atomic_io
 
-from .bag_recovery import FileDamage, McapFile, SqliteFile, storage_kind
+from .bag_recovery import ROLLED_BACK, FileDamage, McapFile, SqliteFile, hot_journal, rolled_back_copy, storage_kind
 from .errors import BagPermissionError, NotABagError
 
 RECOVERED_SUFFIX = ".recovered.mcap"
@@ -127,6 +128,25 @@ def _compression(bag: Path, first_data: bytes) -> tuple[str, str]:
     return ("", "")
 
 
+def _count_sqlite(f: Path, topics: dict[str, dict[str, Any]], stats: _Stats, result: ReindexResult) -> None:
+    db = SqliteFile(f)
+    try:
+        for conn in db.connections:
+            topics.setdefault(conn.topic, {"conn": conn, "count": 0})
+        for stamp, _, tid in db.rows():
+            known = db.topic_of(tid)
+            if known is not None:
+                stats.add(stamp)
+                topics[known.topic]["count"] += 1
+        if db.damage is not None:
+            result.damaged.append(db.damage)
+        for _, _, data in db.messages({c.topic for c in db.connections}):
+            stats.first_data = data[:4]
+            break
+    finally:
+        db.close()
+
+
 def _footer_readable(path: Path) -> bool:
     """Whether an mcap reader that seeks to the footer (rosbags, `ros2 bag`) can open the file."""
     try:
@@ -177,22 +197,11 @@ def reindex(bag: str | Path) -> ReindexResult:
                         stats.add(rec.log_time, rec.data)
                         _count(topics, src, rec)
         else:
-            db = SqliteFile(f)
-            try:
-                for conn in db.connections:
-                    topics.setdefault(conn.topic, {"conn": conn, "count": 0})
-                for stamp, _, tid in db.rows():
-                    known = db.topic_of(tid)
-                    if known is not None:
-                        stats.add(stamp)
-                        topics[known.topic]["count"] += 1
-                if db.damage is not None:
-                    result.damaged.append(db.damage)
-                for _, _, data in db.messages({c.topic for c in db.connections}):
-                    stats.first_data = data[:4]
-                    break
-            finally:
-                db.close()
+            journal = hot_journal(f)
+            with tempfile.TemporaryDirectory(prefix="reindex-rollback-") as tmp:
+                if journal is not None:  # count the committed rows; other tools roll back on opening
+                    result.damaged.append(FileDamage(f, ROLLED_BACK.format(journal=journal.name)))
+                _count_sqlite(rolled_back_copy(f, journal, Path(tmp)) if journal else f, topics, stats, result)
         first_data = first_data or stats.first_data
         result.files.append(listed)
         result.messages += stats.count
