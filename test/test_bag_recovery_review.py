@@ -429,3 +429,22 @@ def test_cut_file_compressed_bag_exports_what_decompresses(mcap_bag, tmp_path, c
         assert 0 < n < len(intact["timestamps_ns"])
         for key in got:
             assert np.array_equal(got[key], intact[key][:n]), key
+
+
+def test_sqlite3_cuts_never_raise_and_never_invent_bytes(sqlite_bag, tmp_path):
+    """Cuts across the file: every message read is one of the intact file's, and a cut ends the read
+    with BagTruncatedError or BagError (one line), never another exception."""
+    from depth_annotation.dataset import BagError, bag_io
+
+    with bag_io.open_bag(sqlite_bag.parent) as reader:
+        intact = {(m.topic, m.time_ns, bytes(m.data)) for m in reader.raw_messages(list(reader.topics))}
+    data = sqlite_bag.read_bytes()
+    for cut in [*range(100_000, 420_000, 9_973), *range(len(data) // 2, len(data), len(data) // 17)]:
+        bag = tmp_path / str(cut)
+        copy_bag(sqlite_bag, bag, data[:cut])
+        got = []
+        with pytest.raises(BagError):  # BagTruncatedError is one
+            with bag_io.open_bag(bag) as reader:
+                got.extend((m.topic, m.time_ns, bytes(m.data)) for m in reader.raw_messages(list(reader.topics)))
+        assert set(got) <= intact, cut
+        shutil.rmtree(bag)

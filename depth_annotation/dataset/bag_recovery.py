@@ -343,7 +343,12 @@ class SqliteFile:
         # Pass 1: the row headers (no message data) in rowid order, up to the first damaged page.
         self._rows: list[tuple[int, int, int]] = []  # (timestamp, rowid, topic id)
         query = "SELECT id, topic_id, timestamp FROM messages ORDER BY id"
-        alt_rows = iter(self._alt.execute(query)) if self._alt is not None else None
+        alt_rows: Iterator[Any] | None = None
+        if self._alt is not None:
+            try:
+                alt_rows = iter(self._alt.execute(query))
+            except sqlite3.Error:  # the padded copy fails at once: every row depends on the missing bytes
+                alt_rows = iter(())
         try:
             for row in self._con.execute(query):
                 rowid, tid, stamp = row
