@@ -448,3 +448,25 @@ def test_sqlite3_cuts_never_raise_and_never_invent_bytes(sqlite_bag, tmp_path):
                 got.extend((m.topic, m.time_ns, bytes(m.data)) for m in reader.raw_messages(list(reader.topics)))
         assert set(got) <= intact, cut
         shutil.rmtree(bag)
+
+
+def test_mcap_cuts_never_raise_and_never_invent_bytes(mcap_bag, tmp_path):
+    from depth_annotation.dataset import BagError, bag_io
+
+    src, _ = mcap_bag
+    with bag_io.open_bag(src.parent) as reader:
+        intact = [(m.topic, m.time_ns, bytes(m.data)) for m in reader.raw_messages(list(reader.topics))]
+    data = src.read_bytes()
+    chunks = chunk_offsets(src)
+    edges = [o + d for o, _ in chunks for d in (0, 1, 9, 17, 40)]  # at and inside each chunk's header fields
+    for cut in [8, 9, 16, 17, 30, *edges, *range(1, len(data), len(data) // 23), len(data) - 1]:
+        bag = tmp_path / str(cut)
+        copy_bag(src, bag, data[:cut])
+        got = []
+        try:
+            with bag_io.open_bag(bag) as reader:
+                got.extend((m.topic, m.time_ns, bytes(m.data)) for m in reader.raw_messages(list(reader.topics)))
+        except BagError:  # BagTruncatedError is one
+            pass
+        assert got == intact[: len(got)], cut  # a prefix of the intact messages, byte for byte
+        shutil.rmtree(bag)
