@@ -400,7 +400,38 @@ def test_check_detects_16_bytes_in_a_middle_gzip_chunk(bags, tmp_path, capsys):
         assert res.returncode == 1, res.stdout
         problems = [ln for ln in res.stdout.splitlines() if ln.startswith("problem:")]
         assert len(problems) == 1 and problems[0].startswith("problem: episode_0/depth frame 6: "), res.stdout
-        assert "note: decoded all" in res.stdout or "checksum" in problems[0]
+        assert "1 could not be decoded" in res.stdout or "checksum mismatch" in problems[0]
+
+
+def test_default_check_verifies_checksums_when_it_decodes_every_frame(none_dataset):
+    """A 100x100 block of one depth frame zeroed through h5py (a valid chunk, valid pixels): only the
+    checksum can tell. The default check decodes every frame of a dataset this small, so it verifies too."""
+    with h5py.File(none_dataset / "export" / "dataset.h5", "r+") as f:
+        ds = f["episode_0/depth"]
+        assert ds[5, :100, :100].any()
+        ds[5, :100, :100] = 0
+    res = cli("check", none_dataset)
+    assert res.returncode == 1, res.stdout
+    problems = [ln for ln in res.stdout.splitlines() if ln.startswith("problem:")]
+    assert problems == ["problem: episode_0/depth frame 5: checksum mismatch (the stored pixels changed)"]
+    assert "note: every frame's checksum verified" in res.stdout
+
+
+def test_check_notes_do_not_claim_every_frame_when_one_cannot_be_decoded(bags, tmp_path, capsys):
+    out = tmp_path / "gz"
+    rc, _, err = run_main(capsys, "export", "--quiet", bags["a"], "--out", out, "--codec", "gzip")
+    assert rc == 0, err
+    h5 = out / "export" / "dataset.h5"
+    offset, _ = _chunk_span(h5, "episode_0/depth", 6)
+    _overwrite(h5, offset, b"\x00\x00")  # the zlib header: the chunk cannot be inflated
+    for args in ([], ["--deep"]):
+        res = cli("check", out, *args)
+        assert res.returncode == 1, res.stdout
+        problems = [ln for ln in res.stdout.splitlines() if ln.startswith("problem:")]
+        assert len(problems) == 1 and problems[0].startswith("problem: episode_0/depth frame 6: cannot be decoded")
+        assert "decoded all" not in res.stdout and "every frame's checksum verified" not in res.stdout, res.stdout
+        assert "note: decoded 23 of 24 frames (depth and colour) of 1 episode(s); 1 could not be decoded" in res.stdout
+        assert "note: checksums verified for the 23 decoded frames" in res.stdout
 
 
 def test_check_says_when_it_samples_and_when_checksums_are_absent(bags, tmp_path, monkeypatch):

@@ -24,12 +24,13 @@ whose writer did not embed definitions; definitions a bag embeds win for it.
 
 from __future__ import annotations
 
+import dataclasses
 import heapq
 import logging
 import os
 import re
-import shutil
 import sqlite3
+import struct
 import sys
 import tempfile
 from collections import Counter
@@ -354,6 +355,8 @@ class BagReader:
             raise BagError(f"{path}: compression {info.get('compression_format')!r} is not supported (zstd only)")
         self.compression = mode  # "", "file" or "message"
         self.reconstructed_metadata = layout.metadata is None
+        self._origin: dict[Path, Path] = {}  # a temporary copy read instead of a storage file -> that file
+        self._opened_damage: list[bag_recovery.FileDamage] = []  # found on opening: hot journals, cut zstd files
         files = list(layout.files)
         if mode == "file":
             tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bag-")))
@@ -379,13 +382,25 @@ class BagReader:
         kind = bag_recovery.storage_kind(f)
         if kind != self.storage:
             raise BagError(f"{f}: a {kind} file in a bag whose storage is {self.storage}")
+        journal = bag_recovery.hot_journal(f) if kind == "sqlite3" else None
+        if journal is not None:
+            f = self._rolled_back_copy(f, journal, stack)
+        if kind == "sqlite3" and bag_recovery.sqlite_full_size(f) is not None:  # cut inside its pages
+            source = SqliteFile(f)
+            stack.callback(source.close)
+            return source
         reader = Reader(f)
         try:
             reader.open()
-        except (ReaderError, OSError) as exc:  # no summary or footer, unreadable pages: read from the start
+        # No summary or footer, unreadable pages: read from the start. rosbags raises TypeError or
+        # struct.error (not ReaderError) for an mcap file cut inside its header or footer.
+        except (ReaderError, OSError, TypeError, ValueError, EOFError, struct.error) as exc:
             log.debug("%s: rosbags cannot open it (%s): recovering", f, exc)
             if kind == "mcap":
-                return McapFile(f)
+                recovered = McapFile(f)
+                if recovered.data_complete:
+                    log.warning("%s: summary missing or cut, data section complete: no message lost", f)
+                return recovered
             source = SqliteFile(f)
             stack.callback(source.close)
             return source
@@ -399,10 +414,51 @@ class BagReader:
             stack.callback(source.close)
             return source
 
+    def _rolled_back_copy(self, db: Path, journal: Path, stack: ExitStack) -> Path:
+        """The committed rows of a sqlite3 file whose writer was killed mid-transaction, as a rolled-back
+        copy in a temporary directory (`bag_recovery.rolled_back_copy`): the originals are untouched."""
+        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bag-rollback-")))
+        copy = bag_recovery.rolled_back_copy(db, journal, tmp)
+        self._origin[copy] = db
+        self._opened_damage.append(bag_recovery.FileDamage(db, bag_recovery.ROLLED_BACK.format(journal=journal.name)))
+        log.warning("%s: hot journal %s (writer killed mid-write): reading a rolled-back copy", db, journal.name)
+        return copy
+
     def _decompressed(self, file: Path, tmp: Path) -> Path:
+        """A whole-file zstd storage file decompressed into `tmp`, streaming. A file cut short (or
+        damaged) gives what decompresses before the damage, and the recovering reader reads that
+        partial storage file like any cut one; the report names the compressed file."""
         out = tmp / (file.stem if file.suffix == ".zstd" else file.name)
-        with file.open("rb") as src, zstd.open(src, "rb") as unpacked, out.open("wb") as dst:
-            shutil.copyfileobj(unpacked, dst)
+        written = 0
+        cause = ""
+        with file.open("rb") as src, out.open("wb") as dst:
+            unpack = zstd.ZstdDecompressor()
+            in_frame = False  # a frame begun and not finished
+            while block := src.read(1 << 20):
+                try:
+                    while block:
+                        data = unpack.decompress(block)
+                        in_frame = True
+                        dst.write(data)
+                        written += len(data)
+                        block = b""
+                        if unpack.eof:  # several frames: each is decompressed on its own
+                            block, unpack, in_frame = unpack.unused_data, zstd.ZstdDecompressor(), False
+                except zstd.ZstdError as exc:
+                    cause = f"zstd data corrupt ({exc})"
+                    break
+            if not cause and (in_frame or not written):
+                cause = "zstd-compressed file cut short"
+        self._origin[out] = Path(f"{file} (decompressed)")
+        if cause:
+            self._opened_damage.append(
+                bag_recovery.FileDamage(file, f"{cause}: {written} bytes decompressed, read up to their damage")
+            )
+            log.warning("%s: %s: reading the %d bytes decompressed before it", file, cause, written)
+            try:
+                bag_recovery.storage_kind(out)
+            except BagError:
+                raise BagError(f"{file}: {cause}: nothing usable ({written} bytes decompressed)") from None
         return out
 
     def _topics(self, counts: Counter[str], info: dict[str, Any]) -> dict[str, TopicInfo]:
@@ -442,7 +498,7 @@ class BagReader:
             read[msg.topic] += 1
             report.seen(msg.time_ns)
             yield msg
-        report.damage = [source.damage for source in self.files if source.damage is not None]
+        report.damage = self.damage
         if report.damage:
             raise BagTruncatedError(report)
         short = {
@@ -471,7 +527,14 @@ class BagReader:
     @property
     def truncated(self) -> bool:
         """True once a read found a damaged storage file."""
-        return any(source.damage is not None for source in self.files)
+        return bool(self.damage)
+
+    @property
+    def damage(self) -> list[bag_recovery.FileDamage]:
+        """Where each damaged storage file stopped (file and byte offset), as far as read."""
+        found = [source.damage for source in self.files if source.damage is not None]
+        named = [dataclasses.replace(d, file=self._origin.get(d.file, d.file)) for d in found]
+        return self._opened_damage + named
 
     def deserialize(self, data: bytes | memoryview, msgtype: str) -> Any:
         known = self._store_of.get(msgtype)

@@ -19,16 +19,21 @@ time of the last one, and what metadata.yaml expected.
 
 from __future__ import annotations
 
+import functools
+import shutil
 import sqlite3
+import struct
+import tempfile
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
 from mcap.exceptions import EndOfFile, McapError
-from mcap.records import Channel, Chunk, Message, Schema
-from mcap.stream_reader import StreamReader, breakup_chunk
+from mcap.opcode import Opcode
+from mcap.records import Channel, Chunk, DataEnd, McapRecord, Message, Schema
+from mcap.stream_reader import StreamReader, get_chunk_data_stream
 from rosbags.interfaces import (
     Connection,
     ConnectionExtRosbag2,
@@ -123,7 +128,12 @@ def _msgdef(schema: Schema | None) -> MessageDefinition:
 
 
 class _Tell:
-    """A read-only stream that knows how many bytes were read (the offset of the next record)."""
+    """A read-only stream that knows how many bytes were read (the offset of the next record).
+
+    A read that returns fewer bytes than asked for is the end of a cut file: the `mcap`
+    library raises EndOfFile only for a read that returns nothing (a partial fixed-size
+    field gives `struct.error`, a partial message body short data), so it is raised here.
+    """
 
     def __init__(self, f: IO[bytes]) -> None:
         self._f = f
@@ -132,7 +142,57 @@ class _Tell:
     def read(self, n: int = -1) -> bytes:
         data = self._f.read(n)
         self.pos += len(data)
+        if n > 0 and len(data) < n:
+            raise EndOfFile()
         return data
+
+
+_KNOWN_OPCODES = frozenset(int(op) for op in Opcode)
+_PRIVATE_OPCODES = 0x80  # mcap spec: 0x01-0x7F are the format's own records, 0x80-0xFF application records
+
+
+class UnknownRecordError(McapError):
+    """A record whose opcode the mcap format reserves but does not define: a damaged byte."""
+
+    def __init__(self, opcode: int) -> None:
+        super().__init__(f"record opcode {opcode:#04x} is reserved by the mcap format but undefined (a damaged byte)")
+
+
+def _check_opcode(opcode: int) -> None:
+    # The `mcap` library skips every unknown record; only 0x80-0xFF may be skipped (application
+    # records), an unknown opcode below that (or 0x00, never valid) is a damaged record header.
+    if opcode not in _KNOWN_OPCODES and opcode < _PRIVATE_OPCODES:
+        raise UnknownRecordError(opcode)
+
+
+class _CheckedStreamReader(StreamReader):
+    """The library's sequential reader, refusing records with a reserved but undefined opcode."""
+
+    def _read_record(self, opcode: int, length: int) -> McapRecord | None:
+        _check_opcode(opcode)
+        return super()._read_record(opcode, length)
+
+
+def _chunk_records(chunk: Chunk) -> list[McapRecord]:
+    """The records of a chunk (CRC verified when it has one), like `breakup_chunk`, but a
+    reserved undefined opcode is damage rather than a record to skip."""
+    stream, length = get_chunk_data_stream(chunk, validate_crc=True)
+    records: list[McapRecord] = []
+    while stream.count < length:
+        opcode = stream.read1()
+        size = stream.read8()
+        _check_opcode(opcode)
+        if opcode == Opcode.CHANNEL:
+            records.append(Channel.read(stream))
+        elif opcode == Opcode.MESSAGE:
+            records.append(Message.read(stream, size))
+        elif opcode == Opcode.SCHEMA:
+            records.append(Schema.read(stream))
+        else:
+            stream.read(size)
+    if stream.count != length:
+        raise McapError(f"the last record of the chunk runs {stream.count - length} bytes past its end")
+    return records
 
 
 class McapFile:
@@ -146,6 +206,8 @@ class McapFile:
     def __init__(self, path: Path, connections: list[Connection] | None = None) -> None:
         self.path = path
         self.damage: FileDamage | None = None
+        self.data_complete = False  # the last read reached the DataEnd record: every message was read
+        self.data_end: int | None = None  # byte offset where the data section ends (when reached)
         self._channels: dict[int, Connection] = {}
         self.counts: Counter[str] = Counter()
         if connections is None:
@@ -169,13 +231,17 @@ class McapFile:
                     yield conn, rec.log_time, rec.data if data else b""
 
     def raw_records(self) -> Iterator[Schema | Channel | Message]:
-        """The Schema, Channel and Message records of every complete, verified chunk before the damage."""
+        """The Schema, Channel and Message records of every complete, verified chunk before the damage.
+
+        The data section ends at its DataEnd record: a file cut after it lost its summary
+        but no message, and `data_complete` says so."""
         self.damage = None
+        self.data_complete = False
         schemas: dict[int, Schema] = {}
         with self.path.open("rb") as raw:
             stream = _Tell(raw)
-            reader = StreamReader(stream, emit_chunks=True)  # type: ignore[arg-type]  # duck-typed stream
-            start = len(MCAP_MAGIC)
+            reader = _CheckedStreamReader(stream, emit_chunks=True)  # type: ignore[arg-type]  # duck-typed stream
+            start = len(MCAP_MAGIC)  # storage_kind() has seen the leading magic
             records = iter(reader.records)
             while True:
                 try:
@@ -185,12 +251,19 @@ class McapFile:
                 except EndOfFile:
                     self.damage = FileDamage(self.path, "cut short inside a record (no summary, no footer)", start)
                     return
-                except (McapError, ValueError, OSError, EOFError) as exc:
+                except UnknownRecordError as exc:
+                    self.damage = FileDamage(self.path, f"unreadable record ({exc})", start)
+                    return
+                except (McapError, ValueError, OSError, EOFError, struct.error) as exc:
                     self.damage = FileDamage(self.path, f"unreadable record ({type(exc).__name__}: {exc})", start)
+                    return
+                if isinstance(record, DataEnd):
+                    self.data_complete = True
+                    self.data_end = stream.pos
                     return
                 if isinstance(record, Chunk):
                     try:
-                        inner = breakup_chunk(record, validate_crc=True)
+                        inner = _chunk_records(record)
                     except Exception as exc:  # CRC mismatch, zstd/lz4 error, a cut inner record
                         self.damage = FileDamage(self.path, f"corrupt chunk ({type(exc).__name__}: {exc})", start)
                         return
@@ -234,16 +307,28 @@ class SqliteFile:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.damage: FileDamage | None = None
+        self._con = self._connect(path)
         try:
-            self._con = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
-            # A file shorter than its header says is "malformed" before any page is read, unless
-            # the schema is trusted as it is (a flag of this connection; mode=ro still writes nothing).
-            self._con.execute("PRAGMA writable_schema = ON")
             topics = self._con.execute(
                 "SELECT id, name, type, serialization_format, offered_qos_profiles FROM topics"
             ).fetchall()
         except sqlite3.Error as exc:
+            self._con.close()
             raise BagError(f"{path}: the sqlite3 file's topics table is unreadable ({exc})") from None
+        # A file that ends inside its pages: SQLite reads the missing bytes as zeros, without an
+        # error, so a row whose last overflow page lies past the end comes back with a zero-filled
+        # tail. A copy padded with 0xFF instead is read alongside: what depends on the missing bytes
+        # reads differently there, and is dropped (see `_differs`).
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+        self._alt: sqlite3.Connection | None = None
+        full = sqlite_full_size(path)
+        if full is not None:
+            self._tmp = tempfile.TemporaryDirectory(prefix="bag-cut-")
+            alt = Path(self._tmp.name) / path.name
+            shutil.copyfile(path, alt)
+            with alt.open("ab") as f:
+                f.write(b"\xff" * (full - path.stat().st_size))
+            self._alt = self._connect(alt)
         defs = self._definitions()
         self._by_id: dict[int, Connection] = {}
         for tid, name, msgtype, fmt, qos_text in topics:
@@ -257,16 +342,58 @@ class SqliteFile:
         self.connections = list(self._by_id.values())
         # Pass 1: the row headers (no message data) in rowid order, up to the first damaged page.
         self._rows: list[tuple[int, int, int]] = []  # (timestamp, rowid, topic id)
+        query = "SELECT id, topic_id, timestamp FROM messages ORDER BY id"
+        alt_rows: Iterator[Any] | None = None
+        if self._alt is not None:
+            try:
+                alt_rows = iter(self._alt.execute(query))
+            except sqlite3.Error:  # the padded copy fails at once: every row depends on the missing bytes
+                alt_rows = iter(())
         try:
-            for rowid, tid, stamp in self._con.execute("SELECT id, topic_id, timestamp FROM messages ORDER BY id"):
+            for row in self._con.execute(query):
+                rowid, tid, stamp = row
                 if not (isinstance(rowid, int) and isinstance(tid, int) and isinstance(stamp, int)):
                     self.damage = FileDamage(self.path, f"sqlite3: a damaged row after {len(self._rows)} rows")
+                    break
+                if alt_rows is not None and self._differs(row, lambda: next(alt_rows, None)):
+                    self.damage = self._past_end(f"the header of row {rowid}", len(self._rows))
                     break
                 self._rows.append((stamp, rowid, tid))
         except sqlite3.Error as exc:
             self.damage = FileDamage(self.path, f"sqlite3: {exc} after {len(self._rows)} rows")
         self._rows.sort()
         self.counts: Counter[str] = Counter(self._by_id[t].topic for _, _, t in self._rows if t in self._by_id)
+
+    @staticmethod
+    def _connect(path: Path) -> sqlite3.Connection:
+        try:
+            con = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+            # A file shorter than its header says is "malformed" before any page is read, unless
+            # the schema is trusted as it is (a flag of this connection; mode=ro still writes nothing).
+            con.execute("PRAGMA writable_schema = ON")
+        except sqlite3.Error as exc:
+            raise BagError(f"{path}: cannot open the sqlite3 file ({exc})") from None
+        return con
+
+    @staticmethod
+    def _differs(value: Any, read_alt: Callable[[], Any]) -> bool:
+        """Whether the padded copy reads `value` differently (or not at all): it depends on bytes
+        past the end of the file."""
+        try:
+            return bool(read_alt() != value)
+        except sqlite3.Error:
+            return True
+
+    def _alt_data(self, rowid: int) -> Any:
+        assert self._alt is not None
+        return self._alt.execute("SELECT data FROM messages WHERE id = ?", (rowid,)).fetchone()
+
+    def _past_end(self, what: str, kept: int) -> FileDamage:
+        return FileDamage(
+            self.path,
+            f"sqlite3: cut inside a page: {what} reaches past the end of the file (SQLite would read zeros "
+            f"there), dropped after {kept} messages",
+        )
 
     def rows(self) -> list[tuple[int, int, int]]:
         """(timestamp, rowid, topic id) of every readable row, in time order."""
@@ -291,6 +418,7 @@ class SqliteFile:
     def messages(self, want: set[str]) -> Iterator[tuple[Connection, int, bytes]]:
         """Messages in time order, each read on its own: the first unreadable one ends the read."""
         pass1 = self.damage
+        read = 0
         for stamp, rowid, tid in self._rows:
             conn = self._by_id.get(tid)
             if conn is None or conn.topic not in want:
@@ -302,11 +430,74 @@ class SqliteFile:
                 return
             if row is None:
                 continue
+            if self._alt is not None and self._differs(row, functools.partial(self._alt_data, rowid)):
+                self.damage = self._past_end(f"the data of message {rowid}", read)
+                return
+            read += 1
             yield conn, stamp, bytes(row[0])
         self.damage = pass1
 
     def close(self) -> None:
         self._con.close()
+        if self._alt is not None:
+            self._alt.close()
+        if self._tmp is not None:
+            self._tmp.cleanup()
+
+
+ROLLED_BACK = (
+    "killed mid-write: its uncommitted transaction (hot journal {journal}) was rolled back on a copy, "
+    "the original files untouched; the committed messages were read"
+)
+
+
+def hot_journal(db: Path) -> Path | None:
+    """The rollback journal beside a sqlite3 file when it holds something (a writer killed inside a
+    transaction): SQLite then refuses a read-only open ("attempt to write a readonly database")."""
+    journal = db.with_name(db.name + "-journal")
+    try:
+        return journal if journal.is_file() and journal.stat().st_size > 0 else None
+    except OSError:
+        return None
+
+
+def rolled_back_copy(db: Path, journal: Path, tmp: Path) -> Path:
+    """A copy of `db` in the directory `tmp` with its hot `journal` rolled back: the committed rows.
+
+    SQLite rolls a hot journal back when the file is opened for writing; the copy (db and journal
+    side by side, named as SQLite pairs them) is what is opened so: the originals are never modified."""
+    from .errors import BagPermissionError
+
+    copy = tmp / db.name
+    try:
+        shutil.copyfile(db, copy)
+        shutil.copyfile(journal, tmp / journal.name)
+        con = sqlite3.connect(copy)
+        try:
+            con.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()  # the first read rolls back
+        finally:
+            con.close()
+    except PermissionError:
+        raise BagPermissionError(f"{db}: permission denied") from None
+    except (OSError, sqlite3.Error) as exc:
+        raise BagError(f"{db}: cannot roll back its hot journal {journal.name} on a copy: {exc}") from None
+    return copy
+
+
+def sqlite_full_size(path: Path) -> int | None:
+    """The size a sqlite3 file's pages need (whole pages, at least the page count its header
+    gives) when the file is shorter: it was cut inside a page. None for a file of whole pages."""
+    with path.open("rb") as f:
+        head = f.read(100)
+        size = f.seek(0, 2)
+    if len(head) < 32:
+        return None  # no header to go by: SQLite's own error says what is wrong
+    page = int.from_bytes(head[16:18], "big")
+    page = 65536 if page == 1 else page
+    if page < 512 or page & (page - 1):
+        return None
+    full = max(-(-size // page) * page, int.from_bytes(head[28:32], "big") * page)
+    return full if full > size else None
 
 
 def new_report(bag: Path, metadata: dict[str, Any] | None) -> RecoveryReport:

@@ -11,13 +11,16 @@ original storage files are never modified; an existing metadata.yaml is kept as
 
 from __future__ import annotations
 
+import logging
 import os
 import re
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
+from mcap.reader import make_reader
 from mcap.records import Channel, Message, Schema
 from mcap.writer import CompressionType, Writer
 from rosbags.interfaces import ConnectionExtRosbag2
@@ -25,10 +28,12 @@ from rosbags.rosbag2.metadata import dump_qos_v9
 
 from depth_annotation.common import atomic_io
 
-from .bag_recovery import FileDamage, McapFile, SqliteFile, storage_kind
+from .bag_recovery import ROLLED_BACK, FileDamage, McapFile, SqliteFile, hot_journal, rolled_back_copy, storage_kind
 from .errors import BagPermissionError, NotABagError
 
 RECOVERED_SUFFIX = ".recovered.mcap"
+ZSTD_FRAME_MAGIC = b"\x28\xb5\x2f\xfd"  # RFC 8878: every zstd frame starts with these bytes
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -41,7 +46,8 @@ class ReindexResult:
     files: list[Path] = field(default_factory=list)  # what metadata.yaml lists
     recovered: list[tuple[Path, Path, FileDamage]] = field(default_factory=list)  # (damaged, copy, where)
     damaged: list[FileDamage] = field(default_factory=list)  # sqlite3 files read up to their damage
-    replaced_metadata: bool = False
+    replaced_metadata: bool = False  # the old metadata.yaml is now metadata.yaml.bak
+    compression: tuple[str, str] = ("", "")  # (compression_format, compression_mode) written
 
 
 def _split_key(path: Path) -> tuple[str, int, str]:
@@ -64,8 +70,11 @@ class _Stats:
         self.count = 0
         self.first: int | None = None
         self.last: int | None = None
+        self.first_data = b""  # the first bytes of the first message (per-message compression shows there)
 
-    def add(self, t: int) -> None:
+    def add(self, t: int, data: bytes | None = None) -> None:
+        if self.count == 0 and data is not None:
+            self.first_data = bytes(data[:4])
         self.count += 1
         self.first = t if self.first is None else min(self.first, t)
         self.last = t if self.last is None else max(self.last, t)
@@ -89,7 +98,7 @@ def _copy_mcap(src: McapFile, out: Path, topics: dict[str, dict[str, Any]], stat
                     )
                 elif isinstance(rec, Message):
                     w.add_message(channel_ids[rec.channel_id], rec.log_time, rec.data, rec.publish_time, rec.sequence)
-                    stats.add(rec.log_time)
+                    stats.add(rec.log_time, rec.data)
                     _count(topics, src, rec)
             w.finish()  # type: ignore[no-untyped-call]
             f.flush()
@@ -97,6 +106,55 @@ def _copy_mcap(src: McapFile, out: Path, topics: dict[str, dict[str, Any]], stat
         os.replace(tmp, out)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _compression(bag: Path, first_data: bytes) -> tuple[str, str]:
+    """(compression_format, compression_mode): the original metadata's (the backup of a former reindex,
+    else metadata.yaml) when it names one, else per-message zstd when the first message starts with a
+    zstd frame (a CDR message starts with its encapsulation header, 00 01 00 00 or 00 00 00 00)."""
+    for name in ("metadata.yaml.bak", "metadata.yaml"):
+        try:
+            info = yaml.safe_load((bag / name).read_text())["rosbag2_bagfile_information"]
+        except (OSError, UnicodeDecodeError, yaml.YAMLError, TypeError, KeyError):
+            continue  # absent or unreadable (a reason to reindex): the next source says
+        if isinstance(info, dict):
+            fmt, mode = str(info.get("compression_format") or ""), str(info.get("compression_mode") or "")
+            if mode.lower() not in ("", "none"):
+                return fmt, mode
+            break  # "no compression" (or a former reindex's blank): the data itself says
+    if first_data.startswith(ZSTD_FRAME_MAGIC):
+        log.warning("%s: messages are zstd-compressed (a zstd frame starts each): compression_mode message", bag)
+        return ("zstd", "message")
+    return ("", "")
+
+
+def _count_sqlite(f: Path, topics: dict[str, dict[str, Any]], stats: _Stats, result: ReindexResult) -> None:
+    db = SqliteFile(f)
+    try:
+        for conn in db.connections:
+            topics.setdefault(conn.topic, {"conn": conn, "count": 0})
+        for stamp, _, tid in db.rows():
+            known = db.topic_of(tid)
+            if known is not None:
+                stats.add(stamp)
+                topics[known.topic]["count"] += 1
+        if db.damage is not None:
+            result.damaged.append(db.damage)
+        for _, _, data in db.messages({c.topic for c in db.connections}):
+            stats.first_data = data[:4]
+            break
+    finally:
+        db.close()
+
+
+def _footer_readable(path: Path) -> bool:
+    """Whether an mcap reader that seeks to the footer (rosbags, `ros2 bag`) can open the file."""
+    try:
+        with path.open("rb") as f:
+            make_reader(f).get_summary()
+    except Exception:  # the mcap library raises struct.error, EndOfFile, InvalidMagic, ... for a cut footer
+        return False
+    return True
 
 
 def _count(topics: dict[str, dict[str, Any]], src: McapFile, rec: Message) -> None:
@@ -116,6 +174,7 @@ def reindex(bag: str | Path) -> ReindexResult:
     result = ReindexResult(p, p / "metadata.yaml", storage)
     topics: dict[str, dict[str, Any]] = {}
     file_entries: list[dict[str, Any]] = []
+    first_data = b""
     for f in files:
         if storage_kind(f) != storage:
             raise NotABagError(f"{f}: its content is not {storage}")
@@ -123,30 +182,27 @@ def reindex(bag: str | Path) -> ReindexResult:
         listed = f
         if storage == "mcap":
             src = McapFile(f)
-            if src.damage is not None:
+            damage = src.damage
+            if damage is None and not _footer_readable(f):  # every message there, the summary/footer cut
+                damage = FileDamage(
+                    f, "summary or footer cut short (data section complete: no message lost)", src.data_end
+                )
+            if damage is not None:
                 listed = f.with_name(f.stem + RECOVERED_SUFFIX)
-                damage = src.damage
                 _copy_mcap(src, listed, topics, stats)
                 result.recovered.append((f, listed, damage))
             else:
                 for rec in src.raw_records():
                     if isinstance(rec, Message):
-                        stats.add(rec.log_time)
+                        stats.add(rec.log_time, rec.data)
                         _count(topics, src, rec)
         else:
-            db = SqliteFile(f)
-            try:
-                for conn in db.connections:
-                    topics.setdefault(conn.topic, {"conn": conn, "count": 0})
-                for stamp, _, tid in db.rows():
-                    known = db.topic_of(tid)
-                    if known is not None:
-                        stats.add(stamp)
-                        topics[known.topic]["count"] += 1
-                if db.damage is not None:
-                    result.damaged.append(db.damage)
-            finally:
-                db.close()
+            journal = hot_journal(f)
+            with tempfile.TemporaryDirectory(prefix="reindex-rollback-") as tmp:
+                if journal is not None:  # count the committed rows; other tools roll back on opening
+                    result.damaged.append(FileDamage(f, ROLLED_BACK.format(journal=journal.name)))
+                _count_sqlite(rolled_back_copy(f, journal, Path(tmp)) if journal else f, topics, stats, result)
+        first_data = first_data or stats.first_data
         result.files.append(listed)
         result.messages += stats.count
         file_entries.append(
@@ -157,6 +213,8 @@ def reindex(bag: str | Path) -> ReindexResult:
                 "message_count": stats.count,
             }
         )
+    compression = _compression(p, first_data)
+    result.compression = compression
     starts = [e["starting_time"]["nanoseconds_since_epoch"] for e in file_entries if e["message_count"]]
     ends = [e["starting_time"]["nanoseconds_since_epoch"] + e["duration"]["nanoseconds"] for e in file_entries]
     start = min(starts) if starts else 0
@@ -187,16 +245,19 @@ def reindex(bag: str | Path) -> ReindexResult:
             }
             for name, entry in topics.items()
         ],
-        "compression_format": "",
-        "compression_mode": "",
+        "compression_format": compression[0],
+        "compression_mode": compression[1],
         "relative_file_paths": [f.name for f in result.files],
         "files": file_entries,
         "custom_data": None,
         "ros_distro": "depth_annotation reindex",
     }
     result.topics = len(topics)
-    if result.metadata.exists():
-        os.replace(result.metadata, p / "metadata.yaml.bak")
+    backup = p / "metadata.yaml.bak"
+    if result.metadata.exists() and not backup.exists():
+        os.replace(result.metadata, backup)
         result.replaced_metadata = True
+    elif result.metadata.exists():  # a reindex ran before: the backup holds the recorder's original
+        log.warning("%s: kept as it is (the original metadata); %s replaced", backup, result.metadata)
     atomic_io.write_text(result.metadata, yaml.safe_dump({"rosbag2_bagfile_information": info}, sort_keys=True))
     return result

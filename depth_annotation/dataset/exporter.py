@@ -445,7 +445,8 @@ class ExportSession:
         try:
             self.end_episode()
             if not self.episodes:
-                raise ExportInputError("no frames were exported (no synchronized depth + colour + camera_info)")
+                why = f": {'; '.join(self.problems)}" if self.problems else ""
+                raise ExportInputError(f"no frames were exported (no synchronized depth + colour + camera_info){why}")
             report = self._commit(capture_metadata, before_publish)
         except OSError as exc:
             self.abort()
@@ -575,7 +576,11 @@ def _export_one(
     have = bag_io.topics(reader)
     if have[opts.topics["depth"]].count == 0:
         # A bag cut before its first complete chunk is not an empty recording: say which it is.
-        reason = "no complete message before the damage (the bag was cut short)" if reader.truncated else "no messages"
+        reason = (
+            f"no complete message before the damage (the bag was cut short: {'; '.join(map(str, reader.damage))})"
+            if reader.truncated
+            else "no messages"
+        )
         raise ExportInputError(f"{reason} (empty bag)", bag=_display(bag), topic=opts.topics["depth"])
     has_q = opts.topics.get("quality") in have
     wanted = required + ([opts.topics["quality"]] if has_q else [])
