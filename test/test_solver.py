@@ -74,6 +74,10 @@ def test_view_params_of_a_rectangle_a_trapezoid_and_a_triangle():
     # a right triangle fills half its box: 2 (1 - 1/2) = 1, and no view counts as more skewed than 1
     triangle = np.array([[0, 0], [30, 0], [0, 30], [10, 10]], np.float32) + 50
     assert view_params(BoardDetection(triangle, np.arange(4)), (200, 200)).skew == pytest.approx(1.0, abs=1e-4)
+    # corners on one line: no area, and still no more skewed than 1
+    line = np.array([[10, 10], [20, 20], [30, 30]], np.float32)
+    p = view_params(BoardDetection(line, np.arange(3)), (200, 200))
+    assert (p.size, p.skew) == (0.0, 1.0)
 
 
 def laplacian_variance(gray):
@@ -157,9 +161,12 @@ def test_coverage_is_the_span_over_the_useful_range():
 
 def test_corner_coverage_counts_the_cells_of_an_8_by_6_grid():
     # cells are 40 x 40 px in a 320 x 240 image
-    corners = [np.array([[5, 5], [39.9, 39.9], [40, 5]]), np.array([[319.9, 239.9], [320, 240], [-3, 100]])]
-    # cells (0,0), (0,1), (5,7) (twice: the far edge belongs to the last cell) and (2,0) (clipped)
-    assert corner_coverage(corners, SIZE) == pytest.approx(4 / 48)
+    corners = [
+        np.array([[5, 5], [39.9, 39.9], [40, 5]]),
+        np.array([[319.9, 239.9], [320, 240], [-50, 100], [100, -50]]),
+    ]
+    # cells (0,0), (0,1), (5,7) (twice: the far edge belongs to the last cell), (2,0) and (0,2) (clipped)
+    assert corner_coverage(corners, SIZE) == pytest.approx(5 / 48)
     assert (
         corner_coverage([np.array([[x + 20, y + 20] for x in range(0, 320, 40) for y in range(0, 240, 40)])], SIZE)
         == 1.0
@@ -291,7 +298,7 @@ def test_too_few_usable_views_and_what_counts_as_usable():
     dets[4] = BoardDetection(dets[4].corners_px[:5], dets[4].ids[:5])  # 5 corners: not usable
     dets[7] = None
     r = calibrate_intrinsics(dets, SPEC, SIZE, min_views=9, gates=OPEN)
-    assert not r.success and r.intrinsics is None and r.views_used == 8
+    assert r.success is False and r.forced is False and r.intrinsics is None and r.views_used == 8
     assert r.message == "need at least 9 views with a board, have 8"
     assert math.isnan(r.rms_px) and r.per_view_error_px == [] and r.image_size == SIZE and r.board == SPEC
     assert r.gates == OPEN and not r.forced
@@ -338,7 +345,11 @@ def test_one_bad_view_is_rejected_and_named():
     assert fixed.success and fixed.rejected_views == [7] and fixed.views_used == 12
     assert fixed.used_views == [0, 1, 3, 4, 5, 6, 8, 9, 10, 11, 12, 13]
     assert len(fixed.per_view_error_px) == 12 and max(fixed.per_view_error_px) < 0.2
+    assert all(0 < s < 1 for s in fixed.std_dev.values())  # the second solve is the extended one too
     assert fixed.message.endswith(" (rejected outlier views [7])")
+    assert fixed.message.startswith(f"RMS {fixed.rms_px:.3f} px over 12 views; std fx {fixed.std_dev['fx']:.2f} fy ")
+    # a rejection may leave exactly min_views
+    assert calibrate_intrinsics(dets, SPEC, SIZE, min_views=12, gates=OPEN).rejected_views == [7]
     check_intrinsics(fixed.intrinsics, TRUE)
     # no second solve when that would leave fewer than min_views
     kept = calibrate_intrinsics(dets, SPEC, SIZE, min_views=13, gates=OPEN)
@@ -346,6 +357,17 @@ def test_one_bad_view_is_rejected_and_named():
     # with exactly min_views there is nothing to spare: no rejection is tried
     exact = calibrate_intrinsics(dets[:11], SPEC, SIZE, min_views=10, gates=OPEN)
     assert exact.rejected_views == [] and exact.views_used == 10
+
+
+def test_the_second_solve_keeps_the_model_and_the_solver():
+    """After a rejection the solve is repeated the same way: rational model (k4..k6 solved, so not all 0)
+    and, without the extended solve, no deviations."""
+    dets = views(13)
+    dets[6] = noisy(dets[6], 3.0)
+    rational = calibrate_intrinsics(dets, SPEC, SIZE, min_views=11, gates=OPEN, distortion_model="rational_polynomial")
+    assert rational.rejected_views == [6] and any(v != 0.0 for v in rational.intrinsics.d[5:8])
+    plain = calibrate_intrinsics(dets, SPEC, SIZE, min_views=11, gates=OPEN, extended=False)
+    assert plain.rejected_views == [6] and all(math.isnan(s) for s in plain.std_dev.values())
 
 
 def test_a_view_at_the_limit_is_kept_and_the_limit_follows_the_rms_gate():
