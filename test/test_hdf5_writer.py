@@ -283,3 +283,78 @@ def test_pool_size_and_no_checksums(tmp_path):
         assert "checksums" not in f["episode_0"] and f["episode_0/depth"].shape == (1, H, W)
         assert f["episode_0"].attrs["depth_to_color_known"] == False  # noqa: E712 (numpy bool)
         assert "depth_to_color" not in f["episode_0"]
+
+
+def test_chunks_are_written_directly_by_the_codec_compressor_at_its_level(tmp_path):
+    """gzip level 9: every stored chunk is exactly the compressor's output for the frame (not HDF5's own
+    deflate), the dataset declares level 9, and the chunks differ from level 1's."""
+    from depth_annotation.dataset.chunk_codecs import compressor
+
+    rng = np.random.default_rng(5)
+    depth = (1000 + rng.integers(0, 40, (H, W))).astype(np.uint16)
+    color = rng.integers(0, 8, (H, W, 3), dtype=np.uint8)
+    sizes = {}
+    for level in (1, 9):
+        path = tmp_path / f"l{level}.h5"
+        with Hdf5DatasetWriter(path, codec="gzip", level=level) as w:
+            ep = w.begin_episode(meta(), (H, W))
+            ep.append(1, depth, color)
+            ep.finish()
+        with h5py.File(path) as f:
+            g = f["episode_0"]
+            assert g["depth"].compression_opts == level and g["color"].compression_opts == level
+            _, chunk = g["depth"].id.read_direct_chunk((0, 0, 0))
+            assert chunk == compressor("gzip", level, 2)(depth)
+            _, chunk = g["color"].id.read_direct_chunk((0, 0, 0, 0))
+            assert chunk == compressor("gzip", level, 1)(color)
+            sizes[level] = len(chunk)
+    assert sizes[9] != sizes[1]
+
+
+def test_capacity_is_trimmed_when_frames_equal_the_image_height(tmp_path):
+    with Hdf5DatasetWriter(tmp_path / "d.h5", codec="none") as w:
+        ep = w.begin_episode(meta(), (H, W))
+        for i in range(H):  # 8 frames of 8 rows
+            ep.append(i + 1, *frame(i))
+        ep.finish()
+    with h5py.File(tmp_path / "d.h5") as f:
+        assert f["episode_0/depth"].shape == (H, H, W)
+
+
+def test_one_millimetre_is_valid_depth(tmp_path):
+    with Hdf5DatasetWriter(tmp_path / "d.h5", codec="none") as w:
+        ep = w.begin_episode(meta(), (H, W))
+        ep.append(1, np.ones((H, W), np.uint16), frame(0)[1])
+        s = ep.finish()
+    assert (s["depth_min_mm"], s["depth_max_mm"], s["depth_median_mm"]) == (1, 1, 1.0)
+
+
+def test_qc_reasons_are_variable_length_strings(tmp_path):
+    with Hdf5DatasetWriter(tmp_path / "d.h5", codec="none") as w:
+        ep = w.begin_episode(meta(), (H, W))
+        ep.append(1, *frame(0), qc={"status": 1, "valid_fraction": 0.8, "roi_valid_fraction": 0.8, "reasons": ["a"]})
+        ep.finish()
+    with h5py.File(tmp_path / "d.h5") as f:
+        info = h5py.check_string_dtype(f["episode_0/qc/reasons"].dtype)
+        assert info is not None and info.length is None and info.encoding == "utf-8"
+
+
+def test_compression_threads_are_named_and_folders_are_created(tmp_path):
+    import threading
+
+    path = tmp_path / "a" / "b" / "d.h5"  # two missing folders
+    with Hdf5DatasetWriter(path, codec="gzip", workers=2) as w:
+        ep = w.begin_episode(meta(), (H, W))
+        ep.append(1, *frame(0))
+        names = [t.name for t in threading.enumerate()]
+        ep.finish()
+    assert any(n.startswith("h5-compress") for n in names), names
+    assert path.exists()
+
+
+def test_abort_after_the_partial_file_vanished(tmp_path):
+    w = Hdf5DatasetWriter(tmp_path / "d.h5", codec="none")
+    w.h5.close()
+    w.partial.unlink()  # e.g. removed by hand while the export ran
+    w.abort()
+    assert w.state == "aborted" and not w.partial.exists()
