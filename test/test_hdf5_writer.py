@@ -11,7 +11,7 @@ import pytest
 import xxhash
 
 from depth_annotation.common import Extrinsics, Intrinsics, rotation_from_euler_xyz
-from depth_annotation.dataset import EpisodeMeta, ExportError, Hdf5DatasetWriter, open_h5
+from depth_annotation.dataset import EpisodeMeta, ExportError, Hdf5DatasetWriter, chunk_codecs, open_h5
 
 H, W = 8, 12
 INTR = Intrinsics(W, H, 10.5, 11.0, 5.5, 3.5, d=(0.1, -0.02, 0.001, 0.002, 0.003))
@@ -288,8 +288,6 @@ def test_pool_size_and_no_checksums(tmp_path):
 def test_chunks_are_written_directly_by_the_codec_compressor_at_its_level(tmp_path):
     """gzip level 9: every stored chunk is exactly the compressor's output for the frame (not HDF5's own
     deflate), the dataset declares level 9, and the chunks differ from level 1's."""
-    from depth_annotation.dataset.chunk_codecs import compressor
-
     rng = np.random.default_rng(5)
     depth = (1000 + rng.integers(0, 40, (H, W))).astype(np.uint16)
     color = rng.integers(0, 8, (H, W, 3), dtype=np.uint8)
@@ -304,9 +302,9 @@ def test_chunks_are_written_directly_by_the_codec_compressor_at_its_level(tmp_pa
             g = f["episode_0"]
             assert g["depth"].compression_opts == level and g["color"].compression_opts == level
             _, chunk = g["depth"].id.read_direct_chunk((0, 0, 0))
-            assert chunk == compressor("gzip", level, 2)(depth)
+            assert chunk == chunk_codecs.compressor("gzip", level, 2)(depth)
             _, chunk = g["color"].id.read_direct_chunk((0, 0, 0, 0))
-            assert chunk == compressor("gzip", level, 1)(color)
+            assert chunk == chunk_codecs.compressor("gzip", level, 1)(color)
             sizes[level] = len(chunk)
     assert sizes[9] != sizes[1]
 

@@ -15,7 +15,9 @@ from depth_annotation.calibration import (
     BoardSpec,
     CalibrationError,
     CalibrationGates,
+    ViewParams,
     ViewSelector,
+    board,
     board_mask,
     calibrate_intrinsics,
     calibrate_stereo,
@@ -25,12 +27,14 @@ from depth_annotation.calibration import (
     estimate_board_pose,
     expected_plane_depth,
     place_board,
+    solver,
     varied_board_poses,
     verify_depth,
 )
-from depth_annotation.calibration.board import BoardDetection
-from depth_annotation.calibration.solver import SCHEMA_VERSION, ViewParams, sharpness, view_params
 from depth_annotation.common import Extrinsics, Intrinsics, rotation_from_euler_xyz
+
+# the module's own helpers (not re-exported by the package): view geometry, sharpness, the detection type
+BoardDetection, sharpness, view_params = board.BoardDetection, solver.sharpness, solver.view_params
 
 SPEC = BoardSpec(kind="checkerboard", squares_x=8, squares_y=6, square_length_m=0.03)  # 7 x 5 inner corners
 TRUE = Intrinsics(320, 240, 300.0, 302.0, 161.5, 118.9, d=(-0.13, 0.07, 0.0012, -0.0008, -0.02))
@@ -676,7 +680,7 @@ def test_calibration_document_replaces_one_section():
     doc = calibration_document(None, "intrinsics", {"rms_px": 0.1}, camera="cam")
     after = dt.datetime.now(dt.timezone.utc)
     assert set(doc) == {"schema_version", "camera", "updated_utc", "intrinsics"}
-    assert doc["schema_version"] == SCHEMA_VERSION == 1 and doc["camera"] == "cam"
+    assert doc["schema_version"] == solver.SCHEMA_VERSION == 1 and doc["camera"] == "cam"
     stamp = dt.datetime.fromisoformat(doc["updated_utc"])
     assert stamp.tzinfo is not None and stamp.utcoffset() == dt.timedelta(0) and before <= stamp <= after
     assert stamp.microsecond == 0 and doc["updated_utc"].endswith("+00:00")
