@@ -51,7 +51,9 @@ def _config(module: str, tests: list[str]) -> str:
     )
 
 
-def run_target(name: str, target: dict[str, object], equivalent: dict[str, str], show: bool) -> dict[str, object]:
+def run_target(
+    name: str, target: dict[str, object], equivalent: dict[str, str], show: bool, jobs: int
+) -> dict[str, object]:
     module = str(target["module"])
     tests = [str(t) for t in target["tests"]]  # type: ignore[attr-defined]
     with tempfile.TemporaryDirectory(prefix=f"da-mutate-{name}-") as tmp:
@@ -60,7 +62,9 @@ def run_target(name: str, target: dict[str, object], equivalent: dict[str, str],
         (work / "pyproject.toml").write_text(_config(module, tests))
         env = dict(os.environ, DEPTH_ANNOTATION_PYTEST_IN_PROCESS="1")
         t0 = time.monotonic()
-        run = subprocess.run([str(MUTMUT), "run"], cwd=work, env=env, capture_output=True, text=True)
+        run = subprocess.run(
+            [str(MUTMUT), "run", "--max-children", str(jobs)], cwd=work, env=env, capture_output=True, text=True
+        )
         seconds = time.monotonic() - t0
         if run.returncode != 0:
             tail = run.stdout.replace("\r", "\n")[-2000:] + run.stderr[-2000:]
@@ -98,6 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("targets", nargs="*", help="names from mutation/targets.toml (default: all)")
     parser.add_argument("--show", action="store_true", help="print the diff of every unexplained survivor")
     parser.add_argument("--json", type=Path, help="also write the table as JSON here")
+    parser.add_argument("--jobs", type=int, default=1, help="mutants tested at once (mutmut --max-children; default 1)")
     args = parser.parse_args(argv)
     targets = tomllib.loads((HERE / "targets.toml").read_text())
     equivalent = tomllib.loads((HERE / "equivalent.toml").read_text()).get("equivalent", {})
@@ -108,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for name in names:
         print(f"[mutate] {name}: {targets[name]['module']}", file=sys.stderr, flush=True)
-        rows.append(run_target(name, targets[name], equivalent, args.show))
+        rows.append(run_target(name, targets[name], equivalent, args.show, args.jobs))
     cols = ["target", "mutants", "killed", "survived", "timeout", "no tests", "equivalent", "score %", "seconds"]
     print("| " + " | ".join(cols) + " |\n|" + "|".join("---" for _ in cols) + "|")
     for r in rows:

@@ -135,3 +135,90 @@ def test_image_to_rgb_orders_channels(encoding):
 def test_image_to_rgb_refuses_other_encodings():
     with pytest.raises(ImageConversionError, match="colour images must be rgb8 or bgr8, got 'mono8'"):
         image_to_rgb(array_to_fields(sample("mono8"), "mono8"))
+
+
+# --- every message and value, as the mutation run asks (`./dev.sh mutate images`) --------------------------
+
+
+def test_error_messages_name_the_numbers():
+    with pytest.raises(ImageConversionError) as err:
+        image_to_array(ImageFields(2, 2, "yuv422", 0, 4, bytes(8)))
+    assert str(err.value) == (
+        "unsupported image encoding 'yuv422'; supported: 16UC1, 32FC1, 8UC1, bgr8, mono16, mono8, rgb8"
+    )
+    with pytest.raises(ImageConversionError) as err:
+        image_to_array(ImageFields(4, 4, "rgb8", 0, 10, bytes(40)))
+    assert str(err.value) == "rgb8 image 4x4: step 10 is shorter than a row (4 px x 3 B = 12 B)"
+    with pytest.raises(ImageConversionError) as err:
+        image_to_array(ImageFields(4, 3, "16UC1", 0, 9, bytes(36)))
+    assert str(err.value) == "16UC1 image: step 9 is not a multiple of the 2-byte element"
+    with pytest.raises(ImageConversionError) as err:
+        image_to_array(ImageFields(4, 3, "mono8", 0, 5, bytes(19)))
+    assert str(err.value) == "mono8 image 3x4: data holds 19 B, expected step x height = 5 x 4 = 20 B"
+    for convert in (depth_to_millimetres, depth_to_metres):
+        with pytest.raises(ImageConversionError) as err:
+            convert(np.zeros((2, 2), np.uint8), "mono8")
+        assert str(err.value) == "depth must be 16UC1 (mm) or 32FC1 (m), got 'mono8'"
+
+
+def test_data_as_a_plain_list_of_ints():
+    msg = ImageFields(2, 3, "mono8", 0, 3, [1, 2, 3, 250, 251, 252])
+    out = image_to_array(msg)
+    assert out.dtype == np.uint8 and out.tolist() == [[1, 2, 3], [250, 251, 252]]
+
+
+def test_eight_bit_images_ignore_the_byte_order_and_copy_false_stays_a_view():
+    buf = bytearray([10, 20, 30, 40])
+    for flag in (0, 1):
+        msg = ImageFields(2, 2, "mono8", flag, 2, buf)
+        view = image_to_array(msg, copy=False)
+        assert view.tolist() == [[10, 20], [30, 40]]
+        buf[0] = 99 + flag
+        assert view[0, 0] == 99 + flag  # a view of the buffer whatever is_bigendian says
+        buf[0] = 10
+
+
+def test_image_to_rgb_copies_unless_asked_not_to():
+    rgb = sample("rgb8", 2, 3)
+    buf = bytearray(array_to_fields(rgb, "rgb8").data)
+    msg = ImageFields(2, 3, "rgb8", 0, 9, buf)
+    copied, view = image_to_rgb(msg), image_to_rgb(msg, copy=False)
+    buf[0] = (int(rgb[0, 0, 0]) + 1) % 256
+    assert copied[0, 0, 0] == rgb[0, 0, 0] and view[0, 0, 0] == buf[0]
+    assert copied.flags.writeable
+
+
+def test_packing_checks_the_channel_count_of_single_channel_encodings():
+    assert array_to_fields(np.zeros((2, 3, 1), np.uint8), "mono8").step == 3
+    with pytest.raises(ImageConversionError, match=r"^encoding mono8 needs 1 channel\(s\), got shape \(2, 3, 3\)$"):
+        array_to_fields(np.zeros((2, 3, 3), np.uint8), "mono8")
+    fields = array_to_fields(np.zeros((2, 3), np.uint16), "16UC1")
+    assert type(fields.is_bigendian) is int and fields.is_bigendian == int(sys.byteorder == "big")
+
+
+@pytest.mark.parametrize("encoding", ["16UC1", "mono16"])
+def test_millimetre_depth_passes_through_as_uint16(encoding):
+    depth = np.array([[0, 1, 65535]], np.int32)
+    mm = depth_to_millimetres(depth, encoding)
+    assert mm.dtype == np.uint16 and mm.tolist() == [[0, 1, 65535]]
+    m = depth_to_metres(depth, encoding)
+    assert m.dtype == np.float32
+    assert np.isnan(m[0, 0]) and m[0, 1] == np.float32(0.001) and m[0, 2] == pytest.approx(65.535)
+
+
+def test_metres_to_millimetres_rounds_in_double_precision():
+    # float32 0.1005 is 0.10050000250339508 m = 100.50000250 mm: 101 (in float32 arithmetic 100.5 rounds to 100)
+    m = np.array([[np.float32(0.1005), 2.0, 0.0009, 0.0004]], np.float32)
+    assert round(float(np.float32(0.1005)) * 1000) == 101
+    assert depth_to_millimetres(m, "32FC1").tolist() == [[101, 2000, 1, 0]]
+    assert depth_to_millimetres(np.array([[1.0, 3.0]], np.float32), "32FC1", max_mm=2500).tolist() == [[1000, 2500]]
+
+
+def test_float_metres_keep_positive_finite_values_only_and_never_touch_the_input():
+    for dtype in (np.float32, np.float64):
+        depth = np.array([[1.5, 0.0, -1.0], [np.nan, np.inf, 0.25]], dtype)
+        before = depth.copy()
+        m = depth_to_metres(depth, "32FC1")
+        assert m.dtype == np.float32
+        assert np.array_equal(m, np.array([[1.5, np.nan, np.nan], [np.nan, np.nan, 0.25]], np.float32), equal_nan=True)
+        assert np.array_equal(depth, before, equal_nan=True)
