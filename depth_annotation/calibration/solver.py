@@ -59,7 +59,8 @@ def view_params(det: BoardDetection, image_size: tuple[int, int]) -> ViewParams:
 def sharpness(gray: np.ndarray, det: BoardDetection) -> float:
     """Variance of the Laplacian inside the board's bounding box (blurred views score low)."""
     x, y, w, h = cv2.boundingRect(det.corners_px.astype(np.float32))
-    roi = gray[max(y, 0) : y + h, max(x, 0) : x + w]
+    # clamp both ends: a box wholly above/left of the image would otherwise give a negative slice end
+    roi = gray[max(y, 0) : max(y + h, 0), max(x, 0) : max(x + w, 0)]
     if roi.size == 0:
         return 0.0
     return float(cv2.Laplacian(roi, cv2.CV_64F).var())
