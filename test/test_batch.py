@@ -321,14 +321,33 @@ def test_one_stems_staging_cleanup_leaves_a_longer_stems_attempt_alone(local_ray
     flags.mkdir()
     cam2, cam = _copy_bag(bags, "bag_0", src / "cam-2"), _copy_bag(bags, "bag_1", src / "cam")
 
-    def hook(bag: str) -> None:  # in the worker, inside the bag's staging
+    staging_root = out / ".batch" / "staging"
+
+    def hook(bag: str) -> None:  # in the worker, with the bag's staging folder made
         if Path(bag).name == "cam":
+            if not (flags / "cam_killed").exists():  # so that cam's retry starts while cam-2 is staged
+                (flags / "cam_killed").write_text("1")
+                for _ in range(2400):
+                    if (flags / "cam2_staged").exists():
+                        break
+                    time.sleep(0.05)
+                os.kill(os.getpid(), signal.SIGKILL)
             (flags / "cam_started").write_text("1")
             return
-        for _ in range(600):  # cam-2 goes on only after cam has cleaned up its stale staging
+        # cam-2 marks its staging folders, then waits until cam (retried) has cleaned up stale staging
+        mine = [d for d in staging_root.rglob("*") if d.is_dir() and "cam-2" in str(d.relative_to(staging_root))]
+        for d in mine:
+            (d / "sentinel").write_text("1")
+        (flags / "cam2_staged").write_text("1")
+        for _ in range(2400):
             if (flags / "cam_started").exists():
-                return
+                break
             time.sleep(0.05)
+        gone = [str(d) for d in mine if not (d / "sentinel").exists()]
+        for d in mine:
+            (d / "sentinel").unlink(missing_ok=True)
+        if gone:
+            raise RuntimeError(f"cam's start removed cam-2's staging: {gone}")
 
     # an attempt of cam whose process is alive (this one holds its lock) and one whose process died
     stem_dir = out / ".batch" / "staging" / "cam"
