@@ -127,7 +127,7 @@ def check_inputs_outside_outputs(items: list[str], out: str) -> None:
         dest = root / bag_stem(item)
         if src == dest or dest in src.parents:
             raise BatchError(
-                f"{item} lies inside {dest}, where its output would be written (--out {out}): choose another --out"
+                f"{item} is or lies inside {dest}, where its output would go (--out {out}): choose another --out"
             )
 
 
