@@ -10,6 +10,7 @@ thing that names where the run wrote.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
@@ -255,3 +256,261 @@ def test_without_ray_the_package_imports_and_says_how_to_install(monkeypatch, tm
     with pytest.raises(RayUnavailable, match=r"needs Ray, which is not installed: pip install"):
         run_batch("export", [str(tmp_path)], ExportJob(str(tmp_path / "out"), ExportOptions(out_dir=Path("."))))
     assert main(["batch", "export", "--bags", str(tmp_path), "--out", str(tmp_path / "out")]) == 2
+
+
+# --- faults found in review (issue 19) ---------------------------------------------------------
+def _copy_bag(bags: Path, name: str, dest: Path) -> Path:
+    shutil.copytree(bags / name, dest)
+    return dest
+
+
+def _error_lines(err: str) -> list[str]:
+    return [ln for ln in err.splitlines() if ln.startswith("error: ")]
+
+
+def test_an_output_folder_holding_an_input_is_refused_at_start(bags, tmp_path, capsys):
+    rec = tmp_path / "rec"
+    _copy_bag(bags, "bag_0", rec / "bag_0")
+    before = {p: p.read_bytes() for p in rec.rglob("*") if p.is_file()}
+    # OUT/<stem> of rec/bag_0 is rec/bag_0 itself: publishing would replace the bag by its dataset
+    assert main(["batch", "export", "--bags", str(rec / "*"), "--out", str(rec), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert len(_error_lines(err)) == 1 and "lies inside" in err and "Traceback" not in err, err
+    assert {p: p.read_bytes() for p in rec.rglob("*") if p.is_file() and ".batch" not in p.parts} == before
+
+
+def test_a_folder_at_out_stem_that_is_not_a_batch_output_is_kept_and_only_that_bag_fails(local_ray, bags, tmp_path):
+    out = tmp_path / "out"
+    (out / "bag_0").mkdir(parents=True)
+    (out / "bag_0" / "notes.txt").write_text("mine")
+    items = [str(bags / "bag_0"), str(bags / "bag_1")]
+    summary = run_batch(
+        "export", items, ExportJob(str(out), ExportOptions(out_dir=Path("."))), BatchOptions(progress=False)
+    )
+    rows = {r.stem: r for r in summary.results}
+    assert rows["bag_0"].status == "failed"
+    assert "exists and is not a batch output" in rows["bag_0"].error and "notes.txt" in rows["bag_0"].error
+    assert sorted(p.name for p in (out / "bag_0").iterdir()) == ["notes.txt"]
+    assert rows["bag_1"].status == "done" and h5py.is_hdf5(out / "bag_1" / "export" / "dataset.h5")
+
+
+def test_allow_partial_publishes_a_cut_bag_as_export_allow_partial_does(local_ray, bags, tmp_path, capsys):
+    bag = tmp_path / "cut"  # cut at 3/4: frames before the damage are readable
+    write_synthetic_bag(bag, frames=12, width=320, height=240, seed=5)
+    data = _bag_file(bag).read_bytes()
+    _bag_file(bag).write_bytes(data[: len(data) * 3 // 4])
+    assert main(["export", str(bag), "--out", str(tmp_path / "ref"), "--allow-partial", "--quiet"]) == 0
+    out = tmp_path / "out"
+    capsys.readouterr()
+    assert main(["batch", "export", "--bags", str(bag), "--out", str(out), "--allow-partial", "--quiet"]) == 0
+    err = capsys.readouterr().err
+    assert any(ln.startswith(f"partial: {bag}: ") and "cut short" in ln for ln in err.splitlines()), err
+    assert_same_dataset(tmp_path / "ref", out / "cut")
+    summary = json.loads((out / ".batch" / "export_summary.json").read_text())
+    assert summary["done"] == 1 and summary["failed"] == 0 and summary["partial"] == 1
+    [row] = summary["per_bag"]
+    ref_frames = json.loads((tmp_path / "ref" / "export_report.json").read_text())["frames"]
+    assert row["outcome"] == "partial" and 0 < row["frames"] == ref_frames < 12
+
+
+def test_one_stems_staging_cleanup_leaves_a_longer_stems_attempt_alone(local_ray, bags, tmp_path):
+    """`cam` starting while `cam-2` exports must not remove cam-2's staging (its name starts with cam-)."""
+    from depth_annotation.common import atomic_io
+
+    src, out, flags = tmp_path / "src", tmp_path / "out", tmp_path / "flags"
+    flags.mkdir()
+    cam2, cam = _copy_bag(bags, "bag_0", src / "cam-2"), _copy_bag(bags, "bag_1", src / "cam")
+
+    staging_root = out / ".batch" / "staging"
+
+    def hook(bag: str) -> None:  # in the worker, with the bag's staging folder made
+        if Path(bag).name == "cam":
+            if not (flags / "cam_killed").exists():  # so that cam's retry starts while cam-2 is staged
+                (flags / "cam_killed").write_text("1")
+                for _ in range(2400):
+                    if (flags / "cam2_staged").exists():
+                        break
+                    time.sleep(0.05)
+                os.kill(os.getpid(), signal.SIGKILL)
+            (flags / "cam_started").write_text("1")
+            return
+        # cam-2 marks its staging folders, then waits until cam (retried) has cleaned up stale staging
+        mine = [d for d in staging_root.rglob("*") if d.is_dir() and "cam-2" in str(d.relative_to(staging_root))]
+        for d in mine:
+            (d / "sentinel").write_text("1")
+        (flags / "cam2_staged").write_text("1")
+        for _ in range(2400):
+            if (flags / "cam_started").exists():
+                break
+            time.sleep(0.05)
+        gone = [str(d) for d in mine if not (d / "sentinel").exists()]
+        for d in mine:
+            (d / "sentinel").unlink(missing_ok=True)
+        if gone:
+            raise RuntimeError(f"cam's start removed cam-2's staging: {gone}")
+
+    # an attempt of cam whose process is alive (this one holds its lock) and one whose process died
+    stem_dir = out / ".batch" / "staging" / "cam"
+    (stem_dir / "aaaaaaaaaaaa" / "out").mkdir(parents=True)
+    (stem_dir / "bbbbbbbbbbbb" / "out").mkdir(parents=True)
+    (stem_dir / "bbbbbbbbbbbb.lock").write_text("{}")
+    with atomic_io.ExclusiveLock(stem_dir / "aaaaaaaaaaaa.lock"):
+        summary = run_batch(
+            "export",
+            [str(cam2), str(cam)],
+            ExportJob(str(out), ExportOptions(out_dir=Path("."))),
+            BatchOptions(progress=False, task_hook=hook),
+        )
+        assert (stem_dir / "aaaaaaaaaaaa" / "out").is_dir()  # alive: left alone
+    assert [(r.stem, r.status, r.error) for r in summary.results] == [("cam-2", "done", None), ("cam", "done", None)]
+    assert not (stem_dir / "bbbbbbbbbbbb").exists() and not (stem_dir / "bbbbbbbbbbbb.lock").exists()
+
+
+def test_a_worker_killed_during_the_export_leaves_no_staging_after_the_retry(local_ray, tmp_path):
+    bags_dir, out, flags = tmp_path / "bags", tmp_path / "out", tmp_path / "flags"
+    flags.mkdir()
+    write_synthetic_bag(bags_dir / "big", frames=12, width=320, height=240, seed=3)
+    staging_root = out / ".batch" / "staging"
+
+    def hook(bag: str) -> None:  # first attempt: die as soon as the exporter's own staging folder exists
+        if (flags / "attempted").exists():
+            return
+        (flags / "attempted").write_text("1")
+        pid = os.getpid()
+
+        def die() -> None:
+            for _ in range(60000):
+                if any(staging_root.rglob(f".*.staging-{pid}")):
+                    os.kill(pid, signal.SIGKILL)
+                time.sleep(0.001)
+
+        threading.Thread(target=die, daemon=True).start()
+
+    summary = run_batch(
+        "export",
+        [str(bags_dir / "big")],
+        ExportJob(str(out), ExportOptions(out_dir=Path("."))),
+        BatchOptions(progress=False, task_hook=hook),
+    )
+    [row] = summary.results
+    assert row.status == "done" and row.frames == 12, row
+    assert (flags / "attempted").exists()
+    left = sorted(str(p.relative_to(staging_root)) for p in staging_root.rglob("*")) if staging_root.exists() else []
+    assert left == []
+
+
+@pytest.mark.parametrize("kind", ["file", "proc", "s3", "memory"])
+def test_an_unusable_output_is_one_line_and_exit_2_before_any_work(local_ray, bags, tmp_path, capsys, kind):
+    from depth_annotation.batch import BatchError
+
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    out = {"file": str(afile), "proc": "/proc/x", "s3": "s3://bucket/x", "memory": "memory://x"}[kind]
+    if kind == "s3" and importlib.util.find_spec("s3fs") is not None:
+        pytest.skip("s3fs is installed: s3:// is usable here")  # the case is s3:// without s3fs
+    worked = tmp_path / "worked"
+
+    def hook(bag: str) -> None:  # in the worker: a bag's work began
+        worked.write_text(bag)
+
+    job = ExportJob(out, ExportOptions(out_dir=Path(".")))
+    with pytest.raises(BatchError, match=f"--out {out}"):
+        run_batch("export", [str(bags / "bag_0")], job, BatchOptions(progress=False, task_hook=hook))
+    assert not worked.exists()
+    assert main(["batch", "export", "--bags", str(bags / "bag_0"), "--out", out, "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "failed: " not in err and len(_error_lines(err)) == 1, err
+    if kind == "memory":
+        assert "own in-memory file system" in err
+
+
+def test_a_second_batch_run_into_one_out_is_refused_naming_the_first(bags, tmp_path, capsys):
+    from depth_annotation.common import atomic_io
+
+    out = tmp_path / "out"
+    (out / ".batch").mkdir(parents=True)
+    with atomic_io.ExclusiveLock(out / ".batch" / "batch.lock"):
+        assert main(["batch", "export", "--bags", str(bags / "bag_0"), "--out", str(out), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "in use by another batch run" in err and f"pid {os.getpid()}" in err, err
+
+
+@pytest.fixture(scope="module")
+def annotated(tmp_path_factory):
+    """`annotations synth` (annotator 2 erodes 10 px: every frame fails) + import, and the same
+    dataset before the import (nothing to validate: an error, not a finding)."""
+    root = tmp_path_factory.mktemp("annotated")
+    synth = root / "synth"
+    args = ["annotations", "synth", "--out", str(synth), "--frames", "6", "--every", "2", "--overlap", "1"]
+    assert main([*args, "--boundary-px", "-10"]) == 0
+    shutil.copytree(synth / "dataset", root / "bare")
+    shutil.copytree(synth / "dataset", root / "fails")
+    assert (
+        main(["annotations", "import", str(synth / "label_studio_export.json"), "--dataset", str(root / "fails")]) == 0
+    )
+    return root
+
+
+def test_batch_validate_publishes_the_report_of_a_dataset_with_failing_frames(local_ray, annotated, tmp_path, capsys):
+    out, ref = tmp_path / "out", tmp_path / "ref"
+    assert main(["validate", "--dataset", str(annotated / "fails"), "--out", str(ref)]) == 1
+    listing = tmp_path / "list.txt"
+    listing.write_text(f"{annotated / 'fails'}\n{annotated / 'bare'}\n")
+    capsys.readouterr()
+    for run in range(2):  # the rerun skips it and still exits 1: its frames still need re-annotation
+        assert main(["batch", "validate", "--list", str(listing), "--out", str(out), "--quiet"]) == 1
+        err = capsys.readouterr().err
+        assert any(ln.startswith(f"failed validation: {annotated / 'fails'}: 3 of 3") for ln in err.splitlines()), err
+        assert any(
+            ln.startswith(f"failed: {annotated / 'bare'}: ") and "no imported annotations" in ln
+            for ln in err.splitlines()
+        )
+        summary = json.loads((out / ".batch" / "validate_summary.json").read_text())
+        assert (summary["failed_validation"], summary["failed"]) == (1, 1)
+        rows = {r["stem"]: r for r in summary["per_bag"]}
+        assert rows["fails"]["status"] == ("done", "skipped")[run] and rows["fails"]["outcome"] == "failed validation"
+    assert (out / ".batch" / "fails.validate.json").exists() and not (out / "bare").exists()
+    got = out / "fails"
+    assert sorted(p.name for p in got.iterdir()) == sorted(p.name for p in ref.iterdir())
+    assert (got / "reannotation_tasks.json").read_bytes() == (ref / "reannotation_tasks.json").read_bytes()
+    report = json.loads((got / "validation_report.json").read_text())
+    assert report["files"]["reannotation_tasks"] == str(got / "reannotation_tasks.json")
+    html = (got / "validation_report.html").read_text()
+    assert str(got / "reannotation_tasks.json") in html
+    assert "staging" not in json.dumps(report) and "staging" not in html
+
+
+def test_batch_mono_redoes_the_bags_when_the_scale_files_content_changes(local_ray, bags, tmp_path):
+    from depth_annotation.batch import MonoJob
+    from depth_annotation.mono import MonoModelConfig, save_tiny_model
+
+    model = MonoModelConfig(model=str(save_tiny_model(tmp_path / "tiny")), input_size=56)
+    scale = tmp_path / "scale.json"
+    scale.write_text(json.dumps({"mono_scale": {"scale": 2.5, "shift": 0.1}}))
+    out = tmp_path / "out"
+    job = MonoJob(str(out), model, scale_file=str(scale))
+    opts = BatchOptions(progress=False, actors=1)
+
+    def run() -> tuple[str, set[float]]:  # the status and the scales the published frames were aligned with
+        [row] = run_batch("mono", [str(bags / "bag_0")], job, opts).results
+        assert row.error is None, row.error
+        frames = json.loads((out / "bag_0" / "scale.json").read_text())["frames"]
+        assert len(frames) == 6
+        return row.status, {f["scale"] for f in frames}
+
+    assert run() == ("done", {2.5})
+    assert run() == ("skipped", {2.5})
+    scale.write_text(json.dumps({"mono_scale": {"scale": 1.5, "shift": 0.1}}))  # the same path, a new calibration
+    assert run() == ("done", {1.5})
+
+
+def test_batch_mono_with_a_missing_model_says_why_in_one_line(local_ray, bags, tmp_path, capsys):
+    missing = tmp_path / "no_such_model"
+    rc = main(
+        ["batch", "mono", "--bags", str(bags / "bag_0"), "--out", str(tmp_path / "out"), "--model", str(missing)]
+        + ["--metric-model", "--actors", "1", "--quiet"]
+    )
+    assert rc == 1
+    err = capsys.readouterr().err
+    [line] = [ln for ln in err.splitlines() if ln.startswith("failed: ")]
+    assert "MonoModelError" in line and str(missing) in line and "\x1b" not in line, line

@@ -14,7 +14,8 @@ import glob
 import json
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,18 @@ from typing import Any
 from depth_annotation.common import atomic_io
 
 from .errors import BatchError, RayUnavailable
-from .jobs import MARKER_DIR, BagResult, ExportJob, MonoJob, ValidateJob, bag_stem, run_export, run_mono, run_validate
+from .jobs import (
+    MARKER_DIR,
+    BagResult,
+    ExportJob,
+    MonoJob,
+    ValidateJob,
+    _one_line,
+    bag_stem,
+    run_export,
+    run_mono,
+    run_validate,
+)
 
 RAY_INSTALL = "pip install 'ray>=2.60'"
 MODES = ("export", "mono", "validate")
@@ -53,6 +65,16 @@ class BatchSummary:
     def failed(self) -> list[BagResult]:
         return [r for r in self.results if r.status == "failed"]
 
+    @property
+    def failed_validation(self) -> list[BagResult]:
+        """Datasets validated (done or skipped) with failing frames: their reports list them."""
+        return [r for r in self.results if r.outcome == "failed validation"]
+
+    @property
+    def partial(self) -> list[BagResult]:
+        """Bags published with the frames read (--allow-partial)."""
+        return [r for r in self.results if r.outcome == "partial"]
+
     def to_dict(self) -> dict[str, Any]:
         frames = sum(r.frames for r in self.results if r.status == "done")
         counts = {s: sum(r.status == s for r in self.results) for s in ("done", "skipped", "failed")}
@@ -60,6 +82,8 @@ class BatchSummary:
             "mode": self.mode,
             "bags": len(self.results),
             **counts,
+            "partial": len(self.partial),
+            "failed_validation": len(self.failed_validation),
             "frames": frames,
             "seconds": self.seconds,
             "frames_per_s": frames / self.seconds if self.seconds > 0 else 0.0,
@@ -89,6 +113,75 @@ def find_bags(pattern: str | None = None, list_file: str | None = None) -> list[
             raise BatchError(f"{item} and {seen[stem]} would both be exported to <out>/{stem}: rename one")
         seen[stem] = item
     return items
+
+
+def check_inputs_outside_outputs(items: list[str], out: str) -> None:
+    """Refuse a run whose output folder OUT/<stem> would hold (or be) one of its inputs:
+    publishing replaces OUT/<stem>, so the input would be lost (local outputs only)."""
+    fs, path = _output_fs(out)
+    if not _local(fs):
+        return
+    root = Path(path).resolve()
+    for item in items:
+        src = Path(item).resolve()
+        dest = root / bag_stem(item)
+        if src == dest or dest in src.parents:
+            raise BatchError(
+                f"{item} is or lies inside {dest}, where its output would go (--out {out}): choose another --out"
+            )
+
+
+@contextmanager
+def check_output(out: str) -> Iterator[None]:
+    """Before any Ray work: the output must be usable (OUT/.batch created and written to), not
+    memory:// (each Ray process has its own), and, when local, not in use by another batch run
+    (an OS lock on OUT/.batch/batch.lock, held until the run ends). BatchError, one line, otherwise."""
+    fs, path = _output_fs(out)
+    if "memory" in _protocols(fs):
+        raise BatchError(
+            f"--out {out}: memory:// cannot be an output: each Ray worker process has its own in-memory file system"
+        )
+    batch_dir = f"{path.rstrip('/')}/{MARKER_DIR}"
+    probe = f"{batch_dir}/.probe-{os.getpid()}"
+    try:
+        fs.makedirs(batch_dir, exist_ok=True)
+        fs.pipe_file(probe, b"")
+        fs.rm(probe)
+    except Exception as exc:  # any fsspec backend's error: permissions, credentials, not a folder
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else " ".join(str(exc).split())
+        raise BatchError(f"--out {out}: cannot write there ({type(exc).__name__}: {why})") from exc
+    if not _local(fs):
+        yield
+        return
+    lock = atomic_io.ExclusiveLock(Path(batch_dir) / "batch.lock")
+    try:
+        lock.acquire()
+    except atomic_io.LockHeldError as exc:
+        raise BatchError(f"--out {out} is in use by another batch run: {exc.strerror}") from exc
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def _output_fs(out: str) -> tuple[Any, str]:
+    """The file system of --out; BatchError when fsspec cannot open it (an unknown protocol, its
+    package missing, as s3fs for s3://)."""
+    import fsspec
+
+    try:
+        fs, path = fsspec.core.url_to_fs(out)
+    except (ImportError, ValueError, OSError) as exc:
+        raise BatchError(f"--out {out}: unusable output: {' '.join(str(exc).split())}") from exc
+    return fs, str(path)
+
+
+def _protocols(fs: Any) -> tuple[str, ...]:
+    return tuple(fs.protocol) if isinstance(fs.protocol, (tuple, list)) else (str(fs.protocol),)
+
+
+def _local(fs: Any) -> bool:
+    return "file" in _protocols(fs)
 
 
 def _ray() -> Any:
@@ -128,6 +221,14 @@ def run_batch(
     opts = opts or BatchOptions()
     if mode not in MODES:
         raise BatchError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+    check_inputs_outside_outputs(items, job.out)
+    with check_output(job.out):
+        return _run_locked(mode, items, job, opts)
+
+
+def _run_locked(
+    mode: str, items: list[str], job: ExportJob | ValidateJob | MonoJob, opts: BatchOptions
+) -> BatchSummary:
     ray = _ray()
     started = _start(ray, opts)
     t0 = time.perf_counter()
@@ -192,9 +293,16 @@ class MonoActor:
 
             config = dataclasses.replace(config, device="cuda" if torch.cuda.is_available() else "cpu")
         self.job = job
-        self.model = load_model(config)
+        self.model: Any = None
+        self.error: str | None = None
+        try:
+            self.model = load_model(config)
+        except Exception as exc:  # a missing model: each bag's row says why, not a cut Ray traceback
+            self.error = _one_line(exc)
 
     def run(self, bag: str, hook: Callable[[str], None] | None = None) -> BagResult:
+        if self.error is not None:
+            return BagResult(bag, bag_stem(bag), "failed", error=f"cannot load the model: {self.error}")
         return run_mono(bag, self.job, self.model, hook)
 
 

@@ -1016,6 +1016,9 @@ def _cmd_batch(args: argparse.Namespace) -> int:
         except (BatchError, RayUnavailable, ValueError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
+        except (OSError, ImportError) as exc:  # the output (or a file the options name) is unusable
+            print(f"error: {type(exc).__name__}: {' '.join(str(exc).split())}", file=sys.stderr)
+            return 2
         except (KeyboardInterrupt, SystemExit) as exc:
             # ray.init replaces the SIGTERM handler with sys.exit(15) (ray/_private/worker.py, init):
             # a SIGTERM after it arrives as SystemExit(15). Either way run_batch has shut its local Ray
@@ -1033,12 +1036,21 @@ def _cmd_batch(args: argparse.Namespace) -> int:
             return stop.exit_code
     for r in summary.failed:
         print(f"failed: {r.bag}: {r.error}", file=sys.stderr)
+    for r in summary.partial:  # --allow-partial: published with the frames read, as `export` warns
+        print(f"partial: {r.bag}: {r.note}", file=sys.stderr)
+    for r in summary.failed_validation:  # completed: the report is published; exit 1 as `validate`
+        print(f"failed validation: {r.bag}: {r.note} (report: {args.out.rstrip('/')}/{r.stem}/)", file=sys.stderr)
     d = summary.to_dict()
+    findings = "".join(
+        f", {d[key]} {name}"
+        for key, name in (("partial", "partial"), ("failed_validation", "failed validation"))
+        if d[key]
+    )
     print(
-        f"{d['done']} done, {d['skipped']} skipped (already done), {d['failed']} failed of {d['bags']} in "
+        f"{d['done']} done, {d['skipped']} skipped (already done), {d['failed']} failed of {d['bags']}{findings} in "
         f"{d['seconds']:.1f} s ({d['frames_per_s']:.1f} frames/s); summary: {summary.path}"
     )
-    return 1 if summary.failed else 0
+    return 1 if summary.failed or summary.failed_validation else 0
 
 
 def _remove_batch_staging(out: str, marker_dir: str) -> str:
