@@ -170,7 +170,8 @@ if ((MUTATE)); then
     say "installing the mutation-testing tools into $VENV"
     "${PIP[@]}" install -r "$ROOT/requirements/mutate.txt" -c "$ROOT/requirements/constraints.txt" 2>&1 \
       | grep -v "is ignored: it is neither a file nor a directory" >&2 || true
-    "$VENV/bin/mutmut" --version >/dev/null || die "mutmut did not install into $VENV"
+    # not `mutmut --version`: mutmut 3.8 reads its configuration on import and fails outside a project it can guess
+    "$VENV/bin/python" -c "import importlib.metadata as m; m.version('mutmut')" || die "mutmut did not install into $VENV"
     echo "$mut_stamp" >"$VENV/.da-mutate"
   fi
 fi
