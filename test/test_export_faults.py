@@ -226,6 +226,21 @@ def test_a_file_where_the_output_folder_goes(bags, tmp_path, capsys):
     assert out.read_text() == "not a folder" and leftovers(tmp_path, "ds") == []
 
 
+def test_other_programs_folders_do_not_make_the_output_taken(bags, tmp_path, capsys):
+    """The launch files start the QC node and the driver beside the exporter, on one output_dir: their
+    qc/ and captures/ may exist before the exporter starts. It exports there and keeps them."""
+    out = tmp_path / "ds"
+    (out / "qc").mkdir(parents=True)
+    (out / "qc" / "qc_report.json").write_text('{"frames": 3}')
+    (out / "captures").mkdir()
+    rc, _, err = run_main(capsys, "export", "--quiet", bags["a"], "--out", out)
+    assert rc == 0, err
+    assert (out / "export" / "dataset.h5").is_file() and (out / "captures").is_dir()
+    assert (out / "qc" / "qc_report.json").read_text() == '{"frames": 3}'
+    rc, _, err = run_main(capsys, "export", "--quiet", bags["a"], "--out", out)  # now it holds a dataset
+    assert rc == 2 and "exists: refusing to overwrite" in one_line(err)
+
+
 def test_a_file_occupying_annotation_rgb(bags, dataset_a, tmp_path, capsys):
     """annotation/rgb as a file: refused without --overwrite; --overwrite replaces the whole dataset."""
     shutil.rmtree(dataset_a / "annotation" / "rgb")

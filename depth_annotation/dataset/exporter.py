@@ -182,7 +182,10 @@ class DatasetOutput:
             raise
 
     def _prepare(self, overwrite: bool) -> None:
-        present = sorted(p.name for p in self.out.iterdir() if p.name != LOCK_NAME)
+        # Only a dataset's own entries make the folder "taken": what other programs keep there (the
+        # QC node's qc/, the driver's captures/ — created while the launch files start the exporter
+        # beside them — a Label Studio data dir) is carried over by `publish`, never replaced.
+        present = sorted(p.name for p in self.out.iterdir() if p.name in EXPORT_ENTRIES)
         if present and not overwrite:
             h5 = self.out / "export" / "dataset.h5"
             if h5.exists():
