@@ -48,19 +48,21 @@ def test_real_stereo_photographs_offline(stereo_dir, tmp_path):
     intr = doc["intrinsics"]
     assert intr["views_used"] == 12 and intr["forced"] is False and intr["failed_gates"] == []
     assert intr["board"]["squares_x"] == 10 and intr["image_size"] == [640, 512]  # 9 inner corners = 10 squares
+    # The CLI runs in another process: OpenCV's threaded reductions sum in another order there, which
+    # moves the solution by up to a few 1e-6 relative (seen: 2.7e-6 on a distortion coefficient under load).
     for key in ("fx", "fy", "cx", "cy", "d"):
-        assert intr["intrinsics"][key] == pytest.approx(getattr(core.intrinsics, key), rel=1e-6), key
-    assert intr["std_dev"]["fx"] == pytest.approx(core.std_dev["fx"], rel=1e-5)
+        assert intr["intrinsics"][key] == pytest.approx(getattr(core.intrinsics, key), rel=2e-5, abs=1e-9), key
+    assert intr["std_dev"]["fx"] == pytest.approx(core.std_dev["fx"], rel=5e-5)
     assert set(intr["coverage"]) == {"x", "y", "size", "skew"} and 0 < intr["corner_coverage"] <= 1
     stereo = doc["stereo"]
-    assert stereo["right_intrinsics"]["intrinsics"]["fx"] == pytest.approx(core_right.intrinsics.fx, rel=1e-6)
+    assert stereo["right_intrinsics"]["intrinsics"]["fx"] == pytest.approx(core_right.intrinsics.fx, rel=2e-5)
     core_stereo = calibrate_stereo(
         list(zip(left, right, strict=True)), REAL_BOARD, core.intrinsics, core_right.intrinsics
     )
-    assert stereo["pairs_used"] == 12 and stereo["baseline_m"] == pytest.approx(core_stereo.baseline_m, rel=1e-6)
+    assert stereo["pairs_used"] == 12 and stereo["baseline_m"] == pytest.approx(core_stereo.baseline_m, rel=2e-5)
     for name, result in (("camera_color", core), ("camera_color_right", core_right)):
         yaml_intr = from_camera_info_yaml((out / f"{name}.yaml").read_text())
-        assert yaml_intr.fx == pytest.approx(result.intrinsics.fx, rel=1e-6) and yaml_intr.width == 640
+        assert yaml_intr.fx == pytest.approx(result.intrinsics.fx, rel=2e-5) and yaml_intr.width == 640
         png = cv2.imread(str(out / f"{name}_report.png"))
         assert png is not None and png.shape[0] > 500 and png.shape[1] > 800
 
