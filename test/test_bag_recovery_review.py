@@ -470,3 +470,24 @@ def test_mcap_cuts_never_raise_and_never_invent_bytes(mcap_bag, tmp_path):
             pass
         assert got == intact[: len(got)], cut  # a prefix of the intact messages, byte for byte
         shutil.rmtree(bag)
+
+
+def test_reading_a_wal_mode_sqlite3_bag_writes_nothing_beside_it(tmp_path):
+    """rosbag2 writes its sqlite3 files in WAL mode; a read-only open without `immutable` creates
+    `-wal`/`-shm` files next to the bag (seen in the shared test data), which a reader must never do."""
+    import sqlite3
+
+    from depth_annotation.dataset import bag_io
+
+    bag = tmp_path / "wal_bag"
+    write_synthetic_bag(bag, frames=3, width=32, height=24, storage="sqlite3")
+    (db,) = bag.glob("*.db3")
+    con = sqlite3.connect(db)
+    assert con.execute("PRAGMA journal_mode=WAL").fetchone() == ("wal",)
+    con.close()  # checkpointed: the -wal and -shm files are gone, the header says WAL
+    assert db.read_bytes()[18:20] == b"\x02\x02"
+    before = sorted(p.name for p in bag.iterdir())
+    with bag_io.open_bag(bag) as reader:
+        assert sum(1 for _ in reader.raw_messages([DEFAULT_TOPICS["depth"]])) == 3
+    assert bag_io.sqlite_topic_counts(db)[DEFAULT_TOPICS["depth"]] == 3
+    assert sorted(p.name for p in bag.iterdir()) == before

@@ -48,7 +48,7 @@ def sqlite_rows(bag: Path) -> list[tuple[str, int, bytes]]:
     """(topic, time, CDR bytes) of every message, straight from SQLite, files in order, time-sorted."""
     rows: list[tuple[str, int, bytes]] = []
     for f in sorted(bag.glob("*.db3")):
-        con = sqlite3.connect(f"file:{f}?mode=ro", uri=True)
+        con = sqlite3.connect(f"file:{f}?mode=ro&immutable=1", uri=True)  # writes nothing beside a WAL-mode bag
         rows += [
             (str(n), int(t), bytes(d))
             for n, t, d in con.execute(

@@ -231,7 +231,7 @@ def bag_layout(path: str | Path) -> BagLayout:
 def sqlite_topic_counts(file: Path) -> Counter[str]:
     """Messages per topic in a rosbag2 sqlite3 file, counted by SQLite itself (stdlib, read-only)."""
     try:
-        con = sqlite3.connect(f"{file.resolve().as_uri()}?mode=ro", uri=True)
+        con = sqlite3.connect(bag_recovery.read_only_uri(file), uri=True)
     except sqlite3.Error as exc:
         raise BagError(f"{file}: cannot open the sqlite3 file: {exc}") from None
     try:

@@ -367,7 +367,7 @@ class SqliteFile:
     @staticmethod
     def _connect(path: Path) -> sqlite3.Connection:
         try:
-            con = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+            con = sqlite3.connect(read_only_uri(path), uri=True)
             # A file shorter than its header says is "malformed" before any page is read, unless
             # the schema is trusted as it is (a flag of this connection; mode=ro still writes nothing).
             con.execute("PRAGMA writable_schema = ON")
@@ -449,6 +449,21 @@ ROLLED_BACK = (
     "killed mid-write: its uncommitted transaction (hot journal {journal}) was rolled back on a copy, "
     "the original files untouched; the committed messages were read"
 )
+
+
+def read_only_uri(db: Path) -> str:
+    """The URI to read a sqlite3 bag file without writing beside it.
+
+    `immutable=1` (as rosbags opens them): no locks, and no `-wal`/`-shm` files created next to a
+    WAL-mode bag (rosbag2 writes WAL; `mode=ro` alone creates them wherever the directory is
+    writable, in the user's bag or shared read-only data). Only when a non-empty `-wal` holds
+    committed rows (a killed WAL writer) must SQLite read it: then `mode=ro` without immutable."""
+    wal = db.with_name(db.name + "-wal")
+    try:
+        has_wal = wal.is_file() and wal.stat().st_size > 0
+    except OSError:
+        has_wal = False
+    return f"{db.resolve().as_uri()}?mode=ro" + ("" if has_wal else "&immutable=1")
 
 
 def hot_journal(db: Path) -> Path | None:
