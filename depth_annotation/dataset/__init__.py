@@ -31,8 +31,8 @@ if TYPE_CHECKING:
         NotABagFileError,
         UnknownStorageError,
     )
-    from .exporter import DEFAULT_TOPICS, LOCK_NAME, ExportOptions, ExportSession, export_bags, file_checksum
-    from .hdf5_writer import EpisodeMeta, Hdf5DatasetWriter, frame_checksum
+    from .exporter import DEFAULT_TOPICS, LOCK_NAME, ExportOptions, ExportSession, export_bags
+    from .hdf5_writer import EpisodeMeta, Hdf5DatasetWriter, file_checksum, frame_checksum
     from .info import assign_splits
     from .synthetic_bag import write_synthetic_bag
     from .visualize import render_h5_frame

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from .chunk_codecs import open_h5
-from .hdf5_writer import CHECKSUM_GROUP, frame_checksum
+from .hdf5_writer import CHECKSUM_GROUP, file_checksum, frame_checksum
 
 FULL_DECODE_FRAMES = 300  # the default check decodes every frame of a dataset this small (~1-3 s at 640x480)
 
@@ -186,15 +186,13 @@ def _check_annotation_files(out: Path, info: dict[str, Any], deep: bool, report:
     if not isinstance(recorded, dict):
         report.notes.append("annotation file checksums absent (written before checksums)")
         return
-    import xxhash
-
     bad = 0
     for rel, digest in recorded.items():
         path = out / rel
         if not path.is_file():
             report.problems.append(f"annotation file missing: {rel}")
             bad += 1
-        elif xxhash.xxh3_64_hexdigest(path.read_bytes()) != digest:
+        elif file_checksum(path) != digest:
             report.problems.append(f"annotation file corrupt: {rel} (checksum mismatch)")
             bad += 1
     report.notes.append(f"{len(recorded) - bad} of {len(recorded)} annotation files match their checksums")

@@ -66,7 +66,7 @@ from .errors import (
     ExportOptionError,
     ExportOutputError,
 )
-from .hdf5_writer import CHECKSUM_ALGORITHM, EpisodeMeta, EpisodeWriter, Hdf5DatasetWriter
+from .hdf5_writer import CHECKSUM_ALGORITHM, EpisodeMeta, EpisodeWriter, Hdf5DatasetWriter, file_checksum
 from .info import assign_splits, build_dataset_info
 from .sync import StampSynchronizer
 
@@ -240,13 +240,6 @@ class DatasetOutput:
         if not self.published:
             shutil.rmtree(self.staging, ignore_errors=True)
         self.lock.release()
-
-
-def file_checksum(path: Path) -> str:
-    """xxh3_64 (hex) of a file's bytes: what dataset_info.json's `files.checksums.annotation` records."""
-    import xxhash
-
-    return xxhash.xxh3_64_hexdigest(Path(path).read_bytes())
 
 
 def annotation_checksums(root: Path) -> dict[str, str]:

@@ -75,6 +75,11 @@ def frame_checksum(frame: np.ndarray) -> int:
     return int(xxhash.xxh3_64_intdigest(np.ascontiguousarray(frame).data))
 
 
+def file_checksum(path: Path) -> str:
+    """xxh3_64 (hex) of a file's bytes: what dataset_info.json's `files.checksums.annotation` records."""
+    return str(xxhash.xxh3_64_hexdigest(Path(path).read_bytes()))
+
+
 def _checksum_and_compress(
     compress: Callable[[np.ndarray], Any] | None, raw: np.ndarray, checksum: bool
 ) -> tuple[int, Any]:
