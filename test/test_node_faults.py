@@ -266,6 +266,47 @@ def test_live_exporter_resolution_change_starts_a_new_episode_and_keeps_the_firs
     assert shapes[0][0] >= 7 and shapes[1][0] >= 7  # best effort: a frame may be lost, never the episode
 
 
+SLOW_WRITER = textwrap.dedent(
+    """
+    import sys, time
+    from depth_annotation.dataset import hdf5_writer
+    from depth_annotation.nodes.live_exporter_node import main
+
+    original = hdf5_writer.EpisodeWriter.append
+
+    def append(self, *args, **kwargs):  # a slow disk: the writer falls behind delivery
+        time.sleep(0.25)
+        return original(self, *args, **kwargs)
+
+    hdf5_writer.EpisodeWriter.append = append
+    sys.exit(main(sys.argv[1:]))
+    """
+)
+
+
+def test_live_exporter_finish_ends_the_episode_after_the_frames_that_arrived_before_it(ros, procs, tmp_path):
+    """finish_episode called while the writer is behind: the frames already received belong to the
+    episode it ends (a user's last frames never become a stray episode of their own)."""
+    out, script = tmp_path / "ds", tmp_path / "slow_exporter.py"
+    script.write_text(SLOW_WRITER)
+    cmd = [sys.executable, str(script), "--ros-args", "-p", f"output_dir:={out}", "-p", "every_k:=1000"]
+    exporter = procs.command(cmd, "slow_exporter")
+    feed = Feeder(ros, "slow_feeder")
+    assert feed.ready()
+    for i in range(12):
+        feed.send(S + i * 33_000_000, 64, 48)
+    assert frames_written(feed) < 6  # the writer is behind when the request comes
+    done = finish(ros, feed.node)
+    assert done.success and done.message.startswith("episode_0: "), done.message
+    kept = int(done.message.split()[1])
+    assert kept >= 9, done.message  # best effort: a frame may be lost in delivery
+    assert exporter.stop(timeout=60) == 0
+    with h5py.File(out / "export" / "dataset.h5") as h5:
+        names = sorted(name for name in h5 if name.startswith("episode_"))
+        assert names == ["episode_0"], names
+        assert h5["episode_0"]["depth"].shape == (kept, 48, 64)
+
+
 FAILING_WRITER = textwrap.dedent(
     """
     import errno, sys

@@ -146,7 +146,10 @@ class LiveExporterNode(Node):
             if item is None:
                 return
             try:
-                self._on(*item)
+                if isinstance(item, _FinishRequest):
+                    item.run(self._finish_now)
+                else:
+                    self._on(*item)
             except Exception as exc:  # the writer failed (disk full, ...): stop the export, keep what is written
                 self._fail(exc)
 
@@ -274,14 +277,29 @@ class LiveExporterNode(Node):
         self.pub_diag.publish(diagnostic_array(self.get_clock().now().nanoseconds, [status]))
 
     def _on_finish(self, req: Any, res: Any) -> Any:
+        # Through the writer's queue: the frames that arrived before the request still belong to
+        # the episode it ends (the worker may be behind), never to a one-frame episode after it.
+        request = _FinishRequest()
+        try:
+            self._queue.put(request, timeout=FINISH_TIMEOUT_S)
+            done = request.done.wait(FINISH_TIMEOUT_S)
+        except queue.Full:
+            done = False
+        if not done:
+            res.success = False
+            res.message = f"writer busy: the episode could not be ended within {FINISH_TIMEOUT_S:.0f} s, try again"
+            return res
+        res.success, res.message = request.result
+        return res
+
+    def _finish_now(self) -> tuple[bool, str]:
         with self._lock:
             if self.failed:
-                res.success, res.message = False, f"export stopped: {self.failed}"
-                return res
+                return False, f"export stopped: {self.failed}"
             summary = self._end_episode()
-        res.success = summary is not None
-        res.message = f"{summary['episode']}: {summary['frames']} frames" if summary else "no episode in progress"
-        return res
+        if summary is None:
+            return False, "no episode in progress"
+        return True, f"{summary['episode']}: {summary['frames']} frames"
 
     def shutdown(self) -> None:
         try:
@@ -317,6 +335,26 @@ class LiveExporterNode(Node):
         if self.failed:
             done += f" before the export stopped ({self.failed})"
         self.get_logger().info(done)
+
+
+FINISH_TIMEOUT_S = 30.0
+
+
+class _FinishRequest:
+    """A `finish_episode` call queued behind the messages that arrived before it."""
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.result: tuple[bool, str] = (False, "not run")
+
+    def run(self, finish: Any) -> None:
+        try:
+            self.result = finish()
+        except Exception as exc:  # closing the episode wrote its last frames and failed: reported below
+            self.result = (False, f"the episode could not be finished: {exc}")
+            raise
+        finally:
+            self.done.set()
 
 
 def main(args: list[str] | None = None) -> int:
