@@ -7,7 +7,7 @@ profile as `dds_profile:=` gives it), and checks through a separate default rclp
 that topics and services connect and that every override key is a parameter the node declares.
 `launch` / `launch_ros` are not installable from our package index: the last test runs the
 launch files with LaunchService from their Humble, Jazzy and rolling sources when a mirror of
-them is present (skipped with the reason otherwise; CI has none).
+them is present (skipped with the reason otherwise).
 """
 
 import ast
@@ -242,7 +242,7 @@ def _launch_sources(ref: str, dest: Path) -> Path:
     repos = {"launch": MIRRORS / "ros2+launch" / "repo", "launch_ros": MIRRORS / "ros2+launch_ros" / "repo"}
     for name, repo in repos.items():
         if not (repo / "HEAD").exists() and not (repo / ".git").exists():
-            pytest.skip(f"no {name} source mirror at {repo} (set LAUNCH_SOURCE_MIRRORS); CI has none")
+            pytest.skip(f"no {name} source mirror at {repo} (set LAUNCH_SOURCE_MIRRORS)")
     try:
         import osrf_pycommon  # noqa: F401  (launch's process handling needs it)
 
