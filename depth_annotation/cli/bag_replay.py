@@ -14,15 +14,14 @@ from __future__ import annotations
 import importlib
 import math
 import shutil
-import signal
 import time
 from pathlib import Path
-from typing import Any
 
 import rclpy
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.signals import SignalHandlerOptions
 
+from depth_annotation.common import StopSignals
 from depth_annotation.dataset import BagError, bag_io
 
 # rcl reads remap rules from the argv it is given, even outside `--ros-args` (the deprecated
@@ -65,33 +64,6 @@ def _default_qos(topic: str, msgtype: str) -> QoSProfile:
     return QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
 
 
-class StopOnSignal:
-    """SIGINT and SIGTERM end a record/play loop cleanly (the bag is finished), as Ctrl-C on `ros2 bag`.
-
-    `signal` says which one came: the command exits 0 after SIGINT (Ctrl-C, a normal stop) and 143
-    after SIGTERM, as our nodes do (launch and process managers send SIGTERM to end a job).
-    """
-
-    def __init__(self) -> None:
-        self.signal: int | None = None
-        self._old: dict[int, Any] = {}  # what signal.signal returned: a handler, SIG_DFL/SIG_IGN or None
-
-    def __enter__(self) -> StopOnSignal:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            self._old[sig] = signal.signal(sig, self._on)
-        return self
-
-    def _on(self, signum, frame) -> None:
-        self.signal = signum
-
-    def __exit__(self, *exc: object) -> None:
-        for sig, old in self._old.items():
-            signal.signal(sig, old)
-
-    def __bool__(self) -> bool:
-        return self.signal is not None
-
-
 def check_duration(duration_s: float) -> None:
     if not (math.isfinite(duration_s) and duration_s > 0):
         raise ValueError(f"--duration must be a positive number of seconds, got {duration_s}")
@@ -106,7 +78,7 @@ def record(
     distro: str = "kilted",
     discovery_s: float = 10.0,
     log=print,
-    stop: StopOnSignal | None = None,
+    stop: StopSignals | None = None,
 ) -> dict[str, int]:
     """Record `topics` for `duration_s` seconds (after they appear), or until SIGINT/SIGTERM; returns counts.
 
@@ -116,7 +88,7 @@ def record(
     check_duration(duration_s)
     writer = bag_io.BagWriter(out, storage=storage, distro=distro)
     counts = {t: 0 for t in topics}
-    with stop if stop is not None else StopOnSignal() as stop:
+    with stop if stop is not None else StopSignals(interrupt=False) as stop:
         writer.open()
         rclpy.init(args=RCL_ARGS, signal_handler_options=SignalHandlerOptions.NO)
         node = rclpy.create_node("depth_annotation_recorder")
@@ -124,14 +96,14 @@ def record(
         try:
             deadline = time.monotonic() + discovery_s
             types: dict[str, str] = {}
-            while time.monotonic() < deadline and len(types) < len(topics) and not stop:
+            while time.monotonic() < deadline and len(types) < len(topics) and not stop.requested:
                 for name, tps in node.get_topic_names_and_types():
                     if name in topics and tps:
                         types[name] = tps[0]
                 rclpy.spin_once(node, timeout_sec=0.1)
             missing = [t for t in topics if t not in types]
             if missing:
-                why = "stopped by signal" if stop else f"within {discovery_s:.0f} s"
+                why = "stopped by signal" if stop.requested else f"within {discovery_s:.0f} s"
                 raise BagError(f"no publisher for {', '.join(missing)} ({why}); nothing recorded")
             started = True
             for topic, msgtype in types.items():
@@ -147,10 +119,10 @@ def record(
                 node.create_subscription(message_class(msgtype), topic, on_raw, sub_qos, raw=True)
             log(f"recording {len(types)} topics to {out} for {duration_s:.1f} s")
             end = time.monotonic() + duration_s
-            while time.monotonic() < end and not stop:
+            while time.monotonic() < end and not stop.requested:
                 rclpy.spin_once(node, timeout_sec=0.05)
-            if stop:
-                log(f"stopped by {signal.Signals(stop.signal or 0).name}: bag finished")
+            if stop.requested:
+                log(f"stopped by {stop.name}: bag finished")
         finally:
             node.destroy_node()
             rclpy.try_shutdown()
@@ -193,7 +165,7 @@ def play(
     loop: bool = False,
     remap: dict[str, str] | None = None,
     log=print,
-    stop: StopOnSignal | None = None,
+    stop: StopSignals | None = None,
 ) -> int:
     """Publish a bag's messages with their recorded spacing (scaled by `rate`) and QoS; returns the count.
 
@@ -210,7 +182,7 @@ def play(
         raise ValueError("--clock rate must be positive")
     remap = remap or {}
     sent = 0
-    with stop if stop is not None else StopOnSignal() as stop:
+    with stop if stop is not None else StopSignals(interrupt=False) as stop:
         rclpy.init(args=RCL_ARGS, signal_handler_options=SignalHandlerOptions.NO)
         node = rclpy.create_node("depth_annotation_player")
         try:
@@ -247,7 +219,7 @@ def play(
                 waited = [*pubs.values(), *([clock_pub] if clock_pub is not None else [])]
                 deadline = time.monotonic() + wait_subscribers_s
                 matched, stable_since = -1, time.monotonic()
-                while time.monotonic() < deadline and not stop:
+                while time.monotonic() < deadline and not stop.requested:
                     n = sum(1 for p in waited if p.get_subscription_count())
                     if n == len(waited):
                         break
@@ -266,7 +238,7 @@ def play(
                         clock_pub.publish(msg)
 
                 period = 1.0 / clock_hz if clock_hz else math.inf
-                while not stop:
+                while not stop.requested:
                     first = True
                     t0_bag = t0_wall = 0.0
                     next_clock = time.monotonic()
@@ -274,20 +246,20 @@ def play(
                         if first:
                             t0_bag, t0_wall, first = msg.time_ns, time.monotonic(), False
                         due = t0_wall + (msg.time_ns - t0_bag) / 1e9 / rate
-                        while (now := time.monotonic()) < due and not stop:
+                        while (now := time.monotonic()) < due and not stop.requested:
                             if now >= next_clock:
                                 publish_clock(int(t0_bag + (now - t0_wall) * rate * 1e9))
                                 next_clock = now + period
                             time.sleep(max(0.0, min(due - now, next_clock - now, 0.01)))
-                        if stop:
+                        if stop.requested:
                             break
                         publish_clock(msg.time_ns)
                         pubs[msg.topic].publish(bytes(msg.data))
                         sent += 1
                     if not loop or first:
                         break
-                if stop:
-                    log(f"stopped by {signal.Signals(stop.signal or 0).name}")
+                if stop.requested:
+                    log(f"stopped by {stop.name}")
                 time.sleep(0.5)  # let the last messages leave
         finally:
             node.destroy_node()

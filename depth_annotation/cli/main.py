@@ -8,14 +8,10 @@ import os
 import shutil
 import signal
 import sys
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
-from depth_annotation.common import atomic_io
+from depth_annotation.common import SIGINT_EXIT, StopSignals, atomic_io
 from depth_annotation.dataset import CODECS
 
 
@@ -163,7 +159,7 @@ def _cmd_mono(args: argparse.Namespace) -> int:
     # depth/ and scale.json are written into a staging folder and moved into OUT when complete:
     # an error or a signal leaves OUT as it was, never some of the PNGs without their scale.json
     staged: _StagedOutput | None = None
-    with _SignalStop() as stop:
+    with StopSignals() as stop:
         try:
             scale = load_scale_file(args.scale_file) if args.scale_file else None
             aligner = MetricAligner(mode, scale=scale)
@@ -198,10 +194,10 @@ def _cmd_mono(args: argparse.Namespace) -> int:
                 f"{out} left as it was)",
                 file=sys.stderr,
             )
-            return stop.exit_code
+            return stop.exit_code(sigint=SIGINT_EXIT)
     if stop.flag.is_set():  # the signal came while the finished folder was being moved in: it is complete
         print(f"interrupted by {stop.name} after the depth folder was written: {out}", file=sys.stderr)
-        return stop.exit_code
+        return stop.exit_code(sigint=SIGINT_EXIT)
     print(f"wrote {count} depth PNGs to {out / 'depth'} and {out / 'scale.json'}")
     return 0
 
@@ -288,7 +284,7 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     # The files are written into a staging folder inside OUT (with a copy of calibration.json, whose
     # sections the run replaces) and moved in together: a signal or an error leaves OUT as it was.
     staged: _StagedOutput | None = None
-    with _SignalStop() as stop:
+    with StopSignals() as stop:
         try:
             if args.images:
                 left = image_files(args.images)
@@ -335,11 +331,11 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
             if staged is not None:
                 staged.discard()
             print(f"interrupted by {stop.name}: nothing written ({out} left as it was)", file=sys.stderr)
-            return stop.exit_code
+            return stop.exit_code(sigint=SIGINT_EXIT)
     outcome.files = [staged.final(path) for path in outcome.files]
     if stop.flag.is_set():  # the signal came while the finished files were being moved in: they are complete
         print(f"interrupted by {stop.name} after the calibration was written to {out}", file=sys.stderr)
-        return stop.exit_code
+        return stop.exit_code(sigint=SIGINT_EXIT)
     cal = outcome.intrinsics
     print(f"{args.camera_name}: {'OK' if cal.success else 'FAILED'}: {cal.message}")
     if outcome.right is not None:
@@ -374,57 +370,6 @@ def _cmd_mono_export_onnx(args: argparse.Namespace) -> int:
     return 0
 
 
-class _Stopped(KeyboardInterrupt):
-    """SIGINT or SIGTERM during a long command (raised by `_SignalStop`'s handler)."""
-
-
-class _SignalStop:
-    """SIGTERM handled like SIGINT during a long command (export, mono, calibrate, batch).
-
-    The handler sets `flag` (polled per message by the exporter: a KeyboardInterrupt raised inside a
-    finalizer or a library's cleanup is swallowed by Python) and raises `_Stopped`, except inside
-    `deferred()`, where finished files are being moved into place: there it only records the signal,
-    and the command reports it once they are. The command then prints one line and exits 128 + the
-    signal's number (130 SIGINT, 143 SIGTERM), as a shell reports a program a signal stopped.
-    """
-
-    def __init__(self) -> None:
-        self.flag = threading.Event()
-        self.caught: list[int] = []
-        self._deferring = False
-        self._previous: dict[int, Any] = {}
-
-    def __enter__(self) -> _SignalStop:
-        self._previous = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
-
-    def _on_signal(self, signum: int, frame: object) -> None:
-        self.flag.set()
-        self.caught.append(signum)
-        if not self._deferring:
-            raise _Stopped
-
-    @contextmanager
-    def deferred(self) -> Iterator[None]:
-        self._deferring = True
-        try:
-            yield
-        finally:
-            self._deferring = False
-
-    @property
-    def name(self) -> str:
-        return signal.Signals(self.caught[-1] if self.caught else signal.SIGINT).name
-
-    @property
-    def exit_code(self) -> int:
-        return 128 + (self.caught[-1] if self.caught else signal.SIGINT)
-
-
 class _StagedOutput:
     """A command's files written into `OUT/.NAME.partial-PID/` and moved into OUT only once complete.
 
@@ -451,7 +396,7 @@ class _StagedOutput:
         """Where a file written into the staging folder ends up."""
         return self.out / Path(path).relative_to(self.staging)
 
-    def publish(self, stop: _SignalStop) -> None:
+    def publish(self, stop: StopSignals) -> None:
         replaced = self.staging / ".replaced"
         with stop.deferred():
             for entry in sorted(self.staging.iterdir()):
@@ -572,7 +517,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
         def before_publish(staging: Path) -> None:  # in the staging folder: part of the one publish
             marked.update(mark_overlap(staging, args.overlap, seed=args.seed))
 
-    with _SignalStop() as stop:
+    with StopSignals() as stop:
         try:
             report = export_bags(
                 bags,
@@ -596,10 +541,10 @@ def _cmd_export(args: argparse.Namespace) -> int:
                 f"interrupted by {stop.name}: no dataset written (staging removed; {out_text} left as it was)",
                 file=sys.stderr,
             )
-            return stop.exit_code
+            return stop.exit_code(sigint=SIGINT_EXIT)
     if stop.flag.is_set():  # the signal came while the dataset was being swapped in: it is complete
         print(f"interrupted by {stop.name} after the dataset was published: {report['hdf5']}", file=sys.stderr)
-        return stop.exit_code
+        return stop.exit_code(sigint=SIGINT_EXIT)
     for problem in report["problems"]:
         print(f"warning: {problem}", file=sys.stderr)
     print(
@@ -797,9 +742,9 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 def _cmd_record(args: argparse.Namespace) -> int:
     from depth_annotation.dataset import BagError
 
-    from .bag_replay import StopOnSignal, check_duration, record
+    from .bag_replay import check_duration, record
 
-    stop = StopOnSignal()
+    stop = StopSignals(interrupt=False)
     try:
         check_duration(args.duration)  # before anything is created
         counts = record(
@@ -812,20 +757,15 @@ def _cmd_record(args: argparse.Namespace) -> int:
         print(f"error: cannot write the bag {args.out}: {exc.strerror or exc}", file=sys.stderr)
         return 2
     print(f"recorded {sum(counts.values())} messages: " + ", ".join(f"{t}: {n}" for t, n in counts.items()))
-    return _stop_exit_code(stop.signal)
-
-
-def _stop_exit_code(signum: int | None) -> int:
-    """0 after a normal end or Ctrl-C (SIGINT), 143 after SIGTERM: record and play, like our nodes."""
-    return 128 + signal.SIGTERM if signum == signal.SIGTERM else 0
+    return stop.exit_code(sigint=0)  # Ctrl-C is the normal end of record and play
 
 
 def _cmd_play(args: argparse.Namespace) -> int:
     from depth_annotation.dataset import BagError
 
-    from .bag_replay import StopOnSignal, parse_remaps, play
+    from .bag_replay import parse_remaps, play
 
-    stop = StopOnSignal()
+    stop = StopSignals(interrupt=False)
     try:
         sent = play(
             Path(args.bag),
@@ -840,7 +780,7 @@ def _cmd_play(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(f"published {sent} messages")
-    return _stop_exit_code(stop.signal)
+    return stop.exit_code(sigint=0)  # Ctrl-C is the normal end of record and play
 
 
 def _cmd_preannotate(args: argparse.Namespace) -> int:
@@ -977,7 +917,7 @@ def _cmd_batch(args: argparse.Namespace) -> int:
     from depth_annotation.mono import MonoModelConfig
 
     job: ExportJob | MonoJob | ValidateJob
-    with _SignalStop() as stop:
+    with StopSignals() as stop:
         try:
             items = find_bags(args.bags, args.list)
             if args.batch_command == "export":
@@ -1033,7 +973,7 @@ def _cmd_batch(args: argparse.Namespace) -> int:
                 f"(a rerun skips them); those in progress were stopped{removed}",
                 file=sys.stderr,
             )
-            return stop.exit_code
+            return stop.exit_code(sigint=SIGINT_EXIT)
     for r in summary.failed:
         print(f"failed: {r.bag}: {r.error}", file=sys.stderr)
     for r in summary.partial:  # --allow-partial: published with the frames read, as `export` warns

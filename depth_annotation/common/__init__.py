@@ -1,6 +1,7 @@
 """The shared base every other subpackage may use: image <-> array conversion, camera models
-(REP-103/104), the label taxonomy, colorized depth, crash-safe writes, and the synthetic tabletop
-scene the tests, benchmarks and demo render. Imports no other subpackage of depth_annotation.
+(REP-103/104), the label taxonomy, colorized depth, crash-safe writes, one clean-stop rule for
+SIGINT/SIGTERM, and the synthetic tabletop scene the tests, benchmarks and demo render. Imports
+no other subpackage of depth_annotation.
 """
 
 from typing import TYPE_CHECKING
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
     from .qc_status import NO_QC, NO_QC_NAME, QcStatus, status_name
     from .robust_stats import MAD_TO_SIGMA, mad_sigma, upper_median
     from .stamp_matching import StampBuffer, nearest_index
+    from .stop_signals import SIGINT_EXIT, SIGTERM_EXIT, Stopped, StopSignals
     from .synthetic_scene import (
         DEFAULT_DEPTH_TO_COLOR,
         MIN_RANGE_M,

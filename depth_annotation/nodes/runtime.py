@@ -12,7 +12,6 @@ that was not asked for the normal way should not pass for a normal end.
 
 from __future__ import annotations
 
-import signal
 import sys
 from collections.abc import Callable
 
@@ -20,6 +19,8 @@ import rclpy
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.signals import SignalHandlerOptions
+
+from depth_annotation.common import SIGINT_EXIT, StopSignals
 
 from .params import StartupError, declare
 
@@ -56,29 +57,6 @@ def check_parameters(node: Node) -> None:
         node.get_logger().warning(text + "; ignored (strict_parameters:=true refuses them)")
 
 
-class _Signals:
-    """SIGINT and SIGTERM both mean: stop cleanly. The first raises KeyboardInterrupt in the
-    spinning thread; a repeat while shutting down is noted, never a second interrupt that would
-    abandon half-finalised files."""
-
-    def __init__(self) -> None:
-        self.received: str | None = None
-        self.terminated = False  # a SIGTERM came, first or while shutting down after SIGINT
-
-    def __call__(self, signum: int, frame: object) -> None:
-        name = signal.Signals(signum).name
-        self.terminated = self.terminated or signum == signal.SIGTERM
-        if self.received is not None:
-            print(f"{name} again: still shutting down (finalising files)", file=sys.stderr, flush=True)
-            return
-        self.received = name
-        raise KeyboardInterrupt
-
-    def exit_code(self) -> int:
-        """0 after SIGINT (launch's normal stop) or none; 143 once a SIGTERM came."""
-        return 128 + signal.SIGTERM if self.terminated else 0
-
-
 def run_node(factory: Callable[[], Node], args: list[str] | None = None, *, name: str, threads: int = 2) -> int:
     """Create the node with `factory` and spin it until shutdown.
 
@@ -93,9 +71,7 @@ def run_node(factory: Callable[[], Node], args: list[str] | None = None, *, name
     # raise KeyboardInterrupt in the spinning thread, so the node's shutdown()
     # runs (threads stopped, files finalised) before the context goes away.
     rclpy.init(args=args if args is not None else sys.argv, signal_handler_options=SignalHandlerOptions.NO)
-    signals = _Signals()
-    signal.signal(signal.SIGINT, signals)
-    signal.signal(signal.SIGTERM, signals)
+    signals = StopSignals(interrupt=True).install()
     node = None
     try:
         try:
@@ -105,8 +81,8 @@ def run_node(factory: Callable[[], Node], args: list[str] | None = None, *, name
             print(f"[{name}] error: {exc}", file=sys.stderr, flush=True)
             return 2
         except KeyboardInterrupt:
-            print(f"[{name}] {signals.received or 'interrupt'} during start-up: stopped", file=sys.stderr, flush=True)
-            return signals.exit_code() or 130
+            print(f"[{name}] {signals.name or 'interrupt'} during start-up: stopped", file=sys.stderr, flush=True)
+            return signals.exit_code(sigint=SIGINT_EXIT) or SIGINT_EXIT
         try:
             node.get_logger().info("ready")  # one line a launch log or a test can wait for
             executor = MultiThreadedExecutor(num_threads=threads)
@@ -117,16 +93,16 @@ def run_node(factory: Callable[[], Node], args: list[str] | None = None, *, name
                 executor.spin_once(timeout_sec=0.25)
         except (KeyboardInterrupt, ExternalShutdownException):
             pass
-        if signals.received:
-            node.get_logger().info(f"{signals.received} received: shutting down")
+        if signals.requested:
+            node.get_logger().info(f"{signals.name} received: shutting down")
     finally:
         if node is not None:
             shutdown = getattr(node, "shutdown", None)
             if shutdown is not None:
                 shutdown()
             node.destroy_node()
-            if signals.received:
-                code = signals.exit_code()
-                print(f"[{name}] stopped cleanly after {signals.received} (exit {code})", file=sys.stderr, flush=True)
+            if signals.requested:
+                code = signals.exit_code(sigint=0)
+                print(f"[{name}] stopped cleanly after {signals.name} (exit {code})", file=sys.stderr, flush=True)
         rclpy.try_shutdown()
-    return signals.exit_code()  # after shutdown(): a SIGTERM that came while finalising counts too
+    return signals.exit_code(sigint=0)  # after shutdown(): a SIGTERM that came while finalising counts too

@@ -1,0 +1,38 @@
+"""The one clean-stop rule (common/stop_signals.py) with real signals sent to this process."""
+
+import os
+import signal
+
+import pytest
+
+from depth_annotation.common import SIGINT_EXIT, SIGTERM_EXIT, Stopped, StopSignals
+
+
+def send(signum: int) -> None:
+    os.kill(os.getpid(), signum)  # delivered to the main thread before kill() returns to Python code
+
+
+def test_first_signal_raises_a_repeat_is_only_noted_and_sigterm_decides_the_exit_code(capfd):
+    assert (SIGINT_EXIT, SIGTERM_EXIT) == (130, 143)
+    before = signal.getsignal(signal.SIGTERM)
+    with StopSignals() as stop:
+        assert stop.exit_code(sigint=SIGINT_EXIT) == 0 and stop.name is None and not stop.requested
+        with pytest.raises(Stopped):
+            send(signal.SIGINT)
+        assert stop.requested and stop.flag.is_set() and stop.name == "SIGINT"
+        assert stop.exit_code(sigint=0) == 0 and stop.exit_code(sigint=SIGINT_EXIT) == 130
+        send(signal.SIGTERM)  # while finalising: noted, never a second interrupt
+        assert stop.name == "SIGINT" and stop.terminated
+        assert stop.exit_code(sigint=0) == 143 and stop.exit_code(sigint=SIGINT_EXIT) == 143
+    assert "SIGTERM again: still shutting down" in capfd.readouterr().err
+    assert signal.getsignal(signal.SIGTERM) is before  # the handlers it replaced are back
+
+
+def test_deferred_and_polling_modes_record_without_raising():
+    with StopSignals() as stop:
+        with stop.deferred():
+            send(signal.SIGTERM)
+        assert stop.flag.is_set() and stop.caught == [signal.SIGTERM]
+    with StopSignals(interrupt=False) as polled:
+        send(signal.SIGINT)
+        assert polled.requested and polled.exit_code(sigint=0) == 0
