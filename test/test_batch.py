@@ -514,3 +514,43 @@ def test_batch_mono_with_a_missing_model_says_why_in_one_line(local_ray, bags, t
     err = capsys.readouterr().err
     [line] = [ln for ln in err.splitlines() if ln.startswith("failed: ")]
     assert "MonoModelError" in line and str(missing) in line and "\x1b" not in line, line
+
+
+def _cache_hub_model(cache: Path, repo_id: str, commit: str, seed: int) -> None:
+    """A hub model in the Hugging Face cache layout (models--org--name/snapshots/<commit>, refs/main),
+    as `from_pretrained` leaves it after a download."""
+    from depth_annotation.mono import save_tiny_model
+
+    repo = cache / ("models--" + repo_id.replace("/", "--"))
+    save_tiny_model(repo / "snapshots" / commit, seed=seed)
+    (repo / "refs").mkdir(exist_ok=True)
+    (repo / "refs" / "main").write_text(commit)
+
+
+def test_batch_mono_fingerprints_the_cached_revision_of_a_hub_model(monkeypatch, tmp_path):
+    """A hub model is fingerprinted by the files of the revision the cache holds (what an offline
+    from_pretrained loads), so a new revision redoes the bags; an uncached one by its name alone."""
+    from huggingface_hub import constants
+
+    from depth_annotation.batch import MonoJob
+    from depth_annotation.mono import MonoModelConfig, load_model
+
+    cache = tmp_path / "hub"
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # restored after the test (loading sets it for the process)
+    repo_id, first, second = "our-lab/tiny-depth", "a" * 40, "b" * 40
+
+    def options(model: str) -> dict:
+        return MonoJob(str(tmp_path / "out"), MonoModelConfig(model=model, input_size=56)).fingerprint_options()
+
+    assert "model_files" not in options(repo_id)  # not cached here: the name only
+    _cache_hub_model(cache, repo_id, first, seed=0)
+    loaded = load_model(MonoModelConfig(model=repo_id, input_size=56))  # the layout from_pretrained reads offline
+    assert loaded.predict(np.zeros((56, 56, 3), np.uint8))[0].shape == (56, 56)
+    at_first = options(repo_id)
+    assert (
+        at_first["model_files"] == options(str(cache / f"models--our-lab--tiny-depth/snapshots/{first}"))["model_files"]
+    )
+    assert options(repo_id) == at_first  # stable while the cache holds the same revision
+    _cache_hub_model(cache, repo_id, second, seed=1)  # a new revision downloaded: refs/main moves
+    assert options(repo_id)["model_files"] != at_first["model_files"]

@@ -102,16 +102,34 @@ class MonoJob:
         return "metric_model" if self.metric_model else ("sensor_fit" if self.depth_topic else "scale_file")
 
     def fingerprint_options(self) -> dict[str, Any]:
-        """The options, with the scale file's content (not only its path) and, for a local model
-        (a directory or an .onnx file), its files' names, sizes and first/last MiB, as for a bag:
-        a changed calibration or re-saved weights redo the bags."""
+        """The options, with the scale file's content (not only its path) and the model's files'
+        names, sizes and first/last MiB, as for a bag: for a local model (a directory or an .onnx
+        file) those files, for a hub model the revision this machine's Hugging Face cache holds.
+        A changed calibration, re-saved weights or a new hub revision redo the bags."""
         o = {k: v for k, v in dataclasses.asdict(self).items() if k != "out"}
         o["model"] = dataclasses.asdict(self.model)
         if self.scale_file:
             o["scale_file_content"] = Path(self.scale_file).read_text(encoding="utf-8")
-        if Path(self.model.model).exists():
-            o["model_files"] = _files_digest(Path(self.model.model))
+        local = Path(self.model.model)
+        snapshot = local if local.exists() else hub_snapshot(self.model.model)
+        if snapshot is not None:
+            o["model_files"] = _files_digest(snapshot)
         return o
+
+
+def hub_snapshot(repo_id: str) -> Path | None:
+    """The folder of the revision of a hub model that the local Hugging Face cache holds (what
+    `from_pretrained` loads offline), or None when it is not cached here (then the workers
+    download it, and only its name is fingerprinted)."""
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:
+        return None
+    try:
+        found = try_to_load_from_cache(repo_id, "config.json")
+    except ValueError:  # not a repo id (a missing local path): the model fails to load with its own message
+        return None
+    return Path(found).parent if isinstance(found, str) else None
 
 
 # --- names, fingerprints, markers -------------------------------------------------------------
