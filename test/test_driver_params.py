@@ -36,6 +36,7 @@ from depth_annotation.capture import (
     StreamGeometry,
     SyntheticFaults,
     SyntheticSource,
+    apply_device_controls,
     default_settings,
     set_device_control,
     updated_settings,
@@ -200,7 +201,8 @@ def test_pipeline_update_filter_changes_the_next_frames(sdk_processes):
 
 # --- core: exposure through the SDK -------------------------------------------------------------
 def software_camera() -> rs.software_device:
-    """A software_device with a depth and a colour sensor carrying exposure, gain and auto exposure options."""
+    """A software_device with a depth and a colour sensor carrying exposure, gain and auto exposure options,
+    and the D435's projector options (emitter on/off, laser power 0-360 mW in steps of 30) on the depth sensor."""
     dev = rs.software_device()
     depth = dev.add_sensor("Stereo Module")
     depth.add_read_only_option(rs.option.depth_units, 0.001)
@@ -233,9 +235,9 @@ def software_camera() -> rs.software_device:
     )
     color.add_video_stream(vs)
 
-    def rng(low: float, high: float, default: float) -> rs.option_range:
+    def rng(low: float, high: float, default: float, step: float = 1.0) -> rs.option_range:
         r = rs.option_range()  # set by field: the (min, max, step, default) constructor swaps step and default
-        r.min, r.max, r.step, r.default = low, high, 1.0, default
+        r.min, r.max, r.step, r.default = low, high, step, default
         return r
 
     for sensor, exposure, gain in (
@@ -245,6 +247,8 @@ def software_camera() -> rs.software_device:
         sensor.add_option(rs.option.exposure, exposure, True)
         sensor.add_option(rs.option.gain, gain, True)
         sensor.add_option(rs.option.enable_auto_exposure, rng(0, 1, 1), True)
+    depth.add_option(rs.option.emitter_enabled, rng(0, 1, 1), True)
+    depth.add_option(rs.option.laser_power, rng(0, 360, 150, step=30), True)
     return dev
 
 
@@ -264,6 +268,27 @@ def test_set_device_control_sets_the_sdk_option_and_keeps_it_for_a_reconnect():
     assert depth.get_option(rs.option.exposure) == 5000.0 and controls.depth_exposure_us == 5000.0
     with pytest.raises(ControlError, match=r"no control depth\.brightness"):
         set_device_control(dev, controls, "depth", "brightness", 1.0)
+    # the projector: on the depth sensor only
+    assert set_device_control(dev, controls, "depth", "emitter_enabled", 0.0) == 0.0
+    assert depth.get_option(rs.option.emitter_enabled) == 0.0 and controls.emitter_enabled == 0
+    assert type(controls.emitter_enabled) is int  # the SDK's 0/1/2, as applied again on a reconnect
+    assert set_device_control(dev, controls, "depth", "laser_power", 240.0) == 240.0
+    assert depth.get_option(rs.option.laser_power) == 240.0 and controls.laser_power_mw == 240.0
+    with pytest.raises(ControlError, match="refused depth laser_power=400"):
+        set_device_control(dev, controls, "depth", "laser_power", 400.0)
+    assert controls.laser_power_mw == 240.0
+    with pytest.raises(ControlError, match=r"no control color\.emitter_enabled"):
+        set_device_control(dev, controls, "color", "emitter_enabled", 1.0)
+
+
+def test_opening_a_device_applies_the_projector_settings_and_reads_them_back():
+    dev = software_camera()
+    applied = apply_device_controls(dev, ControlSettings(emitter_enabled=0, laser_power_mw=90.0))
+    depth = dev.first_depth_sensor()
+    assert depth.get_option(rs.option.emitter_enabled) == 0.0 and depth.get_option(rs.option.laser_power) == 90.0
+    # what capture_metadata.json records, under the SDK's option names
+    assert applied["depth"]["Emitter Enabled"] == 0.0 and applied["depth"]["Laser Power"] == 90.0
+    assert "Emitter Enabled" not in applied["color"] and applied["color"]["Exposure"] == 166.0
 
 
 def test_synthetic_source_refuses_controls():
@@ -382,7 +407,14 @@ def test_old_control_names_still_start_the_node_under_realsense_ros_names(ros, p
     node_proc = procs.node(
         "realsense_node",
         namespace="camera",
-        params={"output_dir": str(tmp_path), "auto_exposure": True, "depth_exposure_us": 5000.0, "color_gain": 30.0},
+        params={
+            "output_dir": str(tmp_path),
+            "auto_exposure": True,
+            "depth_exposure_us": 5000.0,
+            "color_gain": 30.0,
+            "emitter_enabled": False,
+            "laser_power_mw": 120.0,
+        },
     )
     node = ros.node("old_names")
     getter = node.create_client(GetParameters, "/camera/realsense_node/get_parameters")
@@ -392,14 +424,19 @@ def test_old_control_names_still_start_the_node_under_realsense_ros_names(ros, p
         "depth_module.exposure",
         "rgb_camera.gain",
         "rgb_camera.exposure",
+        "depth_module.emitter_enabled",
+        "depth_module.laser_power",
     ]
     got = call(ros, getter, GetParameters.Request(names=names)).values
     assert [got[0].bool_value, got[1].bool_value] == [True, True]
-    assert [v.integer_value for v in got[2:]] == [5000, 30, 166]  # given under the old names; the last the default
+    # given under the old names (a float, a bool, a float), rgb_camera.exposure the default
+    assert [v.integer_value for v in got[2:]] == [5000, 30, 166, 0, 120]
     out = node_proc.output()
     for old, new in (
         ("auto_exposure", "depth_module.enable_auto_exposure"),
         ("depth_exposure_us", "depth_module.exposure"),
         ("color_gain", "rgb_camera.gain"),
+        ("emitter_enabled", "depth_module.emitter_enabled"),
+        ("laser_power_mw", "depth_module.laser_power"),
     ):
         assert f"parameter '{old}' is deprecated: use '{new}'" in out, out

@@ -233,7 +233,7 @@ LAZY_DEVICE_IMPORT = textwrap.dedent(
         source="device", color_profile="640x480x30", depth_profile="640x480x30", serial_no="",
         **{"depth_module.enable_auto_exposure": False, "rgb_camera.enable_auto_exposure": False},
         **{"depth_module.exposure": 8500, "depth_module.gain": 16, "rgb_camera.exposure": 166, "rgb_camera.gain": 64},
-        emitter_enabled=True, laser_power_mw=150.0,
+        **{"depth_module.emitter_enabled": 1, "depth_module.laser_power": 150},
     )
     open_device = realsense_node.source_factory(params)
     try:

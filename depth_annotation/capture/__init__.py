@@ -25,6 +25,7 @@ if TYPE_CHECKING:
         RecordingSource,
         SourceFactory,
         SyntheticSource,
+        apply_device_controls,
         control_sensors,
         set_device_control,
     )

@@ -41,7 +41,7 @@ class ControlSettings:
     depth_gain: float | None = 16.0
     color_exposure_us: float | None = 166.0
     color_gain: float | None = 64.0
-    emitter_enabled: bool | None = True
+    emitter_enabled: int | None = 1  # the SDK's values: 0 off, 1 on, 2 auto (where the camera has it)
     laser_power_mw: float | None = 150.0
 
 

@@ -90,11 +90,13 @@ SourceFactory = Callable[[], FrameSource]
 
 # Sensor options a running source can change, with the ControlSettings field that keeps each per sensor
 # (so a reconnected device gets the value set last).
-CONTROLS = ("exposure", "gain", "enable_auto_exposure")
+CONTROLS = ("exposure", "gain", "enable_auto_exposure", "emitter_enabled", "laser_power")
 _CONTROL_FIELDS = {
     ("depth", "exposure"): "depth_exposure_us",
     ("depth", "gain"): "depth_gain",
     ("depth", "enable_auto_exposure"): "depth_auto_exposure",
+    ("depth", "emitter_enabled"): "emitter_enabled",
+    ("depth", "laser_power"): "laser_power_mw",
     ("color", "exposure"): "color_exposure_us",
     ("color", "gain"): "color_gain",
     ("color", "enable_auto_exposure"): "color_auto_exposure",
@@ -120,7 +122,8 @@ def set_device_control(device: Any, controls: ControlSettings, sensor: str, opti
     """
     field_name = _CONTROL_FIELDS.get((sensor, option))
     if field_name is None:
-        raise ControlError(f"no control {sensor}.{option}; known: {', '.join(CONTROLS)} of depth and color")
+        known = ", ".join(f"{s}.{o}" for s, o in _CONTROL_FIELDS)
+        raise ControlError(f"no control {sensor}.{option}; known: {known}")
     target = control_sensors(device).get(sensor)
     opt = getattr(rs.option, option)
     if target is None or not target.supports(opt):
@@ -130,7 +133,12 @@ def set_device_control(device: Any, controls: ControlSettings, sensor: str, opti
     except RuntimeError as exc:
         raise ControlError(f"the camera refused {sensor} {option}={value:g}: {exc}") from None
     read_back = float(target.get_option(opt))
-    setattr(controls, field_name, bool(read_back) if option == "enable_auto_exposure" else read_back)
+    kept: float | int | bool = read_back
+    if option == "enable_auto_exposure":
+        kept = bool(read_back)
+    elif option == "emitter_enabled":
+        kept = round(read_back)
+    setattr(controls, field_name, kept)
     return read_back
 
 
@@ -339,7 +347,7 @@ class DeviceSource(_PipelineSource):
                     f"unsupported {label} profile {want} on {serial}; supported: {', '.join(map(str, supported))}"
                 )
         self.controls = controls or ControlSettings()
-        applied = _apply_controls(device, self.controls)
+        applied = apply_device_controls(device, self.controls)
         cfg = rs.config()
         cfg.enable_device(serial)
         cfg.enable_stream(rs.stream.color, color.width, color.height, rs.format.rgb8, color.fps)
@@ -359,7 +367,7 @@ class DeviceSource(_PipelineSource):
         return set_device_control(self.profile.get_device(), self.controls, sensor, option, value)
 
 
-def _apply_controls(device: Any, c: ControlSettings) -> dict[str, dict[str, float]]:
+def apply_device_controls(device: Any, c: ControlSettings) -> dict[str, dict[str, float]]:
     """Lock exposure / gain (auto exposure off unless asked) and set the projector; read back what stuck."""
     applied: dict[str, dict[str, float]] = {}
     for key, sensor in control_sensors(device).items():
@@ -373,7 +381,7 @@ def _apply_controls(device: Any, c: ControlSettings) -> dict[str, dict[str, floa
             if gain is not None:
                 wanted[rs.option.gain] = gain
         if is_depth and c.emitter_enabled is not None:
-            wanted[rs.option.emitter_enabled] = 1.0 if c.emitter_enabled else 0.0
+            wanted[rs.option.emitter_enabled] = float(c.emitter_enabled)
         if is_depth and c.laser_power_mw is not None:
             wanted[rs.option.laser_power] = c.laser_power_mw
         applied[key] = {}

@@ -81,6 +81,16 @@ CONTROL_PARAMS: dict[str, tuple[str, str, str | None, bool | int, str, int | Non
     ),
     "depth_module.exposure": ("depth", "exposure", "depth_exposure_us", 8500, "depth exposure (µs)", 1, 200000),
     "depth_module.gain": ("depth", "gain", "depth_gain", 16, "depth sensor gain", 16, 248),
+    "depth_module.emitter_enabled": (
+        "depth",
+        "emitter_enabled",
+        "emitter_enabled",
+        1,
+        "IR projector: 0 off, 1 on, 2 auto where the camera has it",
+        0,
+        2,
+    ),
+    "depth_module.laser_power": ("depth", "laser_power", "laser_power_mw", 150, "IR projector power (mW)", 0, 360),
     "rgb_camera.enable_auto_exposure": (
         "color",
         "enable_auto_exposure",
@@ -199,8 +209,6 @@ class RealSenseNode(Node):
             ),
             "output_dir": d("output_dir", "captures", "directory for <session_id>/capture_metadata.json"),
             "session_id": d("session_id", "", "session directory name (empty: UTC start time)"),
-            "emitter_enabled": d("emitter_enabled", True, "IR projector on"),
-            "laser_power_mw": d("laser_power_mw", 150.0, "IR projector power", low=0.0, high=360.0),
             "use_saved_camera_info": d(
                 "use_saved_camera_info", True, "publish intrinsics saved by set_camera_info in output_dir/camera_info/"
             ),
@@ -273,10 +281,11 @@ class RealSenseNode(Node):
         return p
 
     def _declare_controls(self) -> dict[str, Any]:
-        """Exposure, gain and auto exposure under realsense-ros's names; our old names still work (a warning).
+        """Exposure, gain, auto exposure and the projector under realsense-ros's names; our old names
+        still work (a warning).
 
-        The old `auto_exposure` set both sensors; the old exposure and gain were floats (now integers,
-        as realsense-ros declares them).
+        The old `auto_exposure` set both sensors; the old exposure, gain and laser power were floats
+        and `emitter_enabled` a bool (now integers, as realsense-ros declares them).
         """
         overrides = getattr(self, "_parameter_overrides", {})
         old_auto = overrides.get("auto_exposure")
@@ -287,8 +296,8 @@ class RealSenseNode(Node):
         out: dict[str, Any] = {}
         for name, (sensor, option, old, default, description, low, high) in CONTROL_PARAMS.items():
             given = overrides.get(old) if old else None
-            if old and given is not None and isinstance(given.value, float):  # the old float: whole device units now
-                overrides[old] = Parameter(old, value=round(given.value))
+            if old and given is not None and type(default) is int and isinstance(given.value, (float, bool)):
+                overrides[old] = Parameter(old, value=round(given.value))  # whole device units now (True: 1)
             on_change = partial(self._set_control, name, sensor, option)
             text = f"{description} (tunable on a device)"
             if old:
@@ -556,8 +565,8 @@ def source_factory(p: dict[str, Any]) -> SourceFactory:
         depth_gain=float(p["depth_module.gain"]),
         color_exposure_us=float(p["rgb_camera.exposure"]),
         color_gain=float(p["rgb_camera.gain"]),
-        emitter_enabled=p["emitter_enabled"],
-        laser_power_mw=p["laser_power_mw"],
+        emitter_enabled=p["depth_module.emitter_enabled"],
+        laser_power_mw=float(p["depth_module.laser_power"]),
     )
     return lambda: DeviceSource(color, depth, serial_no=p["serial_no"], controls=controls)
 
