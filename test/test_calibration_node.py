@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import cv2
@@ -221,6 +222,53 @@ def test_one_frame_one_view_gates_and_force_over_services(ros, procs, tmp_path):
     doc = json.loads(open(forced.saved_path).read())["intrinsics"]
     assert doc["forced"] is True and doc["failed_gates"] == list(refused.failed_gates)
     assert doc["views_used"] == 3 and doc["view_stamps_ns"] == [1 * S, 3 * S, 4 * S]
+
+
+SLOW_DETECTOR = textwrap.dedent(
+    """
+    import sys, time
+    from depth_annotation.calibration import session
+    from depth_annotation.nodes.calibration_node import main
+
+    detect = session.BoardDetector.detect
+
+    def slow_for_marked(self, gray):  # an image marked 77 in its corner takes 2 s to detect
+        if gray[0, 0] == 77:
+            time.sleep(2.0)
+        return detect(self, gray)
+
+    session.BoardDetector.detect = slow_for_marked
+    sys.exit(main(sys.argv[1:]))
+    """
+)
+
+
+def test_images_are_handled_in_arrival_order_whatever_each_detection_takes(ros, procs, tmp_path):
+    """A slow detection of one frame never lets an older frame overtake a newer one: the status line
+    and the image capture_view keeps are the newest that arrived (with detections running side by
+    side, the slow older frame finished last and capture_view kept it)."""
+    script = tmp_path / "slow_calibration_node.py"
+    script.write_text(SLOW_DETECTOR)
+    cmd = [sys.executable, str(script), "--ros-args", "-r", "__ns:=/camera", "-p", f"output_dir:={tmp_path}"]
+    cmd += ["-p", "detect_rate_hz:=100.0", "-p", "min_view_distance:=2.0"]
+    procs.command(cmd, "slow_calibration_node")
+    node = ros.node("board_waver")
+    pub = node.create_publisher(Image, "/camera/color/image_raw", VIEWS_QOS)
+    status = StatusWatch(ros, node)
+    capture = node.create_client(Trigger, "/camera/capture_view")
+    spec = BoardSpec()
+    older, newer = (render_board(spec, TRUE, p).image for p in varied_board_poses(spec, TRUE, 2, seed=8))
+    older[0, 0], newer[0, 0] = 77, 0
+    assert ros.spin_until(lambda: pub.get_subscription_count() > 0, timeout=30)
+    pub.publish(rgb_msg(older, 1 * S))
+    pub.publish(rgb_msg(newer, 2 * S))
+    status.wait(f"(frame {2 * S}:", timeout=30)
+    ros.spin_until(lambda: False, timeout=3.0)  # long past the slow detection
+    assert f"(frame {2 * S}:" in status.last, status.last
+    kept = call(ros, capture, Trigger.Request())
+    assert kept.success, kept.message
+    again = call(ros, capture, Trigger.Request())
+    assert not again.success and f"(frame {2 * S})" in again.message, again.message
 
 
 T1280 = Intrinsics(1280, 720, 910.0, 912.0, 641.5, 358.2, d=(-0.12, 0.06, 0.0010, -0.0007, -0.015))

@@ -334,9 +334,10 @@ class CalibrationSession:
 
     def add_image(self, stamp_ns: int, gray: np.ndarray) -> BoardDetection | None:
         """A left (main) camera image: detect the board, maybe keep the view, match other streams."""
-        if not self.wants_image(stamp_ns):
-            return None
-        self._last_detect_ns = stamp_ns
+        with self._lock:  # checked and claimed in one step: two images at once never both pass the rate limit
+            if not self.wants_image(stamp_ns):
+                return None
+            self._last_detect_ns = stamp_ns
         det = self.detector.detect(gray)
         digest = image_digest(gray)
         size = (int(gray.shape[1]), int(gray.shape[0]))

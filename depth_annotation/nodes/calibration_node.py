@@ -160,14 +160,26 @@ class CalibrationNode(Node):
         # one bad message or request is reported on `status` and the log; the views survive
         self.guard = FaultGuard(self, lambda where, text: self.session.note(f"{where}: {text}"))
         g = self.guard
+        # Each camera's images one at a time, in arrival order (views, the status line and the image
+        # capture_view keeps follow the stream, never whichever detection finished last); the left
+        # and right cameras and the other streams run beside each other.
         streams = ReentrantCallbackGroup()
+        image_groups = {
+            "color/image_raw": MutuallyExclusiveCallbackGroup(),
+            "right/image_raw": MutuallyExclusiveCallbackGroup(),
+        }
         services = MutuallyExclusiveCallbackGroup()
         qos = QoSProfile(depth=5, reliability=ReliabilityPolicy.BEST_EFFORT)
         views = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST)
         overridable = QoSOverridingOptions.with_default_policies()
         for topic, cb in (("color/image_raw", self._on_image), ("right/image_raw", self._on_right)):
             self.create_subscription(
-                Image, topic, g.callback(topic, cb), views, callback_group=streams, qos_overriding_options=overridable
+                Image,
+                topic,
+                g.callback(topic, cb),
+                views,
+                callback_group=image_groups[topic],
+                qos_overriding_options=overridable,
             )
         for topic, msg_type, cb in (
             ("color/camera_info", CameraInfo, self._on_info),
