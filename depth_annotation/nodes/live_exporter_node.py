@@ -114,6 +114,18 @@ class LiveExporterNode(Node):
             maxsize=d("queue_size", 600, "messages buffered ahead of the writer", low=10, high=100000)
         )
         self.queue_overflows = 0
+        # Under `ros2 launch`, SIGTERM follows Ctrl-C after sigterm_timeout (30 s in our launch files)
+        # and SIGKILL 5 s later: the backlog a slow disk left is written for at most this long, then
+        # the rest is dropped (and said) so the dataset is always committed in time.
+        self.shutdown_drain_s = d(
+            "shutdown_drain_s",
+            20.0,
+            "at shutdown, write what is still queued for at most this long, then drop the rest",
+            low=0.0,
+            high=3600.0,
+        )
+        self._abandon = threading.Event()  # set at the drain deadline: the worker discards what is left
+        self.abandoned = 0
         qos = QoSProfile(depth=30, reliability=ReliabilityPolicy.BEST_EFFORT)  # matches bag play of sensor-data topics
         for stream, msg_type in (("depth", Image), ("color", Image), ("info", CameraInfo), ("quality", DepthQuality)):
             callback = self.guard.callback(topics[stream], partial(self._enqueue, stream))
@@ -145,6 +157,12 @@ class LiveExporterNode(Node):
             item = self._queue.get()
             if item is None:
                 return
+            if self._abandon.is_set():
+                if isinstance(item, _FinishRequest):
+                    item.run(lambda: (False, "shutting down"))
+                else:
+                    self.abandoned += 1
+                continue
             try:
                 if isinstance(item, _FinishRequest):
                     item.run(self._finish_now)
@@ -306,7 +324,15 @@ class LiveExporterNode(Node):
             self._queue.put(None, timeout=5.0)  # after everything already queued
         except queue.Full:
             self._fail(RuntimeError("shutdown: writer queue still full after 5 s"))
-        self._worker.join(600.0 if not self.failed else 5.0)
+        self._worker.join(self.shutdown_drain_s if not self.failed else 5.0)
+        if self._worker.is_alive():  # the drain deadline: the frame being written finishes, the rest is dropped
+            behind = self._queue.qsize()
+            self._abandon.set()
+            self._worker.join(60.0)
+            self.get_logger().warning(
+                f"shutdown: the writer was still {behind} message(s) behind after {self.shutdown_drain_s:g} s "
+                f"(shutdown_drain_s); {self.abandoned} not written, the dataset keeps every frame written before"
+            )
         with self._lock:
             try:
                 self._end_episode()
