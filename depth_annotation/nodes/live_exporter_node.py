@@ -24,11 +24,13 @@ from __future__ import annotations
 import queue
 import sys
 import threading
+import time
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, Image
@@ -133,7 +135,13 @@ class LiveExporterNode(Node):
         self.topics = topics
         self._worker = threading.Thread(target=self._work, name="exporter", daemon=True)
         self._worker.start()
-        self.create_service(Trigger, "finish_episode", self.guard.service("finish_episode", self._on_finish))
+        # Its own group: while a call waits for the writer to reach it, the subscriptions keep queueing.
+        self.create_service(
+            Trigger,
+            "finish_episode",
+            self.guard.service("finish_episode", self._on_finish),
+            callback_group=MutuallyExclusiveCallbackGroup(),
+        )
         self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self.create_timer(0.5, self._check_gap)
         self.create_timer(1.0, self._on_diagnostics)
@@ -320,14 +328,21 @@ class LiveExporterNode(Node):
         return True, f"{summary['episode']}: {summary['frames']} frames"
 
     def shutdown(self) -> None:
+        deadline = time.monotonic() + (self.shutdown_drain_s if not self.failed else 5.0)
         try:
-            self._queue.put(None, timeout=5.0)  # after everything already queued
+            self._queue.put(None, timeout=max(0.1, deadline - time.monotonic()))  # after everything queued
+            stop_queued = True
         except queue.Full:
-            self._fail(RuntimeError("shutdown: writer queue still full after 5 s"))
-        self._worker.join(self.shutdown_drain_s if not self.failed else 5.0)
+            stop_queued = False
+        self._worker.join(max(0.0, deadline - time.monotonic()))
         if self._worker.is_alive():  # the drain deadline: the frame being written finishes, the rest is dropped
             behind = self._queue.qsize()
             self._abandon.set()
+            if not stop_queued:
+                try:
+                    self._queue.put(None, timeout=60.0)  # the worker now discards: room comes at once
+                except queue.Full:
+                    pass  # the writer hangs inside one write: the join below gives up on it
             self._worker.join(60.0)
             self.get_logger().warning(
                 f"shutdown: the writer was still {behind} message(s) behind after {self.shutdown_drain_s:g} s "
