@@ -25,6 +25,7 @@ import queue
 import sys
 import threading
 import time
+from collections import deque
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -106,6 +107,9 @@ class LiveExporterNode(Node):
         self._last_depth_ns = 0  # receive time on the node clock (sim time under use_sim_time)
         self._last_depth_stamp = 0  # message time of the last depth frame in the episode
         self._sizes: dict[str, tuple[int, int]] = {}  # image size per stream in the open episode
+        # Colour and camera_info of another size than the open episode's depth: the first frame of a
+        # new resolution sends them before its depth, which then replays them into the new episode.
+        self._held: deque[tuple[str, int, Any]] = deque(maxlen=HELD_MESSAGES)
         self.failed: str | None = None
         self.skipped = 0
         self.resolution_changes = 0
@@ -207,9 +211,13 @@ class LiveExporterNode(Node):
             if self.failed:
                 return
             stamp = stamp_of(msg)
-            if stream in ("depth", "color") and not self._accept_size(stream, msg):
+            if stream in ("color", "info") and self._other_size(msg):
+                if len(self._held) == self._held.maxlen:
+                    self.skipped += 1  # the oldest held one never met a depth of its size
+                self._held.append((stream, stamp, msg))
                 return
             if stream == "depth":
+                self._accept_depth_size(msg)
                 if (
                     self._episode_open
                     and self._last_depth_stamp
@@ -221,34 +229,48 @@ class LiveExporterNode(Node):
             if not self._episode_open:
                 self.session.begin_episode(scene_id=self.scene_id, source=f"live:{self.get_namespace()}")
                 self._episode_open = True
-            try:
-                self.session.add(stream, stamp, msg)
-            except ExportOutputError:
-                raise  # the writer failed (disk full, permission): the worker stops the export
-            except (ImageConversionError, ExportError, ValueError) as exc:
-                # a frame that cannot be exported (bad encoding, backwards stamp): skipped and reported
+            if stream == "depth" and self._held:
+                self._replay_held()
+            self._add(stream, stamp, msg)
+
+    def _add(self, stream: str, stamp: int, msg: Any) -> None:
+        try:
+            self.session.add(stream, stamp, msg)
+        except ExportOutputError:
+            raise  # the writer failed (disk full, permission): the worker stops the export
+        except (ImageConversionError, ExportError, ValueError) as exc:
+            # a frame that cannot be exported (bad encoding, backwards stamp): skipped and reported
+            self.skipped += 1
+            self.guard.record(self.topics[stream], exc)
+
+    def _other_size(self, msg: Any) -> bool:
+        """Whether a colour image or camera_info has another size than the open episode's depth
+        (so frames of two sizes never meet in one episode)."""
+        known = self._sizes.get("depth")
+        return known is not None and (int(msg.width), int(msg.height)) != known
+
+    def _replay_held(self) -> None:
+        """The held colour and camera_info of the depth size now open go into the episode, in stamp
+        order; those of any other size are dropped (counted as skipped)."""
+        size = self._sizes.get("depth")
+        for stream, stamp, msg in sorted(self._held, key=lambda item: item[1]):
+            if (int(msg.width), int(msg.height)) == size:
+                self._add(stream, stamp, msg)
+            else:
                 self.skipped += 1
-                self.guard.record(self.topics[stream], exc)
+        self._held.clear()
 
-    def _accept_size(self, stream: str, msg: Any) -> bool:
-        """Whether an image fits the open episode; a new depth size ends the episode and starts the next.
-
-        A colour frame of another size than the episode's depth is dropped (it belongs to the
-        next size or the last), so frames of two sizes never meet in one episode."""
+    def _accept_depth_size(self, msg: Any) -> None:
+        """A depth image of a new size ends the open episode; the next one starts at that size."""
         size = (int(msg.width), int(msg.height))
         known = self._sizes.get("depth")
         if known is None or size == known:
-            if stream == "depth":
-                self._sizes["depth"] = size
-            return True
-        if stream == "color":
-            self.skipped += 1
-            return False
+            self._sizes["depth"] = size
+            return
         self.resolution_changes += 1
         summary = self._end_episode()
         self._log_end(summary, f"resolution change {known[0]}x{known[1]} -> {size[0]}x{size[1]}", warn=True)
         self._sizes = {"depth": size}
-        return True
 
     def _log_end(self, summary: dict | None, why: str, *, warn: bool = False) -> None:
         if summary:
@@ -379,6 +401,7 @@ class LiveExporterNode(Node):
 
 
 FINISH_TIMEOUT_S = 30.0
+HELD_MESSAGES = 12  # colour + camera_info of a few frames at a new size, ahead of their depth
 
 
 class _FinishRequest:
