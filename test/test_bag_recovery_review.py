@@ -349,6 +349,73 @@ def test_sqlite3_bag_killed_mid_write_exports_the_committed_frames(tmp_path, cap
     }
 
 
+# A WAL-mode writer (rosbag2's `resilient` storage preset) killed before its checkpoint: the committed
+# rows are in the -wal, which an immutable read (rosbags') does not see.
+KILLED_WAL_WRITER = KILLED_WRITER.replace(
+    """    w.add_topic(DEFAULT_TOPICS["color"], "sensor_msgs/msg/Image")""",
+    """    con = w._rosbags.storage.conn
+    con.commit()
+    assert con.execute("PRAGMA journal_mode=WAL").fetchone()[0] == "wal"
+    con.execute("PRAGMA wal_autocheckpoint=0")  # as if killed before any checkpoint
+    w.add_topic(DEFAULT_TOPICS["color"], "sensor_msgs/msg/Image")""",
+)
+
+
+def test_sqlite3_wal_bag_killed_before_its_checkpoint_exports_every_committed_frame(tmp_path, capsys):
+    import signal
+    import sqlite3
+    import subprocess
+    import sys
+
+    from depth_annotation.common import SyntheticScene, default_intrinsics, orbit_pose
+
+    assert KILLED_WAL_WRITER != KILLED_WRITER
+    bag = tmp_path / "killed_wal"
+    proc = subprocess.Popen([sys.executable, "-c", KILLED_WAL_WRITER, str(bag)], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if int(line) >= 28:
+            break
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    db = next(bag.glob("*.db3"))
+    wal = db.with_name(db.name + "-wal")
+    assert wal.stat().st_size > 0 and not db.with_name(db.name + "-journal").exists()
+    names = sorted(p.name for p in bag.iterdir())
+    hashes = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in bag.iterdir()}
+    # The known answer, from SQLite itself on a copy: the committed depth messages (most in the WAL).
+    ref = tmp_path / "ref"
+    ref.mkdir()
+    shutil.copy(db, ref / db.name)
+    shutil.copy(wal, ref / wal.name)
+    with sqlite3.connect(ref / db.name) as con:
+        committed = con.execute(
+            "SELECT COUNT(*) FROM messages JOIN topics ON topics.id = topic_id WHERE topics.name = ?",
+            (DEFAULT_TOPICS["depth"],),
+        ).fetchone()[0]
+    with sqlite3.connect(f"{db.as_uri()}?immutable=1", uri=True) as con:
+        in_main_file = con.execute("SELECT COUNT(*) FROM messages").fetchone()[0]
+    assert 0 < committed < 40 and in_main_file < 3 * committed  # the WAL holds rows the file does not
+
+    rc, err = run_cli(capsys, ["export", "--quiet", str(bag), "--out", str(tmp_path / "p"), "--allow-partial"])
+    assert rc == 0, err
+    got = read_export(tmp_path / "p")
+    assert len(got["timestamps_ns"]) == committed
+    intr, scene = default_intrinsics(W, H), SyntheticScene(3)
+    for i in range(committed):  # bit-identical to what the writer rendered
+        fr = scene.render(intr, orbit_pose(i / 30), frame_seed=i)
+        assert np.array_equal(got["depth"][i], fr.depth_mm) and np.array_equal(got["color"][i], fr.color), i
+    assert "killed mid-write" not in err  # a WAL loses no committed row: no rollback to report
+    rc, err = run_cli(capsys, ["reindex", str(bag)])
+    assert rc == 0, err
+    info = yaml.safe_load((bag / "metadata.yaml").read_text())["rosbag2_bagfile_information"]
+    counts = {t["topic_metadata"]["name"]: t["message_count"] for t in info["topics_with_message_count"]}
+    assert counts[DEFAULT_TOPICS["depth"]] == committed
+    # the originals untouched, and nothing (no -shm, no checkpoint) written beside them but metadata.yaml
+    assert sorted(p.name for p in bag.iterdir()) == sorted([*names, "metadata.yaml"])
+    assert {n: hashlib.sha256((bag / n).read_bytes()).hexdigest() for n in names} == hashes
+
+
 # --- C: a sqlite3 file cut inside a row's last overflow page ------------------------------------------
 
 

@@ -382,9 +382,9 @@ class BagReader:
         kind = bag_recovery.storage_kind(f)
         if kind != self.storage:
             raise BagError(f"{f}: a {kind} file in a bag whose storage is {self.storage}")
-        journal = bag_recovery.hot_journal(f) if kind == "sqlite3" else None
-        if journal is not None:
-            f = self._rolled_back_copy(f, journal, stack)
+        log_file = bag_recovery.pending_log(f) if kind == "sqlite3" else None
+        if log_file is not None:
+            f = self._applied_copy(f, log_file, stack)
         if kind == "sqlite3" and bag_recovery.sqlite_full_size(f) is not None:  # cut inside its pages
             source = SqliteFile(f)
             stack.callback(source.close)
@@ -414,14 +414,19 @@ class BagReader:
             stack.callback(source.close)
             return source
 
-    def _rolled_back_copy(self, db: Path, journal: Path, stack: ExitStack) -> Path:
-        """The committed rows of a sqlite3 file whose writer was killed mid-transaction, as a rolled-back
-        copy in a temporary directory (`bag_recovery.rolled_back_copy`): the originals are untouched."""
-        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bag-rollback-")))
-        copy = bag_recovery.rolled_back_copy(db, journal, tmp)
+    def _applied_copy(self, db: Path, log_file: Path, stack: ExitStack) -> Path:
+        """The committed rows of a sqlite3 file with a pending log (`bag_recovery.pending_log`), as a copy
+        in a temporary directory with the log applied (`bag_recovery.applied_copy`): the originals are
+        untouched. A rolled-back transaction lost messages (damage); a checkpointed WAL lost none."""
+        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bag-applied-log-")))
+        copy = bag_recovery.applied_copy(db, log_file, tmp)
         self._origin[copy] = db
-        self._opened_damage.append(bag_recovery.FileDamage(db, bag_recovery.ROLLED_BACK.format(journal=journal.name)))
-        log.warning("%s: hot journal %s (writer killed mid-write): reading a rolled-back copy", db, journal.name)
+        if bag_recovery.is_rollback_journal(log_file):
+            damage = bag_recovery.ROLLED_BACK.format(journal=log_file.name)
+            self._opened_damage.append(bag_recovery.FileDamage(db, damage))
+            log.warning("%s: hot journal %s (writer killed mid-write): reading a rolled-back copy", db, log_file.name)
+        else:
+            log.warning("%s: committed rows in %s (not checkpointed): reading a checkpointed copy", db, log_file.name)
         return copy
 
     def _decompressed(self, file: Path, tmp: Path) -> Path:

@@ -466,36 +466,49 @@ def read_only_uri(db: Path) -> str:
     return f"{db.resolve().as_uri()}?mode=ro" + ("" if has_wal else "&immutable=1")
 
 
-def hot_journal(db: Path) -> Path | None:
-    """The rollback journal beside a sqlite3 file when it holds something (a writer killed inside a
-    transaction): SQLite then refuses a read-only open ("attempt to write a readonly database")."""
-    journal = db.with_name(db.name + "-journal")
-    try:
-        return journal if journal.is_file() and journal.stat().st_size > 0 else None
-    except OSError:
-        return None
+def pending_log(db: Path) -> Path | None:
+    """The log beside a sqlite3 file that SQLite must apply before its rows can be read, when it
+    holds something: a rollback `-journal` (a writer killed inside a transaction: SQLite refuses a
+    read-only open, "attempt to write a readonly database") or a `-wal` (a WAL-mode writer, as
+    rosbag2's `resilient` storage preset, stopped before its checkpoint: the committed rows are in
+    the WAL, which an `immutable` read, rosbags' too, does not see)."""
+    for suffix in ("-journal", "-wal"):
+        log = db.with_name(db.name + suffix)
+        try:
+            if log.is_file() and log.stat().st_size > 0:
+                return log
+        except OSError:
+            continue
+    return None
 
 
-def rolled_back_copy(db: Path, journal: Path, tmp: Path) -> Path:
-    """A copy of `db` in the directory `tmp` with its hot `journal` rolled back: the committed rows.
+def is_rollback_journal(log: Path) -> bool:
+    return log.name.endswith("-journal")
 
-    SQLite rolls a hot journal back when the file is opened for writing; the copy (db and journal
-    side by side, named as SQLite pairs them) is what is opened so: the originals are never modified."""
+
+def applied_copy(db: Path, log: Path, tmp: Path) -> Path:
+    """A copy of `db` in the directory `tmp` with its `log` applied: a hot journal rolled back, a
+    WAL checkpointed; it holds exactly the committed rows.
+
+    SQLite applies the log when the file is opened for writing; the copy (db and log side by side,
+    named as SQLite pairs them) is what is opened so: the originals are never modified."""
     from .errors import BagPermissionError
 
     copy = tmp / db.name
     try:
         shutil.copyfile(db, copy)
-        shutil.copyfile(journal, tmp / journal.name)
+        shutil.copyfile(log, tmp / log.name)
         con = sqlite3.connect(copy)
         try:
-            con.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()  # the first read rolls back
+            # the first read rolls a journal back; closing the last connection checkpoints a WAL into
+            # the copy and removes it (so the copy then reads with immutable=1)
+            con.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
         finally:
             con.close()
     except PermissionError:
         raise BagPermissionError(f"{db}: permission denied") from None
     except (OSError, sqlite3.Error) as exc:
-        raise BagError(f"{db}: cannot roll back its hot journal {journal.name} on a copy: {exc}") from None
+        raise BagError(f"{db}: cannot apply its {log.name} on a copy: {exc}") from None
     return copy
 
 

@@ -28,7 +28,16 @@ from rosbags.rosbag2.metadata import dump_qos_v9
 
 from depth_annotation.common import atomic_io
 
-from .bag_recovery import ROLLED_BACK, FileDamage, McapFile, SqliteFile, hot_journal, rolled_back_copy, storage_kind
+from .bag_recovery import (
+    ROLLED_BACK,
+    FileDamage,
+    McapFile,
+    SqliteFile,
+    applied_copy,
+    is_rollback_journal,
+    pending_log,
+    storage_kind,
+)
 from .errors import BagPermissionError, NotABagError
 
 RECOVERED_SUFFIX = ".recovered.mcap"
@@ -197,11 +206,13 @@ def reindex(bag: str | Path) -> ReindexResult:
                         stats.add(rec.log_time, rec.data)
                         _count(topics, src, rec)
         else:
-            journal = hot_journal(f)
-            with tempfile.TemporaryDirectory(prefix="reindex-rollback-") as tmp:
-                if journal is not None:  # count the committed rows; other tools roll back on opening
-                    result.damaged.append(FileDamage(f, ROLLED_BACK.format(journal=journal.name)))
-                _count_sqlite(rolled_back_copy(f, journal, Path(tmp)) if journal else f, topics, stats, result)
+            log_file = pending_log(f)
+            with tempfile.TemporaryDirectory(prefix="reindex-applied-log-") as tmp:
+                if log_file is not None and is_rollback_journal(log_file):  # other tools roll back on opening
+                    result.damaged.append(FileDamage(f, ROLLED_BACK.format(journal=log_file.name)))
+                # the committed rows: a hot journal rolled back, a WAL checkpointed, on a copy
+                counted = applied_copy(f, log_file, Path(tmp)) if log_file else f
+                _count_sqlite(counted, topics, stats, result)
         first_data = first_data or stats.first_data
         result.files.append(listed)
         result.messages += stats.count
