@@ -44,10 +44,13 @@ def test_injected_holes_are_flagged_and_stamps_match(ros, procs, tmp_path):
     def holed_seen() -> bool:
         return any(depth_valid[s] < 0.7 for s in set(depth_valid) & set(quality))
 
-    assert ros.spin_until(lambda: len(quality) >= 90 and holed_seen(), timeout=60)
+    # DepthQuality carries the depth frame's stamp: the frames this process also received (best
+    # effort, so not all of them) pair up with their reports by stamp
+    assert ros.spin_until(
+        lambda: len(quality) >= 90 and len(set(depth_valid) & set(quality)) >= 30 and holed_seen(), timeout=90
+    ), (len(quality), len(depth_valid), len(set(depth_valid) & set(quality)))
 
     common = set(depth_valid) & set(quality)
-    assert len(common) >= 0.9 * len(quality)  # DepthQuality carries the depth frame's stamp
     assert all(quality[s].header.frame_id == "camera_color_optical_frame" for s in common)
     holed = {s for s in common if depth_valid[s] < 0.7}
     assert 1 <= len(holed) <= len(HOLES)

