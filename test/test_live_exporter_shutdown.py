@@ -7,54 +7,29 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-import sys
-import textwrap
 import time
 
 import h5py
 import numpy as np
 from ros_harness import VENV_BIN, WATCHED
-from test_node_faults import Feeder
+from test_node_faults import Feeder, slow_exporter
 
 S = 1_000_000_000
 
-SLOW_DISK = textwrap.dedent(
-    """
-    import sys, time
-    from pathlib import Path
-    from depth_annotation.dataset import hdf5_writer
-    from depth_annotation.nodes.live_exporter_node import main
-
-    STALL = Path(sys.argv[1])
-    original = hdf5_writer.EpisodeWriter.append
-
-    def append(self, *args, **kwargs):  # a slow disk: half a second per frame, stalled while STALL exists
-        time.sleep(0.5)
-        while STALL.exists():
-            time.sleep(0.05)
-        return original(self, *args, **kwargs)
-
-    hdf5_writer.EpisodeWriter.append = append
-    sys.exit(main(sys.argv[2:]))
-    """
-)
-
 
 def run_backlogged_exporter(ros, procs, tmp_path, *, queue_size: int, stall_s: float) -> tuple[str, float]:
-    """40 frames sent to an exporter writing 2 per second, then SIGINT (the disk stalled for `stall_s`
-    from just before it); returns the log and the seconds from SIGINT to exit 0."""
-    out, script, stall = tmp_path / "ds", tmp_path / "slow_disk_exporter.py", tmp_path / "stall"
-    script.write_text(SLOW_DISK)
-    cmd = [sys.executable, str(script), str(stall), "--ros-args", "-p", f"output_dir:={out}", "-p", "every_k:=1000"]
-    cmd += ["-p", "shutdown_drain_s:=1.0", "-p", f"queue_size:={queue_size}"]
-    exporter = procs.command(cmd, "slow_disk_exporter")
+    """40 frames sent to an exporter writing 2 per second, then SIGINT (with `stall_s`, the disk hangs
+    from the first frame until that long after it); returns the log and the seconds from SIGINT to exit 0."""
+    params = {"output_dir": tmp_path / "ds", "every_k": 1000, "shutdown_drain_s": 1.0, "queue_size": queue_size}
+    exporter, stall = slow_exporter(procs, tmp_path, delay_s=0.5, params=params)  # 10: full when the stop comes
     feed = Feeder(ros, "backlog_feeder")
     assert feed.ready()
+    feed.prime()
+    if stall_s:  # the first test frame's write hangs: the queue is full when the stop comes
+        stall.touch()
     for i in range(40):  # 20 s of writing at the slow disk's pace
         feed.send(S + i * 33_000_000, 64, 48)
     WATCHED.remove(exporter)
-    if stall_s:
-        stall.touch()
     start = time.monotonic()
     exporter.proc.send_signal(signal.SIGINT)
     if stall_s:
@@ -69,8 +44,8 @@ def run_backlogged_exporter(ros, procs, tmp_path, *, queue_size: int, stall_s: f
 def assert_committed(out) -> None:
     """The dataset holds the frames written before the deadline, every one readable; `check` passes."""
     with h5py.File(out / "export" / "dataset.h5") as h5:
-        depth = h5["episode_0"]["depth"][:]
-    assert 1 <= depth.shape[0] < 40 and np.all(depth == 700), depth.shape
+        depth, stamps = h5["episode_0"]["depth"][:], h5["episode_0"]["timestamps_ns"][:]
+    assert np.count_nonzero(stamps >= S) < 40 and len(stamps) >= 1 and np.all(depth == 700), stamps  # not all 40
     info = json.loads((out / "dataset_info.json").read_text())
     assert [e["frames"] for e in info["episodes"]] == [depth.shape[0]]
     check = subprocess.run(

@@ -16,6 +16,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -25,7 +26,7 @@ from rcl_interfaces.msg import Parameter as ParameterMsg
 from rcl_interfaces.msg import ParameterType, ParameterValue
 from rcl_interfaces.srv import SetParameters
 from rclpy.qos import QoSProfile, ReliabilityPolicy
-from ros_harness import VENV_BIN, wait_until
+from ros_harness import VENV_BIN, NodeProcess, wait_until
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import String
 from std_srvs.srv import Trigger
@@ -350,29 +351,42 @@ def test_live_exporter_resolution_change_starts_a_new_episode_and_keeps_the_firs
 SLOW_WRITER = textwrap.dedent(
     """
     import sys, time
+    from pathlib import Path
     from depth_annotation.dataset import hdf5_writer
     from depth_annotation.nodes.live_exporter_node import main
 
+    DELAY_S, STALL = float(sys.argv[1]), Path(sys.argv[2])
     original = hdf5_writer.EpisodeWriter.append
 
     def append(self, stamp_ns, *args, **kwargs):  # a slow disk: the writer falls behind delivery
         if stamp_ns >= 1_000_000_000:  # the test's frames (Feeder.prime's come before)
-            time.sleep(1.0)
+            time.sleep(DELAY_S)
+            while STALL.exists():  # a write that hangs until the test removes the file
+                time.sleep(0.05)
         return original(self, stamp_ns, *args, **kwargs)
 
     hdf5_writer.EpisodeWriter.append = append
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(main(sys.argv[3:]))
     """
 )
+
+
+def slow_exporter(procs, tmp_path, *, delay_s: float, params: dict[str, object]) -> tuple[NodeProcess, Path]:
+    """live_exporter_node whose every test frame (stamped from S) takes `delay_s` to write, and hangs
+    while the returned path exists."""
+    script, stall = tmp_path / "slow_exporter.py", tmp_path / "stall"
+    script.write_text(SLOW_WRITER)
+    cmd = [sys.executable, str(script), str(delay_s), str(stall), "--ros-args"]
+    for key, value in params.items():
+        cmd += ["-p", f"{key}:={value}"]
+    return procs.command(cmd, "slow_exporter"), stall
 
 
 def test_live_exporter_finish_ends_the_episode_after_the_frames_that_arrived_before_it(ros, procs, tmp_path):
     """finish_episode called while the writer is behind: the frames already received belong to the
     episode it ends (a user's last frames never become a stray episode of their own)."""
-    out, script = tmp_path / "ds", tmp_path / "slow_exporter.py"
-    script.write_text(SLOW_WRITER)
-    cmd = [sys.executable, str(script), "--ros-args", "-p", f"output_dir:={out}", "-p", "every_k:=1000"]
-    exporter = procs.command(cmd, "slow_exporter")
+    out = tmp_path / "ds"
+    exporter, _ = slow_exporter(procs, tmp_path, delay_s=1.0, params={"output_dir": out, "every_k": 1000})
     feed = Feeder(ros, "slow_feeder")
     assert feed.ready()
     primed = feed.prime(64, 48)
