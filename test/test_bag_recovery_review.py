@@ -296,36 +296,56 @@ with bag_io.BagWriter(sys.argv[1], storage="sqlite3") as w:
 """
 
 
-def test_sqlite3_bag_killed_mid_write_exports_the_committed_frames(tmp_path, capsys):
+def kill_writer_at_frame(script: str, bag: Path, frame: int) -> Path:
+    """Run a bag-writing script and SIGKILL it once it has written `frame`; returns the .db3 file."""
     import signal
-    import sqlite3
     import subprocess
     import sys
 
-    from depth_annotation.common import SyntheticScene, default_intrinsics, orbit_pose
-
-    bag = tmp_path / "killed"
-    proc = subprocess.Popen([sys.executable, "-c", KILLED_WRITER, str(bag)], stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([sys.executable, "-c", script, str(bag)], stdout=subprocess.PIPE, text=True)
     assert proc.stdout is not None
     for line in proc.stdout:  # past the first commit (every second), before the end
-        if int(line) >= 28:
+        if int(line) >= frame:
             break
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)
-    db = next(bag.glob("*.db3"))
+    return next(bag.glob("*.db3"))
+
+
+def committed_depth_rows(db: Path, log: Path, ref: Path) -> int:
+    """The known answer, from SQLite itself on a copy of our own (db and its log): the committed
+    depth messages."""
+    import sqlite3
+
+    ref.mkdir()
+    shutil.copy(db, ref / db.name)
+    shutil.copy(log, ref / log.name)
+    with sqlite3.connect(ref / db.name) as con:
+        return int(
+            con.execute(
+                "SELECT COUNT(*) FROM messages JOIN topics ON topics.id = topic_id WHERE topics.name = ?",
+                (DEFAULT_TOPICS["depth"],),
+            ).fetchone()[0]
+        )
+
+
+def assert_rendered_frames(got: dict[str, np.ndarray], n: int) -> None:
+    """The first n frames are bit-identical to what KILLED_WRITER rendered."""
+    from depth_annotation.common import SyntheticScene, default_intrinsics, orbit_pose
+
+    intr, scene = default_intrinsics(W, H), SyntheticScene(3)
+    for i in range(n):
+        fr = scene.render(intr, orbit_pose(i / 30), frame_seed=i)
+        assert np.array_equal(got["depth"][i], fr.depth_mm) and np.array_equal(got["color"][i], fr.color), i
+
+
+def test_sqlite3_bag_killed_mid_write_exports_the_committed_frames(tmp_path, capsys):
+    bag = tmp_path / "killed"
+    db = kill_writer_at_frame(KILLED_WRITER, bag, 28)
     journal = db.with_name(db.name + "-journal")
     assert journal.stat().st_size > 0  # a hot journal: the kill came inside a transaction
     hashes = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in bag.iterdir()}
-    # The known answer, from SQLite itself on a copy of our own: the committed depth messages.
-    ref = tmp_path / "ref"
-    ref.mkdir()
-    shutil.copy(db, ref / db.name)
-    shutil.copy(journal, ref / journal.name)
-    with sqlite3.connect(ref / db.name) as con:
-        committed = con.execute(
-            "SELECT COUNT(*) FROM messages JOIN topics ON topics.id = topic_id WHERE topics.name = ?",
-            (DEFAULT_TOPICS["depth"],),
-        ).fetchone()[0]
+    committed = committed_depth_rows(db, journal, tmp_path / "ref")
     assert 0 < committed < 40
 
     rc, err = run_cli(capsys, ["export", "--quiet", str(bag), "--out", str(tmp_path / "s")])
@@ -334,10 +354,7 @@ def test_sqlite3_bag_killed_mid_write_exports_the_committed_frames(tmp_path, cap
     assert rc == 0, err
     got = read_export(tmp_path / "p")
     assert len(got["timestamps_ns"]) == committed
-    intr, scene = default_intrinsics(W, H), SyntheticScene(3)
-    for i in range(committed):  # bit-identical to what the writer rendered
-        fr = scene.render(intr, orbit_pose(i / 30), frame_seed=i)
-        assert np.array_equal(got["depth"][i], fr.depth_mm) and np.array_equal(got["color"][i], fr.color), i
+    assert_rendered_frames(got, committed)
     assert {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in bag.iterdir()} == hashes
     rc, err = run_cli(capsys, ["reindex", str(bag)])  # counts the committed rows, on a copy too
     assert rc == 0, err
@@ -362,37 +379,16 @@ KILLED_WAL_WRITER = KILLED_WRITER.replace(
 
 
 def test_sqlite3_wal_bag_killed_before_its_checkpoint_exports_every_committed_frame(tmp_path, capsys):
-    import signal
     import sqlite3
-    import subprocess
-    import sys
-
-    from depth_annotation.common import SyntheticScene, default_intrinsics, orbit_pose
 
     assert KILLED_WAL_WRITER != KILLED_WRITER
     bag = tmp_path / "killed_wal"
-    proc = subprocess.Popen([sys.executable, "-c", KILLED_WAL_WRITER, str(bag)], stdout=subprocess.PIPE, text=True)
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        if int(line) >= 28:
-            break
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(timeout=30)
-    db = next(bag.glob("*.db3"))
+    db = kill_writer_at_frame(KILLED_WAL_WRITER, bag, 28)
     wal = db.with_name(db.name + "-wal")
     assert wal.stat().st_size > 0 and not db.with_name(db.name + "-journal").exists()
     names = sorted(p.name for p in bag.iterdir())
     hashes = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in bag.iterdir()}
-    # The known answer, from SQLite itself on a copy: the committed depth messages (most in the WAL).
-    ref = tmp_path / "ref"
-    ref.mkdir()
-    shutil.copy(db, ref / db.name)
-    shutil.copy(wal, ref / wal.name)
-    with sqlite3.connect(ref / db.name) as con:
-        committed = con.execute(
-            "SELECT COUNT(*) FROM messages JOIN topics ON topics.id = topic_id WHERE topics.name = ?",
-            (DEFAULT_TOPICS["depth"],),
-        ).fetchone()[0]
+    committed = committed_depth_rows(db, wal, tmp_path / "ref")  # most of them in the WAL
     with sqlite3.connect(f"{db.as_uri()}?immutable=1", uri=True) as con:
         in_main_file = con.execute("SELECT COUNT(*) FROM messages").fetchone()[0]
     assert 0 < committed < 40 and in_main_file < 3 * committed  # the WAL holds rows the file does not
@@ -401,10 +397,7 @@ def test_sqlite3_wal_bag_killed_before_its_checkpoint_exports_every_committed_fr
     assert rc == 0, err
     got = read_export(tmp_path / "p")
     assert len(got["timestamps_ns"]) == committed
-    intr, scene = default_intrinsics(W, H), SyntheticScene(3)
-    for i in range(committed):  # bit-identical to what the writer rendered
-        fr = scene.render(intr, orbit_pose(i / 30), frame_seed=i)
-        assert np.array_equal(got["depth"][i], fr.depth_mm) and np.array_equal(got["color"][i], fr.color), i
+    assert_rendered_frames(got, committed)
     assert "killed mid-write" not in err  # a WAL loses no committed row: no rollback to report
     rc, err = run_cli(capsys, ["reindex", str(bag)])
     assert rc == 0, err
