@@ -29,3 +29,26 @@ def test_the_first_frame_at_a_new_resolution_opens_the_next_episode(ros, procs, 
     assert shapes == [(48, 64), (96, 128)], shapes
     assert stamps[1][0] == S + 10 * STEP, stamps  # the first 128x96 frame, colour and all
     assert stamps[0][-1] == S + 9 * STEP, stamps
+
+
+def test_the_first_frame_after_a_stamp_gap_opens_the_next_episode(ros, procs, tmp_path):
+    """A stamp gap longer than episode_gap_s ends the episode: the first frame after it keeps its colour
+    and camera_info, which arrive before its depth (they went into the old episode, unmatched)."""
+    out = tmp_path / "ds"
+    exporter = procs.node("live_exporter_node", params={"output_dir": str(out), "every_k": 1000, "episode_gap_s": 1.0})
+    feed = Feeder(ros, "gap_feeder")
+    assert feed.ready()
+    feed.prime()
+    later = S + 5_000_000_000  # 5 s of stamps later, sent at once: a stamp gap, not a pause in delivery
+    for i in range(6):
+        feed.send(S + i * STEP, 64, 48)
+    for i in range(6):
+        feed.send(later + i * STEP, 64, 48)
+    ros.spin_until(lambda: False, timeout=2.0)
+    assert exporter.stop(timeout=60) == 0
+    assert "s stamp gap: " in exporter.output(), exporter.output()
+    with h5py.File(out / "export" / "dataset.h5") as h5:
+        episodes = [list(h5[name]["timestamps_ns"][:]) for name in sorted(h5) if name.startswith("episode_")]
+    ours = [e for e in episodes if e[-1] >= S]  # the priming frames end an episode of their own (a 2 s pause)
+    assert len(ours) == 2 and ours[0][-1] == S + 5 * STEP, episodes
+    assert ours[1] == [later + i * STEP for i in range(6)], episodes  # the first frame after the gap included

@@ -405,6 +405,31 @@ def test_live_exporter_finish_ends_the_episode_after_the_frames_that_arrived_bef
         assert h5["episode_0"]["depth"].shape == (kept, 48, 64)
 
 
+def test_live_exporter_finish_that_times_out_is_withdrawn_and_changes_nothing(ros, procs, tmp_path):
+    """The writer does not reach a finish_episode call within finish_timeout_s: the reply says so and
+    the request is withdrawn, so it never ends an episode later (a retry would otherwise split the
+    next episode off at a point nobody asked for)."""
+    out = tmp_path / "ds"
+    params = {"output_dir": out, "every_k": 1000, "finish_timeout_s": 1.0, "episode_gap_s": 60.0}
+    exporter, _ = slow_exporter(procs, tmp_path, delay_s=1.5, params=params)
+    feed = Feeder(ros, "impatient_feeder")
+    assert feed.ready()
+    primed = feed.prime(64, 48)
+    for i in range(5):  # 7.5 s of writing
+        feed.send(S + i * 33_000_000, 64, 48)
+    busy = finish(ros, feed.node)
+    assert not busy.success and "writer busy" in busy.message and "nothing changed" in busy.message, busy.message
+    for i in range(5, 8):  # after the withdrawn call: still the same episode
+        feed.send(S + i * 33_000_000, 64, 48)
+    written = settled(feed, timeout=90)
+    assert exporter.stop(timeout=60) == 0
+    with h5py.File(out / "export" / "dataset.h5") as h5:
+        names = sorted(name for name in h5 if name.startswith("episode_"))
+        assert names == ["episode_0"], names
+        stamps = h5["episode_0"]["timestamps_ns"][:]
+    assert written >= primed + 6 and np.count_nonzero(stamps >= S + 5 * 33_000_000) >= 2, stamps
+
+
 FAILING_WRITER = textwrap.dedent(
     """
     import errno, sys

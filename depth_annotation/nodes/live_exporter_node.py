@@ -130,6 +130,13 @@ class LiveExporterNode(Node):
             low=0.0,
             high=3600.0,
         )
+        self.finish_timeout_s = d(
+            "finish_timeout_s",
+            30.0,
+            "finish_episode waits this long for the writer to reach it, else withdraws and says so",
+            low=0.1,
+            high=600.0,
+        )
         self._abandon = threading.Event()  # set at the drain deadline: the worker discards what is left
         self.abandoned = 0
         qos = QoSProfile(depth=30, reliability=ReliabilityPolicy.BEST_EFFORT)  # matches bag play of sensor-data topics
@@ -211,7 +218,7 @@ class LiveExporterNode(Node):
             if self.failed:
                 return
             stamp = stamp_of(msg)
-            if stream in ("color", "info") and self._other_size(msg):
+            if stream in ("color", "info") and (self._other_size(msg) or self._after_gap(stamp)):
                 if len(self._held) == self._held.maxlen:
                     self.skipped += 1  # the oldest held one never met a depth of its size
                 self._held.append((stream, stamp, msg))
@@ -229,8 +236,8 @@ class LiveExporterNode(Node):
             if not self._episode_open:
                 self.session.begin_episode(scene_id=self.scene_id, source=f"live:{self.get_namespace()}")
                 self._episode_open = True
-            if stream == "depth" and self._held:
-                self._replay_held()
+                if stream == "depth":
+                    self._replay_held(stamp)
             self._add(stream, stamp, msg)
 
     def _add(self, stream: str, stamp: int, msg: Any) -> None:
@@ -249,16 +256,28 @@ class LiveExporterNode(Node):
         known = self._sizes.get("depth")
         return known is not None and (int(msg.width), int(msg.height)) != known
 
-    def _replay_held(self) -> None:
-        """The held colour and camera_info of the depth size now open go into the episode, in stamp
-        order; those of any other size are dropped (counted as skipped)."""
+    def _after_gap(self, stamp: int) -> bool:
+        """Whether a colour image or camera_info comes a stamp gap after the open episode's last depth:
+        it belongs to the next episode, which the depth of its frame opens."""
+        return (
+            self._episode_open and bool(self._last_depth_stamp) and stamp - self._last_depth_stamp > self.episode_gap_ns
+        )
+
+    def _replay_held(self, depth_stamp: int) -> None:
+        """When a depth opens an episode: the held colour and camera_info of its size and time (within
+        episode_gap_s of it) go into the episode, in stamp order; the others stay held if they may
+        still open a later episode of their size, and are dropped (counted as skipped) when stale."""
         size = self._sizes.get("depth")
+        keep: list[tuple[str, int, Any]] = []
         for stream, stamp, msg in sorted(self._held, key=lambda item: item[1]):
-            if (int(msg.width), int(msg.height)) == size:
+            if abs(stamp - depth_stamp) > self.episode_gap_ns:
+                self.skipped += 1  # stale: from before the gap or long before this episode
+            elif (int(msg.width), int(msg.height)) == size:
                 self._add(stream, stamp, msg)
             else:
-                self.skipped += 1
+                keep.append((stream, stamp, msg))  # another size, close in time: a depth reordered across topics
         self._held.clear()
+        self._held.extend(keep)
 
     def _accept_depth_size(self, msg: Any) -> None:
         """A depth image of a new size ends the open episode; the next one starts at that size."""
@@ -328,15 +347,20 @@ class LiveExporterNode(Node):
         # Through the writer's queue: the frames that arrived before the request still belong to
         # the episode it ends (the worker may be behind), never to a one-frame episode after it.
         request = _FinishRequest()
+        deadline = time.monotonic() + self.finish_timeout_s
         try:
-            self._queue.put(request, timeout=FINISH_TIMEOUT_S)
-            done = request.done.wait(FINISH_TIMEOUT_S)
+            self._queue.put(request, timeout=self.finish_timeout_s)
+            done = request.done.wait(max(0.0, deadline - time.monotonic()))
         except queue.Full:
             done = False
-        if not done:
+        if not done and request.cancel():  # withdrawn: a retry never finds an earlier request ending an episode
             res.success = False
-            res.message = f"writer busy: the episode could not be ended within {FINISH_TIMEOUT_S:.0f} s, try again"
+            res.message = (
+                f"writer busy: the episode could not be ended within {self.finish_timeout_s:g} s "
+                "(finish_timeout_s); nothing changed, try again"
+            )
             return res
+        request.done.wait()  # the worker had already begun it: it ends in moments
         res.success, res.message = request.result
         return res
 
@@ -348,6 +372,16 @@ class LiveExporterNode(Node):
         if summary is None:
             return False, "no episode in progress"
         return True, f"{summary['episode']}: {summary['frames']} frames"
+
+    def _answer_late_finish_requests(self) -> None:
+        """A finish_episode call queued behind the stop marker is answered, not left waiting."""
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                return
+            if isinstance(item, _FinishRequest):
+                item.run(lambda: (False, "shutting down"))
 
     def shutdown(self) -> None:
         deadline = time.monotonic() + (self.shutdown_drain_s if not self.failed else 5.0)
@@ -370,7 +404,10 @@ class LiveExporterNode(Node):
                 f"shutdown: the writer was still {behind} message(s) behind after {self.shutdown_drain_s:g} s "
                 f"(shutdown_drain_s); {self.abandoned} not written, the dataset keeps every frame written before"
             )
+        self._answer_late_finish_requests()
         with self._lock:
+            self.skipped += len(self._held)  # colour/info whose depth never came
+            self._held.clear()
             try:
                 self._end_episode()
             except Exception as exc:
@@ -400,18 +437,32 @@ class LiveExporterNode(Node):
         self.get_logger().info(done)
 
 
-FINISH_TIMEOUT_S = 30.0
 HELD_MESSAGES = 12  # colour + camera_info of a few frames at a new size, ahead of their depth
 
 
 class _FinishRequest:
-    """A `finish_episode` call queued behind the messages that arrived before it."""
+    """A `finish_episode` call queued behind the messages that arrived before it; the caller withdraws
+    it when the writer does not reach it in time (`cancel`), and the worker then skips it."""
 
     def __init__(self) -> None:
         self.done = threading.Event()
         self.result: tuple[bool, str] = (False, "not run")
+        self._claim = threading.Lock()
+        self._state = "queued"  # queued -> running (worker) | cancelled (caller)
+
+    def cancel(self) -> bool:
+        """Withdraw the request unless the worker has begun it; True when withdrawn."""
+        with self._claim:
+            if self._state == "queued":
+                self._state = "cancelled"
+                return True
+            return False
 
     def run(self, finish: Any) -> None:
+        with self._claim:
+            if self._state == "cancelled":
+                return
+            self._state = "running"
         try:
             self.result = finish()
         except Exception as exc:  # closing the episode wrote its last frames and failed: reported below
