@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from depth_annotation.common import SIGINT_EXIT, StopSignals, atomic_io
+from depth_annotation.common import StopSignals, atomic_io
 from depth_annotation.dataset import CODECS
 
 
@@ -159,7 +159,7 @@ def _cmd_mono(args: argparse.Namespace) -> int:
     # depth/ and scale.json are written into a staging folder and moved into OUT when complete:
     # an error or a signal leaves OUT as it was, never some of the PNGs without their scale.json
     staged: _StagedOutput | None = None
-    with StopSignals() as stop:
+    with StopSignals(interrupt_again=True) as stop:
         try:
             scale = load_scale_file(args.scale_file) if args.scale_file else None
             aligner = MetricAligner(mode, scale=scale)
@@ -194,10 +194,10 @@ def _cmd_mono(args: argparse.Namespace) -> int:
                 f"{out} left as it was)",
                 file=sys.stderr,
             )
-            return stop.exit_code(sigint=SIGINT_EXIT)
+            return stop.interrupted_exit_code()
     if stop.flag.is_set():  # the signal came while the finished folder was being moved in: it is complete
         print(f"interrupted by {stop.name} after the depth folder was written: {out}", file=sys.stderr)
-        return stop.exit_code(sigint=SIGINT_EXIT)
+        return stop.interrupted_exit_code()
     print(f"wrote {count} depth PNGs to {out / 'depth'} and {out / 'scale.json'}")
     return 0
 
@@ -284,7 +284,7 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     # The files are written into a staging folder inside OUT (with a copy of calibration.json, whose
     # sections the run replaces) and moved in together: a signal or an error leaves OUT as it was.
     staged: _StagedOutput | None = None
-    with StopSignals() as stop:
+    with StopSignals(interrupt_again=True) as stop:
         try:
             if args.images:
                 left = image_files(args.images)
@@ -331,11 +331,11 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
             if staged is not None:
                 staged.discard()
             print(f"interrupted by {stop.name}: nothing written ({out} left as it was)", file=sys.stderr)
-            return stop.exit_code(sigint=SIGINT_EXIT)
+            return stop.interrupted_exit_code()
     outcome.files = [staged.final(path) for path in outcome.files]
     if stop.flag.is_set():  # the signal came while the finished files were being moved in: they are complete
         print(f"interrupted by {stop.name} after the calibration was written to {out}", file=sys.stderr)
-        return stop.exit_code(sigint=SIGINT_EXIT)
+        return stop.interrupted_exit_code()
     cal = outcome.intrinsics
     print(f"{args.camera_name}: {'OK' if cal.success else 'FAILED'}: {cal.message}")
     if outcome.right is not None:
@@ -517,7 +517,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
         def before_publish(staging: Path) -> None:  # in the staging folder: part of the one publish
             marked.update(mark_overlap(staging, args.overlap, seed=args.seed))
 
-    with StopSignals() as stop:
+    with StopSignals(interrupt_again=True) as stop:
         try:
             report = export_bags(
                 bags,
@@ -541,10 +541,10 @@ def _cmd_export(args: argparse.Namespace) -> int:
                 f"interrupted by {stop.name}: no dataset written (staging removed; {out_text} left as it was)",
                 file=sys.stderr,
             )
-            return stop.exit_code(sigint=SIGINT_EXIT)
+            return stop.interrupted_exit_code()
     if stop.flag.is_set():  # the signal came while the dataset was being swapped in: it is complete
         print(f"interrupted by {stop.name} after the dataset was published: {report['hdf5']}", file=sys.stderr)
-        return stop.exit_code(sigint=SIGINT_EXIT)
+        return stop.interrupted_exit_code()
     for problem in report["problems"]:
         print(f"warning: {problem}", file=sys.stderr)
     print(
@@ -757,7 +757,7 @@ def _cmd_record(args: argparse.Namespace) -> int:
         print(f"error: cannot write the bag {args.out}: {exc.strerror or exc}", file=sys.stderr)
         return 2
     print(f"recorded {sum(counts.values())} messages: " + ", ".join(f"{t}: {n}" for t, n in counts.items()))
-    return stop.exit_code(sigint=0)  # Ctrl-C is the normal end of record and play
+    return stop.exit_code()  # Ctrl-C is the normal end of record and play
 
 
 def _cmd_play(args: argparse.Namespace) -> int:
@@ -780,7 +780,7 @@ def _cmd_play(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(f"published {sent} messages")
-    return stop.exit_code(sigint=0)  # Ctrl-C is the normal end of record and play
+    return stop.exit_code()  # Ctrl-C is the normal end of record and play
 
 
 def _cmd_preannotate(args: argparse.Namespace) -> int:
@@ -917,7 +917,7 @@ def _cmd_batch(args: argparse.Namespace) -> int:
     from depth_annotation.mono import MonoModelConfig
 
     job: ExportJob | MonoJob | ValidateJob
-    with StopSignals() as stop:
+    with StopSignals(interrupt_again=True) as stop:
         try:
             items = find_bags(args.bags, args.list)
             if args.batch_command == "export":
@@ -973,7 +973,7 @@ def _cmd_batch(args: argparse.Namespace) -> int:
                 f"(a rerun skips them); those in progress were stopped{removed}",
                 file=sys.stderr,
             )
-            return stop.exit_code(sigint=SIGINT_EXIT)
+            return stop.interrupted_exit_code()
     for r in summary.failed:
         print(f"failed: {r.bag}: {r.error}", file=sys.stderr)
     for r in summary.partial:  # --allow-partial: published with the frames read, as `export` warns

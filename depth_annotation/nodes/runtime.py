@@ -20,7 +20,7 @@ from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.signals import SignalHandlerOptions
 
-from depth_annotation.common import SIGINT_EXIT, StopSignals
+from depth_annotation.common import StopSignals
 
 from .params import StartupError, declare
 
@@ -81,8 +81,8 @@ def run_node(factory: Callable[[], Node], args: list[str] | None = None, *, name
             print(f"[{name}] error: {exc}", file=sys.stderr, flush=True)
             return 2
         except KeyboardInterrupt:
-            print(f"[{name}] {signals.name or 'interrupt'} during start-up: stopped", file=sys.stderr, flush=True)
-            return signals.exit_code(sigint=SIGINT_EXIT) or SIGINT_EXIT
+            print(f"[{name}] {signals.name} during start-up: stopped", file=sys.stderr, flush=True)
+            return signals.interrupted_exit_code()
         try:
             node.get_logger().info("ready")  # one line a launch log or a test can wait for
             executor = MultiThreadedExecutor(num_threads=threads)
@@ -102,7 +102,7 @@ def run_node(factory: Callable[[], Node], args: list[str] | None = None, *, name
                 shutdown()
             node.destroy_node()
             if signals.requested:
-                code = signals.exit_code(sigint=0)
+                code = signals.exit_code()
                 print(f"[{name}] stopped cleanly after {signals.name} (exit {code})", file=sys.stderr, flush=True)
         rclpy.try_shutdown()
-    return signals.exit_code(sigint=0)  # after shutdown(): a SIGTERM that came while finalising counts too
+    return signals.exit_code()  # after shutdown(): a SIGTERM that came while finalising counts too
