@@ -472,14 +472,21 @@ def pending_log(db: Path) -> Path | None:
     read-only open, "attempt to write a readonly database") or a `-wal` (a WAL-mode writer, as
     rosbag2's `resilient` storage preset, stopped before its checkpoint: the committed rows are in
     the WAL, which an `immutable` read, rosbags' too, does not see)."""
-    for suffix in ("-journal", "-wal"):
+    for suffix in _PENDING_LOGS:
         log = db.with_name(db.name + suffix)
-        try:
-            if log.is_file() and log.stat().st_size > 0:
-                return log
-        except OSError:
-            continue
+        if _holds_something(log):
+            return log
     return None
+
+
+_PENDING_LOGS = ("-journal", "-wal")
+
+
+def _holds_something(path: Path) -> bool:
+    try:
+        return path.is_file() and path.stat().st_size > 0
+    except OSError:
+        return False
 
 
 def is_rollback_journal(log: Path) -> bool:
@@ -497,7 +504,10 @@ def applied_copy(db: Path, log: Path, tmp: Path) -> Path:
     copy = tmp / db.name
     try:
         shutil.copyfile(db, copy)
-        shutil.copyfile(log, tmp / log.name)
+        for suffix in _PENDING_LOGS:  # `log` and any other one beside it (a stale journal beside a WAL)
+            other = db.with_name(db.name + suffix)
+            if other == log or _holds_something(other):
+                shutil.copyfile(other, tmp / other.name)
         con = sqlite3.connect(copy)
         try:
             # the first read rolls a journal back; closing the last connection checkpoints a WAL into
