@@ -160,14 +160,11 @@ class CalibrationNode(Node):
         # one bad message or request is reported on `status` and the log; the views survive
         self.guard = FaultGuard(self, lambda where, text: self.session.note(f"{where}: {text}"))
         g = self.guard
-        # Each camera's images one at a time, in arrival order (views, the status line and the image
-        # capture_view keeps follow the stream, never whichever detection finished last); the left
-        # and right cameras and the other streams run beside each other.
+        # The main camera's images one at a time, in arrival order (views, the status line and the
+        # image capture_view keeps follow the stream, never whichever detection finished last). Right
+        # images (every one detected, only paired by stamp) and the other streams run side by side.
         streams = ReentrantCallbackGroup()
-        image_groups = {
-            "color/image_raw": MutuallyExclusiveCallbackGroup(),
-            "right/image_raw": MutuallyExclusiveCallbackGroup(),
-        }
+        image_groups = {"color/image_raw": MutuallyExclusiveCallbackGroup(), "right/image_raw": streams}
         services = MutuallyExclusiveCallbackGroup()
         qos = QoSProfile(depth=5, reliability=ReliabilityPolicy.BEST_EFFORT)
         views = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST)
