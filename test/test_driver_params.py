@@ -280,6 +280,12 @@ def test_set_device_control_sets_the_sdk_option_and_keeps_it_for_a_reconnect():
     assert controls.laser_power_mw == 240.0
     with pytest.raises(ControlError, match=r"no control color\.emitter_enabled"):
         set_device_control(dev, controls, "color", "emitter_enabled", 1.0)
+    # A D400 switches its emitter on when the laser power is set (librealsense's auto-disabling
+    # control; a software_device has no such coupling, so the test switches it as the camera would):
+    # the emitter is set back to what was asked.
+    depth.set_option(rs.option.emitter_enabled, 1.0)
+    assert set_device_control(dev, controls, "depth", "laser_power", 180.0) == 180.0
+    assert depth.get_option(rs.option.emitter_enabled) == 0.0 and controls.emitter_enabled == 0
 
 
 def test_opening_a_device_applies_the_projector_settings_and_reads_them_back():

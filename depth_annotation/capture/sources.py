@@ -132,6 +132,11 @@ def set_device_control(device: Any, controls: ControlSettings, sensor: str, opti
         target.set_option(opt, float(value))
     except RuntimeError as exc:
         raise ControlError(f"the camera refused {sensor} {option}={value:g}: {exc}") from None
+    emitter = rs.option.emitter_enabled
+    if option == "laser_power" and controls.emitter_enabled is not None and target.supports(emitter):
+        # a D400 switches the emitter on when its laser power is set: keep the emitter as it was asked
+        if round(target.get_option(emitter)) != controls.emitter_enabled:
+            target.set_option(emitter, float(controls.emitter_enabled))
     read_back = float(target.get_option(opt))
     kept: float | int | bool = read_back
     if option == "enable_auto_exposure":
@@ -384,18 +389,21 @@ def apply_device_controls(device: Any, c: ControlSettings) -> dict[str, dict[str
                 wanted[rs.option.exposure] = exp
             if gain is not None:
                 wanted[rs.option.gain] = gain
-        if is_depth and c.emitter_enabled is not None:
-            wanted[rs.option.emitter_enabled] = float(c.emitter_enabled)
+        # laser power first: on a D400, setting it switches the emitter on (librealsense's
+        # auto-disabling control), so the emitter setting must come after it
         if is_depth and c.laser_power_mw is not None:
             wanted[rs.option.laser_power] = c.laser_power_mw
+        if is_depth and c.emitter_enabled is not None:
+            wanted[rs.option.emitter_enabled] = float(c.emitter_enabled)
         applied[key] = {}
-        for opt, value in wanted.items():
-            if sensor.supports(opt):
-                try:
-                    sensor.set_option(opt, value)
-                except RuntimeError as exc:
-                    log.warning("could not set %s.%s=%s: %s", key, opt, value, exc)
-                applied[key][str(opt).split(".")[-1]] = float(sensor.get_option(opt))
+        supported = [opt for opt in wanted if sensor.supports(opt)]
+        for opt in supported:
+            try:
+                sensor.set_option(opt, wanted[opt])
+            except RuntimeError as exc:
+                log.warning("could not set %s.%s=%s: %s", key, opt, wanted[opt], exc)
+        for opt in supported:  # read back once all are set: one option can change another
+            applied[key][str(opt).split(".")[-1]] = float(sensor.get_option(opt))
     return applied
 
 
