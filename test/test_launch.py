@@ -312,6 +312,14 @@ def _annotation_frames_staged(out: Path) -> int:
     return len(list(out.parent.glob(f".{out.name}.staging-*/annotation/rgb/*.png")))
 
 
+def _wait_for_quality(tmp_path: Path, topic: str) -> None:
+    """The QC node has frames (it writes its report at shutdown only then): a default rclpy process
+    receives its DepthQuality. The exporter's frames alone do not say it: its reader may match later."""
+    spec = {"nodes": [], "discovery_timeout_s": 60.0, "topics": [[topic, "DepthQuality"]], "wait_timeout_s": 90.0}
+    result = probe(spec, tmp_path / "logs", timeout=180)
+    assert result["topics"][topic], result
+
+
 @pytest.mark.parametrize("ref", DISTRO_REFS)
 def test_launch_files_run_under_the_real_launch_api(procs, tmp_path, ref):
     """full.launch.py (two namespaced cameras' worth of arguments, dds_profile) and the realsense2_camera
@@ -337,6 +345,7 @@ def test_launch_files_run_under_the_real_launch_api(procs, tmp_path, ref):
         assert env.get("FASTDDS_DEFAULT_PROFILES_FILE") == str(REPO / "config" / "dds" / "large_data_shm.xml"), exe
     # frames reach the exporter: at least 11 written (frame 0's and frame 10's annotation PNGs)
     assert wait_until(lambda: _annotation_frames_staged(out) >= 2, 120), full.output()[-3000:]
+    _wait_for_quality(tmp_path, "/cam1/depth_quality")
     _ctrl_c(full)
     assert full.wait_exit(90) == 0, full.output()[-3000:]
     assert "Caught exception" not in full.output() and "escalating to 'SIGTERM'" not in full.output()
@@ -357,6 +366,7 @@ def test_launch_files_run_under_the_real_launch_api(procs, tmp_path, ref):
     assert "push_to_driver disabled: realsense2_camera offers no set_camera_info" in rs2.output()
     assert all("FASTDDS_DEFAULT_PROFILES_FILE" not in env for env in _children_env(prefix).values())  # stock
     assert wait_until(lambda: _annotation_frames_staged(out) >= 2, 120), rs2.output()[-3000:]
+    _wait_for_quality(tmp_path, "/camera/camera/depth_quality")
     _ctrl_c(rs2)
     assert rs2.wait_exit(90) == 0, rs2.output()[-3000:]
     assert "dataset written" in rs2.output() and (out / "export" / "dataset.h5").exists(), rs2.output()[-3000:]
