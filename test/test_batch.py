@@ -335,7 +335,10 @@ def test_one_stems_staging_cleanup_leaves_a_longer_stems_attempt_alone(local_ray
             (flags / "cam_started").write_text("1")
             return
         # cam-2 marks its staging folders, then waits until cam (retried) has cleaned up stale staging
-        mine = [d for d in staging_root.rglob("*") if d.is_dir() and "cam-2" in str(d.relative_to(staging_root))]
+        # only cam-2's own folder is walked: cam's retry removes its stale attempts meanwhile, and a
+        # walk over the whole staging root met a folder vanishing under it (FileNotFoundError)
+        own = staging_root / "cam-2"
+        mine = [own, *(d for d in own.rglob("*") if d.is_dir())]
         for d in mine:
             (d / "sentinel").write_text("1")
         (flags / "cam2_staged").write_text("1")
