@@ -178,7 +178,7 @@ class LiveExporterNode(Node):
                 return
             if self._abandon.is_set():
                 if isinstance(item, _FinishRequest):
-                    item.run(lambda: (False, "shutting down"))
+                    item.decline("shutting down")
                 else:
                     self.abandoned += 1
                 continue
@@ -381,7 +381,7 @@ class LiveExporterNode(Node):
             except queue.Empty:
                 return
             if isinstance(item, _FinishRequest):
-                item.run(lambda: (False, "shutting down"))
+                item.decline("shutting down")
 
     def shutdown(self) -> None:
         deadline = time.monotonic() + (self.shutdown_drain_s if not self.failed else 5.0)
@@ -457,6 +457,10 @@ class _FinishRequest:
                 self._state = "cancelled"
                 return True
             return False
+
+    def decline(self, reason: str) -> None:
+        """Answer without ending anything (the node is shutting down)."""
+        self.run(lambda: (False, reason))
 
     def run(self, finish: Any) -> None:
         with self._claim:
